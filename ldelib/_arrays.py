@@ -111,8 +111,8 @@ def validate_input(estimator: BaseEstimator, X: Any, *, reset: bool) -> Batch:
         X = _check_tensor(estimator, X, reset=reset)
         return Batch(X, True, X.device, X.dtype)
     X = validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
-    # A copy: read-only inputs (memmaps) would make from_numpy warn.
-    data = torch.tensor(X, dtype=torch.float64)
+    # A fresh copy: torch rejects negative strides and warns on read-only memmaps.
+    data = torch.from_numpy(np.array(X, dtype=np.float64, order="C", copy=True))
     return Batch(data, False, torch.device("cpu"), torch.float64)
 
 

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from ldelib.training import train_module, train_validation_split
+
+
+def _setup(seed: int = 0):
+    torch.manual_seed(seed)
+    module = torch.nn.Linear(3, 1)
+    X = torch.randn(300, 3)
+    y = X @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(300)
+    data = torch.cat([X, y[:, None]], dim=1)
+    return module, data[:240], data[240:]
+
+
+def _mse(module):
+    return lambda batch: ((module(batch[:, :3]).squeeze(-1) - batch[:, 3]) ** 2).mean()
+
+
+def test_split_keeps_rows_on_both_sides():
+    X = np.arange(20.0).reshape(10, 2)
+    train, valid = train_validation_split(X, 0.2, np.random.default_rng(0))
+    assert len(train) == 8 and len(valid) == 2
+    assert sorted(np.concatenate([train, valid])[:, 0]) == list(X[:, 0])
+    train, valid = train_validation_split(X[:2], 0.1, np.random.default_rng(0))
+    assert len(train) == 1 and len(valid) == 1
+    assert train_validation_split(X, 0.0, np.random.default_rng(0))[1] is None
+
+
+def test_early_stopping_restores_the_best_weights():
+    module, train, valid = _setup()
+    loss = _mse(module)
+    history = train_module(
+        module,
+        loss,
+        train,
+        valid,
+        optimizer=torch.optim.SGD(module.parameters(), lr=0.5),  # noisy: scores go up and down
+        max_epochs=60,
+        batch_size=16,
+        n_iter_no_change=5,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert history.n_iter < 60
+    assert history.n_iter - 1 - history.best_epoch == 5
+    with torch.no_grad():
+        assert -float(loss(valid)) == pytest.approx(max(history.validation_scores), rel=1e-6)
+    assert not module.training
+
+
+def _nan_after(module, epochs: int, batches_per_epoch: int):
+    calls = {"n": 0}
+    loss = _mse(module)
+
+    def nan_loss(batch):
+        calls["n"] += 1
+        value = loss(batch)
+        return value * float("nan") if calls["n"] > epochs * batches_per_epoch else value
+
+    return nan_loss
+
+
+def test_non_finite_loss_recovers_the_best_weights():
+    module, train, valid = _setup()
+    loss_fn = _nan_after(module, epochs=3, batches_per_epoch=4)
+    with pytest.warns(ConvergenceWarning, match="epoch 3"):
+        history = train_module(
+            module,
+            loss_fn,
+            train,
+            valid,
+            optimizer=torch.optim.Adam(module.parameters(), lr=1e-2),
+            max_epochs=50,
+            batch_size=60,
+            n_iter_no_change=50,
+            generator=torch.Generator().manual_seed(0),
+            score_fn=lambda v: -float(_mse(module)(v)),
+        )
+    assert history.n_iter == 4
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    with torch.no_grad():
+        assert -float(_mse(module)(valid)) == pytest.approx(max(history.validation_scores))
+
+
+def test_non_finite_loss_before_any_good_weights_is_an_error():
+    module, train, valid = _setup()
+    with pytest.raises(FloatingPointError, match="epoch 0"):
+        train_module(
+            module,
+            _nan_after(module, 0, 1),
+            train,
+            valid,
+            optimizer=torch.optim.Adam(module.parameters()),
+            max_epochs=5,
+            batch_size=60,
+            n_iter_no_change=5,
+            generator=torch.Generator().manual_seed(0),
+        )
+
+
+def test_mdn_with_an_absurd_learning_rate_never_returns_a_broken_model():
+    from ldelib import CausalConvMDN
+
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    model = CausalConvMDN(
+        n_components=2,
+        hidden_channels=8,
+        max_epochs=30,
+        device="cpu",
+        architecture="paper",
+        learning_rate=1e3,
+        random_state=0,
+    )
+    try:
+        model.fit(X)
+    except FloatingPointError as error:
+        assert "epoch" in str(error)
+    else:
+        assert np.isfinite(model.score_samples(X)).all()
