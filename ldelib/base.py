@@ -222,7 +222,7 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
         Load it back with ``type(model).load(path)`` or :func:`ldelib.load`.
         """
         check_is_fitted(self)
-        params = self.get_params(deep=False)
+        params = {k: _encode_param(v) for k, v in self.get_params(deep=False).items()}
         if not isinstance(params.get("random_state"), (int, type(None))):
             params["random_state"] = None  # a Generator cannot be written as JSON
         attributes: dict[str, Any] = {}
@@ -273,7 +273,7 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
                 f"with {target.__name__}.load or ldelib.load."
             )
         try:
-            model = target(**config["params"])
+            model = target(**{k: _decode_param(v) for k, v in config["params"].items()})
             model._restore(config["attributes"], tensors, map_location)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ValueError(
@@ -310,6 +310,21 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
             module.load_state_dict(state, strict=True)
             setattr(self, name, module.to(device).eval())
         self._sample_rng_ = make_rng(self.random_state)
+
+
+def _encode_param(value: Any) -> Any:
+    # JSON has no tuples; tag them so get_params() is identical after a round trip.
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode_param(v) for v in value]}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode_param(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"__tuple__"}:
+        return tuple(_decode_param(v) for v in value["__tuple__"])
+    return value
 
 
 def load(

@@ -186,7 +186,7 @@ def parzen_log_likelihood(
     bandwidth: float | None = None,
     X_valid: np.ndarray | torch.Tensor | None = None,
     bandwidths: np.ndarray | list[float] | None = None,
-    batch_size: int = 2048,
+    batch_size: int = 1024,
     device: str | torch.device | None = None,
 ) -> ParzenResult:
     r"""Gaussian Parzen-window (kernel density) log-likelihood of test points.
@@ -230,9 +230,10 @@ def parzen_log_likelihood(
         :data:`MNIST_PARZEN_BANDWIDTHS` (0.10 to 0.30, step 0.01) or
         :data:`TFD_PARZEN_BANDWIDTHS` (0.001 to 0.196, step 0.005). A ``UserWarning`` is
         raised if the best value lies on the edge of the grid.
-    batch_size : int, default 2048
-        Edge of the (test points x samples) blocks of squared distances. Peak extra
-        memory is about ``3 * 8 * batch_size**2`` bytes (100 MB at the default).
+    batch_size : int, default 1024
+        Edge of the (test points x samples) blocks of squared distances. Working memory
+        is about ``3 * 8 * batch_size**2`` bytes (25 MB at the default) plus one float64
+        copy of ``samples``; blocks this small also keep the per-bandwidth passes in cache.
     device : str or torch.device, optional
         Where to compute. Default: the device of ``samples`` if it is a tensor, else CPU.
 
@@ -298,12 +299,15 @@ def parzen_log_likelihood(
         device = s.device if isinstance(s, torch.Tensor) else "cpu"
     dev = torch.device(device)
 
-    def to_t(a: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(a).to(device=dev, dtype=torch.float64)
-
     def to_x(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(a, np.ndarray) and not a.flags.writeable:
+            # torch cannot share a read-only buffer (e.g. np.load(..., mmap_mode="r")).
+            a = np.array(a)
         # Stay in the caller's dtype until a block is cut out, to avoid a float64 copy.
         return torch.as_tensor(a).to(device=dev)
+
+    def to_t(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return to_x(a).to(dtype=torch.float64)
 
     s_t = to_t(s)
     # Distances are translation invariant; centring shrinks ||x||^2 and ||s||^2 and with

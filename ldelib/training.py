@@ -95,6 +95,7 @@ def train_module(
     n_iter_no_change: int,
     generator: torch.Generator,
     score_fn: Callable[[Tensor], float] | None = None,
+    lr_decay_patience: int | None = None,
     verbose: int = 0,
     desc: str = "fit",
 ) -> TrainingHistory:
@@ -113,6 +114,10 @@ def train_module(
         ``loss_fn`` over validation batches.
     n_iter_no_change : int
         Stop after this many epochs without a better validation score.
+    lr_decay_patience : int, optional
+        Halve the learning rate after this many epochs without a better validation
+        score (and again after as many more), so training can settle into a minimum
+        before early stopping ends it.
 
     Raises
     ------
@@ -162,6 +167,10 @@ def train_module(
         if score > best_score:
             best_score, history.best_epoch = score, epoch
             best_state = copy.deepcopy(module.state_dict())
+        stalled = epoch - history.best_epoch
+        if lr_decay_patience and stalled and stalled % lr_decay_patience == 0:
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.5
         bar.set_postfix(loss=f"{history.loss_curve[-1]:.4g}", valid=f"{score:.4g}")
         if epoch - history.best_epoch >= n_iter_no_change:
             break

@@ -174,6 +174,12 @@ def test_torch_inputs_and_readonly_result():
     res32 = parzen_log_likelihood(torch.tensor(samples, dtype=torch.float32), X, bandwidth=0.5)
     np.testing.assert_allclose(res32.log_likelihoods, ref.log_likelihoods, atol=1e-4)
     assert not res.log_likelihoods.flags.writeable
+    frozen_samples = samples.copy()
+    frozen_samples.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ro = parzen_log_likelihood(frozen_samples, X, bandwidth=0.5)
+    np.testing.assert_allclose(ro.log_likelihoods, ref.log_likelihoods, atol=1e-12)
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.mean = 0.0  # type: ignore[misc]
     assert "nats" in str(res)

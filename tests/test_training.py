@@ -121,3 +121,25 @@ def test_mdn_with_an_absurd_learning_rate_never_returns_a_broken_model():
         assert "epoch" in str(error)
     else:
         assert np.isfinite(model.score_samples(X)).all()
+
+
+def test_learning_rate_halves_on_plateaus():
+    module, train, valid = _setup()
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    scores = iter([1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    history = train_module(
+        module,
+        _mse(module),
+        train,
+        valid,
+        optimizer=optimizer,
+        max_epochs=8,
+        batch_size=240,
+        n_iter_no_change=10,
+        generator=torch.Generator().manual_seed(0),
+        score_fn=lambda v: next(scores),
+        lr_decay_patience=3,
+    )
+    # Best at epoch 1; epochs 4 and 7 are 3 and 6 epochs past it.
+    assert history.best_epoch == 1
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 / 4)
