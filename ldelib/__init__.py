@@ -8,7 +8,23 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .autoencoders import ConvDecoder, ConvEncoder, make_conv_autoencoder
 from .base import BaseDensityEstimator, load
-from .models import CausalConvMDN
+from .incremental import IncrementalAutoencoder, active_dims
+from .latent import LatentDensityEstimator
+from .models import GMM, GMMN, CausalConvMDN
 
-__all__ = ["BaseDensityEstimator", "CausalConvMDN", "__version__", "load"]
+__all__ = [
+    "GMM",
+    "GMMN",
+    "BaseDensityEstimator",
+    "CausalConvMDN",
+    "ConvDecoder",
+    "ConvEncoder",
+    "IncrementalAutoencoder",
+    "LatentDensityEstimator",
+    "__version__",
+    "active_dims",
+    "load",
+    "make_conv_autoencoder",
+]

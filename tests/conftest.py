@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-# Small thread counts keep timings stable on 2-core CI machines.
-torch.set_num_threads(2)
+# One thread: the networks in tests are tiny, and OpenMP workers spinning on a
+# loaded 2-core machine can slow them by an order of magnitude.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

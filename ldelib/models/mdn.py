@@ -54,9 +54,9 @@ class CausalConvMDN(BaseDensityEstimator):
         Fraction of rows held out for early stopping; 0 trains on everything for
         ``max_epochs``.
     n_iter_no_change : int, default=20
-        Epochs without a better validation log-likelihood before stopping; after every
-        ``n_iter_no_change // 4`` of them the learning rate halves, which lets the
-        mixture parameters settle (worth about 0.01 nats per dimension on 2-D targets).
+        Epochs without a better validation log-likelihood before stopping; after
+        ``n_iter_no_change // 2`` of them the learning rate halves, which lets the
+        mixture parameters settle before training ends.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     device : str, default="auto"
@@ -199,7 +199,7 @@ class CausalConvMDN(BaseDensityEstimator):
             batch_size=self.batch_size,
             n_iter_no_change=self.n_iter_no_change,
             generator=torch_generator(rng, torch.device("cpu")),
-            lr_decay_patience=max(1, self.n_iter_no_change // 4),
+            lr_decay_patience=max(1, self.n_iter_no_change // 2),
             verbose=self.verbose,
             desc=type(self).__name__,
         )

@@ -1,0 +1,342 @@
+"""LatentDensityEstimator: encoder/decoder plug-in around a density model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from ldelib import GMM, GMMN, CausalConvMDN
+from ldelib.datasets import load_digits
+from ldelib.incremental import IncrementalAutoencoder
+from ldelib.latent import LatentDensityEstimator
+
+D = 4
+MDN = {"n_components": 2, "hidden_channels": 8, "max_epochs": 3, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    return (load_digits()[:300] / 16.0).astype(np.float32)
+
+
+def make_modules(seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(seed)
+    encoder = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, D))
+    decoder = nn.Sequential(nn.Linear(D, 16), nn.Tanh(), nn.Linear(16, 64), nn.Sigmoid())
+    return encoder, decoder
+
+
+@pytest.fixture(scope="module")
+def modules() -> tuple[nn.Module, nn.Module]:
+    return make_modules(0)
+
+
+@pytest.fixture(scope="module")
+def fitted(modules, digits) -> LatentDensityEstimator:
+    encoder, decoder = modules
+    return LatentDensityEstimator(
+        GMM(2, random_state=0), encoder=encoder, decoder=decoder, batch_size=64
+    ).fit(digits)
+
+
+class Autoencoder(nn.Module):
+    """A module whose bound methods serve as encoder and decoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.dec = make_modules(0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.enc(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(z)
+
+
+# --------------------------------------------------------------- the callables
+def numpy_encoder_and_decoder():
+    W = np.random.default_rng(0).normal(size=(64, D)) / 8
+
+    def encode(x: np.ndarray) -> np.ndarray:
+        assert isinstance(x, np.ndarray)
+        return np.tanh(x @ W)
+
+    return encode, lambda z: np.asarray(z) @ W.T
+
+
+@pytest.mark.parametrize("kind", ["module", "bound_method", "numpy_function", "lambda"])
+def test_every_kind_of_callable_is_batched_correctly(digits, kind):
+    if kind == "module":
+        encoder, decoder = make_modules(0)
+    elif kind == "bound_method":
+        ae = Autoencoder()
+        encoder, decoder = ae.encode, ae.decode
+    elif kind == "numpy_function":
+        encoder, decoder = numpy_encoder_and_decoder()
+    else:
+        module_encoder, module_decoder = make_modules(0)
+        encoder = lambda x: module_encoder(torch.as_tensor(x, dtype=torch.float32))
+        decoder = lambda z: module_decoder(torch.as_tensor(z, dtype=torch.float32)).numpy()
+
+    small = LatentDensityEstimator("gmm", encoder=encoder, decoder=decoder, batch_size=7)
+    whole = LatentDensityEstimator("gmm", encoder=encoder, decoder=decoder, batch_size=10_000)
+    calls = []
+    if kind in ("module", "bound_method"):
+        first = encoder[0] if kind == "module" else encoder.__self__.enc[0]
+        hook = first.register_forward_pre_hook(lambda m, inputs: calls.append(len(inputs[0])))
+    else:
+        small.set_params(encoder=lambda x: calls.append(len(x)) or encoder(x))
+    Z = small.encode(digits[:30])
+    assert calls == [7, 7, 7, 7, 2]
+    if kind in ("module", "bound_method"):
+        hook.remove()
+    assert Z.shape == (30, D) and Z.dtype == np.float64
+    np.testing.assert_allclose(Z, whole.encode(digits[:30]), rtol=1e-6, atol=1e-7)
+    X_hat = small.decode(Z)
+    assert X_hat.shape == (30, 64) and X_hat.dtype == np.float64
+    np.testing.assert_allclose(X_hat, whole.decode(Z), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(small.reconstruct(digits[:30]), X_hat)
+
+
+def test_tensor_inputs(digits, modules):
+    lde = LatentDensityEstimator("gmm", encoder=modules[0], batch_size=16)
+    X = torch.from_numpy(digits[:20])
+    np.testing.assert_allclose(lde.encode(X), lde.encode(digits[:20]))
+    encode, _ = numpy_encoder_and_decoder()
+    np.testing.assert_allclose(
+        LatentDensityEstimator("gmm", encoder=encode).encode(X), encode(digits[:20])
+    )
+
+
+def test_module_runs_in_eval_mode_and_modes_are_restored(digits):
+    torch.manual_seed(0)
+    encoder = nn.Sequential(
+        nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, D)
+    )
+    encoder.train()
+    encoder[2].eval()  # mixed modes must come back as they were
+    modes = [m.training for m in encoder.modules()]
+    Z = LatentDensityEstimator("gmm", encoder=encoder, batch_size=5).encode(digits[:12])
+    assert [m.training for m in encoder.modules()] == modes
+    encoder.eval()
+    with torch.no_grad():
+        expected = encoder(torch.from_numpy(digits[:12])).numpy()
+    np.testing.assert_allclose(Z, expected, rtol=1e-6)
+
+
+def test_module_input_follows_its_dtype(digits):
+    torch.manual_seed(0)
+    encoder = nn.Linear(64, D).double()
+    Z = LatentDensityEstimator("gmm", encoder=encoder).encode(digits[:3].astype(np.uint8))
+    assert Z.shape == (3, D)
+
+
+def test_images_of_any_shape(digits):
+    images = digits.reshape(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, D))
+    decoder = nn.Sequential(nn.Linear(D, 64), nn.Unflatten(1, (1, 8, 8)))
+    lde = LatentDensityEstimator(GMM(2, random_state=0), encoder, decoder).fit(images)
+    assert lde.input_shape_ == (1, 8, 8) and lde.latent_dim_ == D
+    assert lde.sample(3, random_state=0).shape == (3, 1, 8, 8)
+    path, log_prob = lde.interpolate(images[0], images[1:2], steps=5)
+    assert path.shape == (5, 1, 8, 8) and log_prob.shape == (5,)
+
+
+# --------------------------------------------------------------------- errors
+def test_decoding_without_a_decoder(digits, modules):
+    lde = LatentDensityEstimator(GMM(2, random_state=0), encoder=modules[0]).fit(digits)
+    for call in (
+        lambda: lde.decode(np.zeros((2, D))),
+        lambda: lde.sample(2),
+        lambda: lde.reconstruct(digits[:2]),
+        lambda: lde.interpolate(digits[0], digits[1]),
+    ):
+        with pytest.raises(ValueError, match="no decoder"):
+            call()
+    assert lde.sample(2, decode=False).shape == (2, D)
+    assert lde.interpolate(digits[0], digits[1], decode=False)[0].shape == (8, D)
+
+
+def test_encoder_output_must_be_2d(digits):
+    lde = LatentDensityEstimator("gmm", encoder=lambda x: np.zeros((len(x), D, 1, 1)))
+    with pytest.raises(ValueError, match=r"shape \(10, 4, 1, 1\).*\(batch, D\)"):
+        lde.fit(digits[:10])
+    lde.set_params(encoder=lambda x: np.zeros(len(x)))
+    with pytest.raises(ValueError, match=r"shape \(10,\).*2-D"):
+        lde.encode(digits[:10])
+    lde.set_params(encoder=lambda x: np.zeros((3, D)))
+    with pytest.raises(ValueError, match="one entry per input row"):
+        lde.encode(digits[:10])
+    lde.set_params(encoder=lambda x: (torch.zeros(len(x), D), torch.zeros(len(x), D)))
+    with pytest.raises(TypeError, match="tuple of 2 items"):
+        lde.encode(digits[:10])
+    lde.set_params(encoder=lambda x: np.full((len(x), D), np.nan))
+    with pytest.raises(ValueError, match="NaN"):
+        lde.encode(digits[:10])
+    lde.set_params(encoder=lambda x: np.zeros((len(x), 1 + (x[0, 0] > 0))), batch_size=10)
+    with pytest.raises(ValueError, match="same D"):
+        lde.encode(np.concatenate([np.zeros((10, 64)), np.ones((10, 64))]))
+
+
+def test_a_failing_batch_is_named(digits):
+    class Boom(Exception):
+        pass
+
+    def encoder(x):
+        if (x[:, 0] > 100).any():
+            raise Boom("bad pixel")
+        return x[:, :D]
+
+    X = np.zeros((35, 64))
+    X[22, 0] = 101.0  # in batch 2 (rows 20:30)
+    lde = LatentDensityEstimator("gmm", encoder=encoder, batch_size=10)
+    with pytest.raises(
+        RuntimeError, match=r"batch 2 \(rows 20:30 of 35\).*Boom: bad pixel"
+    ) as info:
+        lde.encode(X)
+    assert isinstance(info.value.__cause__, Boom)
+    torch.manual_seed(0)
+    lde.set_params(encoder=nn.Linear(3, D))
+    with pytest.raises(RuntimeError, match=r"batch 0 \(rows 0:10 of 35\)") as info:
+        lde.encode(X)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_gmmn_has_no_log_likelihood(digits, modules):
+    gmmn = GMMN(hidden_sizes=(16,), max_epochs=2, device="cpu", random_state=0)
+    lde = LatentDensityEstimator(gmmn, encoder=modules[0], decoder=modules[1]).fit(digits)
+    for name in ("log_prob", "score_samples", "score"):
+        with pytest.raises(AttributeError, match=f"{name}.*parzen_log_likelihood"):
+            getattr(lde, name)(digits[:3])
+    with pytest.raises(AttributeError, match="Parzen"):
+        lde.interpolate(digits[0], digits[1])
+    assert lde.sample(3).shape == (3, 64)
+    assert lde.sample(3, decode=False).shape == (3, D)
+
+
+def test_use_before_fit(digits, modules):
+    lde = LatentDensityEstimator(GMM(2), *modules)
+    for call in (
+        lambda: lde.log_prob(digits[:2]),
+        lambda: lde.score_samples(digits[:2]),
+        lambda: lde.score(digits[:2]),
+        lambda: lde.sample(2),
+        lambda: lde.interpolate(digits[0], digits[1]),
+    ):
+        with pytest.raises(NotFittedError):
+            call()
+    assert lde.encode(digits[:2]).shape == (2, D)  # encoding needs no fit
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"density": "flow"}, ValueError, "'gmm'"),
+        ({"density": object()}, TypeError, "density"),
+        ({"density": "gmm", "encoder": 3}, TypeError, "callable"),
+        ({"density": "gmm", "batch_size": 0}, ValueError, "batch_size"),
+    ],
+)
+def test_bad_parameters(digits, params, error, match):
+    with pytest.raises(error, match=match):
+        LatentDensityEstimator(**params).fit(digits[:20, :3])
+
+
+def test_bad_inputs(fitted, digits):
+    with pytest.raises(ValueError, match="at least one row"):
+        fitted.encode(np.zeros((0, 64)))
+    with pytest.raises(ValueError, match="latents of shape"):
+        LatentDensityEstimator("gmm").fit(digits.reshape(-1, 8, 8))
+    with pytest.raises(ValueError, match=r"one input of shape \(64,\)"):
+        fitted.interpolate(digits[:2], digits[2])
+    with pytest.raises(ValueError, match="steps"):
+        fitted.interpolate(digits[0], digits[1], steps=1)
+    with pytest.raises(ValueError, match="fitted on 4"):
+        fitted.decode(np.zeros((2, 3)))
+
+
+# ------------------------------------------------------------- the estimator
+def test_sklearn_parameters_and_clone(fitted, modules):
+    density = GMM(2, random_state=0)
+    lde = LatentDensityEstimator(density, encoder=modules[0])
+    params = lde.get_params()
+    assert params["density__n_components"] == 2
+    assert params["batch_size"] == 256 and params["decoder"] is None
+    assert lde.set_params(density__n_components=3).density.n_components == 3
+    copy = clone(fitted)
+    assert not hasattr(copy, "density_")
+    assert copy.density.get_params() == fitted.density.get_params()
+
+
+def test_the_density_passed_is_not_fitted(fitted):
+    assert fitted.density_ is not fitted.density
+    assert not hasattr(fitted.density, "weights_")
+    assert hasattr(fitted.density_, "weights_")
+
+
+@pytest.mark.parametrize("density", [GMM(2, random_state=0), CausalConvMDN(**MDN, random_state=0)])
+def test_log_prob_is_the_latent_log_likelihood(digits, modules, density):
+    lde = LatentDensityEstimator(density, *modules, batch_size=50).fit(digits)
+    Z = lde.encode(digits)
+    log_prob = lde.log_prob(digits)
+    assert log_prob.shape == (len(digits),) and log_prob.dtype == np.float64
+    np.testing.assert_allclose(log_prob, lde.density_.score_samples(Z))
+    np.testing.assert_array_equal(lde.score_samples(digits), log_prob)
+    assert lde.score(digits) == pytest.approx(log_prob.mean())
+    assert lde.sample(6).shape == (6, 64)
+    assert lde.sample(6, decode=False).shape == (6, D)
+    np.testing.assert_array_equal(
+        lde.sample(4, decode=False, random_state=1), lde.density_.sample(4, random_state=1)
+    )
+    np.testing.assert_allclose(
+        lde.sample(4, random_state=1), lde.decode(lde.sample(4, decode=False, random_state=1))
+    )
+
+
+def test_interpolation_path(fitted, digits):
+    x_a, x_b = digits[3], digits[10]
+    Z, log_prob = fitted.interpolate(x_a, x_b, steps=6, decode=False)
+    assert Z.shape == (6, D) and log_prob.shape == (6,)
+    np.testing.assert_array_equal(Z[0], fitted.encode(x_a[None])[0])
+    np.testing.assert_array_equal(Z[-1], fitted.encode(x_b[None])[0])
+    np.testing.assert_allclose(np.diff(Z, axis=0), np.diff(Z, axis=0)[:1].repeat(5, 0), atol=1e-12)
+    np.testing.assert_allclose(log_prob[[0, -1]], fitted.log_prob(np.stack([x_a, x_b])))
+    path, log_prob_again = fitted.interpolate(x_a, x_b, steps=6)
+    np.testing.assert_array_equal(log_prob_again, log_prob)
+    assert path.shape == (6, 64)
+    np.testing.assert_allclose(
+        path[[0, -1]], fitted.reconstruct(np.stack([x_a, x_b])), rtol=1e-6, atol=1e-7
+    )
+
+
+def test_without_an_encoder_it_works_on_latents():
+    Z = np.random.default_rng(0).normal(size=(200, 3)) * [1.0, 3.0, 0.2]
+    lde = LatentDensityEstimator(GMM(2, random_state=0)).fit(Z)
+    direct = GMM(2, random_state=0).fit(Z)
+    np.testing.assert_array_equal(lde.log_prob(Z), direct.score_samples(Z))
+    np.testing.assert_array_equal(lde.encode(Z), Z)
+    assert lde.sample(5, decode=False).shape == (5, 3)
+    assert lde.input_shape_ == (3,)
+
+
+def test_short_names_give_default_models():
+    lde = LatentDensityEstimator("GMM").fit(np.random.default_rng(0).normal(size=(100, 2)))
+    assert type(lde.density_) is GMM
+    assert lde.density_.get_params() == GMM().get_params()
+
+
+def test_with_an_incremental_autoencoder(digits):
+    encoder, decoder = make_modules(0)
+    iae = IncrementalAutoencoder(
+        encoder, decoder, D, warmup_epochs=1, max_epochs=2, device="cpu", random_state=0
+    ).fit(digits)
+    lde = LatentDensityEstimator(
+        GMM(2, random_state=0), encoder=iae.encode, decoder=iae.decode
+    ).fit(digits)
+    np.testing.assert_allclose(lde.encode(digits), iae.encode(digits))
+    assert lde.sample(3).shape == (3, 64)
