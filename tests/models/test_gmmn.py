@@ -25,9 +25,16 @@ def gaussian(n: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def trained():
-    train = gaussian(1000, 0)
+    # Held-out MMD resolves differences of about (number of kernels) / n_valid, so early
+    # stopping needs a validation part much larger than a few hundred rows.
+    train = gaussian(5000, 0)
     model = GMMN(
-        hidden_sizes=(32, 32), batch_size=128, max_epochs=30, device="cpu", random_state=0
+        hidden_sizes=(32, 32),
+        batch_size=256,
+        max_epochs=30,
+        validation_fraction=0.2,
+        device="cpu",
+        random_state=0,
     ).fit(train)
     return model, gaussian(500, 1)
 
