@@ -316,8 +316,8 @@ def _encode_param(value: Any) -> Any:
     # JSON has no tuples; tag them so get_params() is identical after a round trip.
     if isinstance(value, tuple):
         return {"__tuple__": [_encode_param(v) for v in value]}
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
     return value
 
 

@@ -145,3 +145,21 @@ def test_saved_config_is_plain_json(tmp_path, data):
     assert config["class"] == "CausalConvMDN"
     assert config["params"]["n_components"] == 2
     assert set(payload["tensors"]) >= {"mean_", "scale_", "ordering_"}
+
+
+def test_array_parameters_are_saved(tmp_path, data):
+    from ldelib import GMMN
+
+    model = GMMN(
+        bandwidths=np.array([0.5, 1.0]),
+        hidden_sizes=(8,),
+        max_epochs=2,
+        device="cpu",
+        random_state=0,
+    ).fit(data)
+    model.save(tmp_path / "gmmn.ldelib")
+    loaded = ldelib.load(tmp_path / "gmmn.ldelib")
+    assert loaded.bandwidths == [0.5, 1.0]
+    np.testing.assert_array_equal(
+        loaded.sample(5, random_state=0), model.sample(5, random_state=0)
+    )

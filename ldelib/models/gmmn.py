@@ -172,6 +172,17 @@ class GMMN(BaseDensityEstimator):
     mean_, scale_ : ndarray of shape (n_features,)
         Standardisation.
 
+    Notes
+    -----
+    The held-out MMD² is itself noisy: with ``n`` validation rows it only tells apart
+    generators whose MMD² differ by more than about (number of kernels) / ``n``. With a few
+    hundred validation rows, early stopping may keep an early epoch; give it at least a
+    thousand rows, or set ``validation_fraction=0`` and a fixed ``max_epochs``.
+
+    The ``"paper"`` initialisation makes every generated row almost the same point, near
+    the data mean. For data symmetric about its mean (a ring, a Gaussian) that is a
+    stationary point of the MMD, and the generator can stay collapsed there.
+
     References
     ----------
     .. [1] Y. Li, K. Swersky, R. Zemel. "Generative Moment Matching Networks",
