@@ -172,14 +172,10 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
         -------
         X : ndarray of shape (n_samples, n_features)
         """
-        return self.sample_and_log_prob(n_samples, random_state, _with_log_prob=False)[0]
+        return self._draw(n_samples, random_state, with_log_prob=False)[0]
 
     def sample_and_log_prob(
-        self,
-        n_samples: int = 1,
-        random_state: RandomStateLike = None,
-        *,
-        _with_log_prob: bool = True,
+        self, n_samples: int = 1, random_state: RandomStateLike = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw rows together with their log-densities, as ``log_prob`` would give them.
 
@@ -188,13 +184,18 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
         X : ndarray of shape (n_samples, n_features)
         log_prob : ndarray of shape (n_samples,)
         """
+        return self._draw(n_samples, random_state, with_log_prob=True)
+
+    def _draw(
+        self, n_samples: int, random_state: RandomStateLike, with_log_prob: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples)
         rng = self._sample_rng_ if random_state is None else make_rng(random_state)
         device = torch.device(self.device_)
         generator = torch_generator(rng, device)
         with torch.no_grad():
-            if _with_log_prob:
+            if with_log_prob:
                 Z, log_prob = self._sample_and_log_prob(n_samples, generator)
                 log_prob = log_prob.to("cpu", torch.float64) - self._log_scale_sum()
             else:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._arrays import RandomStateLike, torch_generator
+from .._arrays import torch_generator
 from ..base import BaseDensityEstimator
 from ..nn.mmd import median_pairwise_distance, mmd2
 from ..training import seeded, train_module, train_validation_split
@@ -240,25 +240,6 @@ class GMMN(BaseDensityEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    # ------------------------------------------------------------ public API
-    def sample(self, n_samples: int = 1, random_state: RandomStateLike = None) -> np.ndarray:
-        """Draw rows from the fitted generator.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : int, Generator or None, default=None
-            ``None`` continues the model's own stream, created at ``fit``, so successive
-            calls differ; a seed gives reproducible draws without advancing that stream.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        """
-        # The base's sampling path, reached past the attribute that hides it here.
-        draw = BaseDensityEstimator.sample_and_log_prob
-        return draw(self, n_samples, random_state, _with_log_prob=False)[0]
 
     # ----------------------------------------------------------------- hooks
     def _check_params(self) -> None:
