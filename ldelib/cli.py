@@ -150,6 +150,15 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_suite
+
+    report = run_suite(args.suite, args.out, args.quick, args.seeds, args.cache)
+    written = report.write(args.out)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .datasets import TARGETS
@@ -189,6 +198,16 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True)
     sample.add_argument("--seed", type=int)
     sample.set_defaults(run=_sample)
+
+    from .bench import SUITES
+
+    bench = sub.add_parser("bench", help="run a benchmark suite; writes JSON, markdown, PNG")
+    bench.add_argument("suite", choices=list(SUITES))
+    bench.add_argument("--quick", action="store_true", help="a reduced run of a few minutes")
+    bench.add_argument("--out", default="bench-results", help="output folder")
+    bench.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
+    bench.add_argument("--cache", help="folder for trained autoencoders (default OUT/cache)")
+    bench.set_defaults(run=_bench)
     return parser
 
 

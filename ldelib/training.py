@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,13 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingHistory", "seeded", "train_module", "train_validation_split"]
+__all__ = [
+    "TrainingHistory",
+    "check_max_time",
+    "seeded",
+    "train_module",
+    "train_validation_split",
+]
 
 
 @dataclass
@@ -37,16 +44,30 @@ class TrainingHistory:
         Number of epochs run.
     best_epoch : int
         Epoch (0-based) whose weights were kept.
+    timed_out : bool
+        Whether the ``max_time`` budget ended training.
     """
 
     loss_curve: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
     n_iter: int = 0
     best_epoch: int = -1
+    timed_out: bool = False
 
     @property
     def best_validation_score(self) -> float | None:
         return self.validation_scores[self.best_epoch] if self.validation_scores else None
+
+
+def check_max_time(value: object) -> None:
+    """Raise a ValueError unless ``value`` is None or a positive number of seconds."""
+    ok = value is None or (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and value > 0
+    )
+    if not ok:
+        raise ValueError(f"max_time must be None or a positive number of seconds, got {value!r}.")
 
 
 def train_validation_split(
@@ -96,6 +117,7 @@ def train_module(
     generator: torch.Generator,
     score_fn: Callable[[Tensor], float] | None = None,
     lr_decay_patience: int | None = None,
+    max_time: float | None = None,
     verbose: int = 0,
     desc: str = "fit",
 ) -> TrainingHistory:
@@ -118,6 +140,9 @@ def train_module(
         Halve the learning rate after this many epochs without a better validation
         score (and again after as many more), so training can settle into a minimum
         before early stopping ends it.
+    max_time : float, optional
+        Wall-clock budget in seconds: no new epoch starts once it is spent (the epoch
+        running then completes), and the best weights so far are kept.
 
     Raises
     ------
@@ -126,6 +151,7 @@ def train_module(
     """
     history = TrainingHistory()
     best_score, best_state = -math.inf, None
+    deadline = math.inf if max_time is None else time.perf_counter() + max_time
 
     def evaluate(X: Tensor) -> float:
         module.eval()
@@ -157,6 +183,9 @@ def train_module(
             history.best_epoch = epoch
             best_state = copy.deepcopy(module.state_dict())
             bar.set_postfix(loss=f"{history.loss_curve[-1]:.4g}")
+            if time.perf_counter() >= deadline:
+                history.timed_out = True
+                break
             continue
         score = evaluate(X_valid)
         if not math.isfinite(score):
@@ -173,6 +202,9 @@ def train_module(
                 group["lr"] *= 0.5
         bar.set_postfix(loss=f"{history.loss_curve[-1]:.4g}", valid=f"{score:.4g}")
         if epoch - history.best_epoch >= n_iter_no_change:
+            break
+        if time.perf_counter() >= deadline:
+            history.timed_out = True
             break
     bar.close()
     if best_state is not None:

@@ -143,3 +143,32 @@ def test_learning_rate_halves_on_plateaus():
     # Best at epoch 1; epochs 4 and 7 are 3 and 6 epochs past it.
     assert history.best_epoch == 1
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 / 4)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_time_budget_ends_training_and_keeps_the_best_weights(validate):
+    module, train, valid = _setup()
+    history = train_module(
+        module,
+        _mse(module),
+        train,
+        valid if validate else None,
+        optimizer=torch.optim.Adam(module.parameters(), lr=1e-2),
+        max_epochs=10_000,
+        batch_size=16,
+        n_iter_no_change=10_000,
+        generator=torch.Generator().manual_seed(0),
+        max_time=1e-9,  # spent before the first epoch ends: exactly one epoch runs
+    )
+    assert history.timed_out
+    assert history.n_iter == 1 and history.best_epoch == 0
+
+
+@pytest.mark.parametrize("value", [0, -1.0, "10", True, float("nan")])
+def test_max_time_is_checked(value):
+    from ldelib import GMMN, CausalConvMDN
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    for model in (CausalConvMDN(max_time=value), GMMN(max_time=value)):
+        with pytest.raises(ValueError, match="max_time"):
+            model.fit(X)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .._arrays import torch_generator
 from ..base import BaseDensityEstimator
 from ..nn.mmd import median_pairwise_distance, mmd2
-from ..training import seeded, train_module, train_validation_split
+from ..training import check_max_time, seeded, train_module, train_validation_split
 
 __all__ = ["GMMN", "MLPGenerator"]
 
@@ -142,6 +142,9 @@ class GMMN(BaseDensityEstimator):
         everything for ``max_epochs``.
     n_iter_no_change : int, default=20
         Epochs without a lower held-out MMD² before stopping.
+    max_time : float or None, default=None
+        Wall-clock training budget in seconds: no epoch starts after it is spent, and
+        the best weights so far are kept. ``None``: no limit.
     standardize : bool, default=True
         Train on standardised columns; samples are returned in the data's units.
     device : str, default="auto"
@@ -220,6 +223,7 @@ class GMMN(BaseDensityEstimator):
         max_epochs: int = 200,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 20,
+        max_time: float | None = None,
         standardize: bool = True,
         device: str = "auto",
         random_state: int | np.random.Generator | None = None,
@@ -236,6 +240,7 @@ class GMMN(BaseDensityEstimator):
         self.max_epochs = max_epochs
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.max_time = max_time
         self.standardize = standardize
         self.device = device
         self.random_state = random_state
@@ -251,6 +256,7 @@ class GMMN(BaseDensityEstimator):
             raise ValueError(
                 f"batch_size must be at least 2 (the MMD compares samples), got {self.batch_size}."
             )
+        check_max_time(self.max_time)
         if self.noise not in ("uniform", "normal"):
             raise ValueError(f"noise must be 'uniform' or 'normal', got {self.noise!r}.")
         if self.architecture not in ("mlp", "paper"):
@@ -349,6 +355,7 @@ class GMMN(BaseDensityEstimator):
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             n_iter_no_change=self.n_iter_no_change,
+            max_time=self.max_time,
             generator=shuffle,
             score_fn=score_fn,
             verbose=self.verbose,

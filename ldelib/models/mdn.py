@@ -11,7 +11,13 @@ from torch import Tensor
 from .._arrays import torch_generator
 from ..base import BaseDensityEstimator
 from ..nn.autoregressive import AutoregressiveMDN
-from ..training import seeded, train_module, train_validation_split
+from ..training import (
+    TrainingHistory,
+    check_max_time,
+    seeded,
+    train_module,
+    train_validation_split,
+)
 
 __all__ = ["CausalConvMDN"]
 
@@ -42,13 +48,18 @@ class CausalConvMDN(BaseDensityEstimator):
         least 1) for every conditional to see all earlier dimensions.
     min_scale : float, default=1e-3
         Lower bound of every mixture scale, in standardised units.
+    dropout : float or None, default=None
+        Dropout probability inside the residual blocks during training; ``None`` means
+        0.2 for ``"residual"`` and 0 for ``"paper"`` (which has no dropout). Latent sets
+        are often small: without it the network overfits before early stopping can
+        help (see ``benchmarks/results``).
     ordering : {"natural", "variance"}, default="natural"
         Order of the autoregression: the column order, or by decreasing variance.
     learning_rate : float or None, default=None
         Adam learning rate; ``None`` means 1e-3 (residual) or 2e-4 (paper).
     weight_decay : float, default=0.0
         Adam weight decay.
-    batch_size : int, default=128
+    batch_size : int, default=64
     max_epochs : int, default=200
     validation_fraction : float, default=0.1
         Fraction of rows held out for early stopping; 0 trains on everything for
@@ -57,6 +68,9 @@ class CausalConvMDN(BaseDensityEstimator):
         Epochs without a better validation log-likelihood before stopping; after
         ``n_iter_no_change // 2`` of them the learning rate halves, which lets the
         mixture parameters settle before training ends.
+    max_time : float or None, default=None
+        Wall-clock training budget in seconds: no epoch starts after it is spent, and
+        the best weights so far are kept. ``None``: no limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     device : str, default="auto"
@@ -108,13 +122,15 @@ class CausalConvMDN(BaseDensityEstimator):
         hidden_channels: int = 64,
         n_blocks: int | None = None,
         min_scale: float = 1e-3,
+        dropout: float | None = None,
         ordering: Literal["natural", "variance"] = "natural",
         learning_rate: float | None = None,
         weight_decay: float = 0.0,
-        batch_size: int = 128,
+        batch_size: int = 64,
         max_epochs: int = 200,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 20,
+        max_time: float | None = None,
         standardize: bool = True,
         device: str = "auto",
         random_state: int | np.random.Generator | None = None,
@@ -125,6 +141,7 @@ class CausalConvMDN(BaseDensityEstimator):
         self.hidden_channels = hidden_channels
         self.n_blocks = n_blocks
         self.min_scale = min_scale
+        self.dropout = dropout
         self.ordering = ordering
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -132,6 +149,7 @@ class CausalConvMDN(BaseDensityEstimator):
         self.max_epochs = max_epochs
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.max_time = max_time
         self.standardize = standardize
         self.device = device
         self.random_state = random_state
@@ -148,12 +166,24 @@ class CausalConvMDN(BaseDensityEstimator):
             )
         if self.ordering not in ("natural", "variance"):
             raise ValueError(f"ordering must be 'natural' or 'variance', got {self.ordering!r}.")
+        if self.dropout is not None and not (
+            isinstance(self.dropout, (int, float, np.integer, np.floating))
+            and not isinstance(self.dropout, bool)
+            and 0 <= self.dropout < 1
+        ):
+            raise ValueError(f"dropout must be None or in [0, 1), got {self.dropout!r}.")
+        if self.architecture == "paper" and self.dropout:
+            raise ValueError(
+                "The paper network has no dropout: use dropout=None or 0 with "
+                "architecture='paper'."
+            )
         if not 0 < self.min_scale < 1:
             raise ValueError(f"min_scale must be in (0, 1), got {self.min_scale!r}.")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}."
             )
+        check_max_time(self.max_time)
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
 
@@ -165,7 +195,13 @@ class CausalConvMDN(BaseDensityEstimator):
             self.hidden_channels,
             self.n_blocks,
             self.min_scale,
+            self._dropout(),
         )
+
+    def _dropout(self) -> float:
+        if self.dropout is not None:
+            return float(self.dropout)
+        return 0.0 if self.architecture == "paper" else 0.2
 
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
         n_features = Z.shape[1]
@@ -175,8 +211,25 @@ class CausalConvMDN(BaseDensityEstimator):
             self.ordering_ = np.arange(n_features)
         device = torch.device(self.device_)
         train, valid = train_validation_split(Z[:, self.ordering_], self.validation_fraction, rng)
+        # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
         with seeded(rng, device):
             self.module_ = self._make_module().to(device)
+            history = self._train(train, valid, rng, device)
+        log_det = self._log_scale_sum()
+        self.loss_curve_ = [loss * n_features + log_det for loss in history.loss_curve]
+        self.validation_scores_ = [s * n_features - log_det for s in history.validation_scores]
+        best = history.best_validation_score
+        self.best_validation_score_ = None if best is None else best * n_features - log_det
+        self.n_iter_ = history.n_iter
+
+    def _train(
+        self,
+        train: np.ndarray,
+        valid: np.ndarray | None,
+        rng: np.random.Generator,
+        device: torch.device,
+    ) -> TrainingHistory:
+        n_features = train.shape[1]
         paper = self.architecture == "paper"
         optimizer = torch.optim.Adam(
             self.module_.parameters(),
@@ -189,7 +242,7 @@ class CausalConvMDN(BaseDensityEstimator):
             return None if x is None else torch.as_tensor(x, dtype=self._dtype, device=device)
 
         # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
-        history = train_module(
+        return train_module(
             self.module_,
             lambda z: -self.module_(z).mean() / n_features,
             as_tensor(train),
@@ -198,17 +251,12 @@ class CausalConvMDN(BaseDensityEstimator):
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             n_iter_no_change=self.n_iter_no_change,
+            max_time=self.max_time,
             generator=torch_generator(rng, torch.device("cpu")),
             lr_decay_patience=max(1, self.n_iter_no_change // 2),
             verbose=self.verbose,
             desc=type(self).__name__,
         )
-        log_det = self._log_scale_sum()
-        self.loss_curve_ = [loss * n_features + log_det for loss in history.loss_curve]
-        self.validation_scores_ = [s * n_features - log_det for s in history.validation_scores]
-        best = history.best_validation_score
-        self.best_validation_score_ = None if best is None else best * n_features - log_det
-        self.n_iter_ = history.n_iter
 
     def _log_prob(self, Z: Tensor) -> Tensor:
         return self.module_(Z[:, torch.as_tensor(self.ordering_, device=Z.device)])

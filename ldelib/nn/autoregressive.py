@@ -51,6 +51,7 @@ class AutoregressiveMDN(nn.Module):
         hidden_channels: Width of the residual stack.
         n_blocks: Residual blocks (default: just enough to see every dimension).
         min_scale: Lower bound on the mixture scales of the residual architecture.
+        dropout: Dropout probability inside the residual blocks (training mode only).
 
     Example:
         >>> mdn = AutoregressiveMDN(4, components=3)
@@ -69,6 +70,7 @@ class AutoregressiveMDN(nn.Module):
         hidden_channels: int = 64,
         n_blocks: int | None = None,
         min_scale: float = 1e-3,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.features = features
@@ -76,11 +78,13 @@ class AutoregressiveMDN(nn.Module):
         self.min_scale = min_scale
         out = 3 * components
         if architecture == "paper":
+            if dropout:
+                raise ValueError("The paper network has no dropout; use dropout=0.")
             self.net: nn.Module = PaperCausalNet(features, 2, out)
             self.n_pad = self.net.n_pad
             self.parametrization = "exp"
         elif architecture == "residual":
-            self.net = ResidualCausalNet(features, 2, out, hidden_channels, n_blocks)
+            self.net = ResidualCausalNet(features, 2, out, hidden_channels, n_blocks, dropout)
             self.n_pad = 1
             self.parametrization = "softplus"
             with torch.no_grad():

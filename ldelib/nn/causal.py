@@ -117,14 +117,15 @@ def _dilations(length: int) -> list[int]:
 
 
 class _ResidualBlock(nn.Module):
-    def __init__(self, channels: int, dilation: int) -> None:
+    def __init__(self, channels: int, dilation: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv = CausalConv1d(channels, channels, 2, dilation)
         self.mix = nn.Linear(channels, channels)
         self.act = nn.SiLU()
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, h: Tensor) -> Tensor:
-        return h + self.mix(self.act(self.conv(self.act(h))))
+        return h + self.mix(self.drop(self.act(self.conv(self.act(h)))))
 
     def step(self, h: Tensor, cache: StepCache) -> Tensor:
         return h + self.mix(self.act(self.conv.step(self.act(h), cache)))
@@ -147,6 +148,7 @@ class ResidualCausalNet(nn.Module):
         out_channels: Output channels per position.
         hidden_channels: Width of every block.
         n_blocks: Number of residual blocks; at least :math:`L` (the default).
+        dropout: Dropout probability inside every block, in training mode only.
 
     Example:
         >>> net = ResidualCausalNet(16, in_channels=2, out_channels=30)
@@ -161,6 +163,7 @@ class ResidualCausalNet(nn.Module):
         out_channels: int,
         hidden_channels: int = 64,
         n_blocks: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         cycle = _dilations(length)
@@ -173,7 +176,8 @@ class ResidualCausalNet(nn.Module):
         self.input = nn.Linear(in_channels, hidden_channels)
         self.position = nn.Parameter(torch.zeros(length, hidden_channels))
         self.blocks = nn.ModuleList(
-            _ResidualBlock(hidden_channels, cycle[i % len(cycle)]) for i in range(n_blocks)
+            _ResidualBlock(hidden_channels, cycle[i % len(cycle)], dropout)
+            for i in range(n_blocks)
         )
         self.output = nn.Linear(hidden_channels, out_channels)
         self.act = nn.SiLU()

@@ -103,3 +103,45 @@ def test_paper_architecture_trains():
     assert n_params == 11_370 - (64 * 90 + 90) + (64 * 15 + 15)
     assert np.isfinite(model.score_samples(X)).all()
     assert model.n_iter_ == 5
+
+
+def test_dropout_is_seeded_and_leaves_the_global_generator_alone():
+    import torch
+
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    fits = [
+        CausalConvMDN(hidden_channels=16, max_epochs=3, device="cpu", random_state=1).fit(X)
+        for _ in range(2)
+    ]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert fits[0].module_.net.blocks[0].drop.p == 0.2  # the residual default
+    np.testing.assert_array_equal(fits[0].score_samples(X), fits[1].score_samples(X))
+    # Dropout acts only in training: log_prob is deterministic in eval mode.
+    np.testing.assert_array_equal(fits[0].score_samples(X), fits[0].score_samples(X))
+
+
+def test_dropout_regularises_a_small_latent_like_set():
+    # 300 rows of a 6-D Gaussian mixture: without dropout the network overfits and early
+    # stopping ends training before it generalises (measured: -5.65 vs -5.18 nats).
+    target = make_target("gmm", 6)
+    train, test = target.sample(300, 0), target.sample(3000, 1)
+    kwargs = {"max_epochs": 150, "device": "cpu", "random_state": 0}
+    plain = CausalConvMDN(dropout=0.0, **kwargs).fit(train)
+    dropped = CausalConvMDN(**kwargs).fit(train)
+    assert dropped.score(test) > plain.score(test) + 0.1
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "0.2", True])
+def test_bad_dropout(value):
+    with pytest.raises(ValueError, match="dropout"):
+        CausalConvMDN(dropout=value).fit(np.zeros((10, 2)) + np.arange(10)[:, None])
+
+
+def test_paper_network_has_no_dropout():
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    with pytest.raises(ValueError, match="no dropout"):
+        CausalConvMDN(architecture="paper", dropout=0.1).fit(X)
+    model = CausalConvMDN(architecture="paper", max_epochs=1, device="cpu").fit(X)
+    assert np.isfinite(model.score(X))

@@ -1,0 +1,133 @@
+"""Image splits and trained autoencoders for the benchmark suites, cached on disk.
+
+Every suite that needs an autoencoder asks for it by (dataset, latent size, schedule,
+training size, epochs, seed); the first asker trains and saves it, later ones load it,
+so a full run trains each autoencoder once and the suites stay independent.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..autoencoders import make_conv_autoencoder
+from ..datasets import load_fashion_mnist, load_mnist
+from ..incremental import IncrementalAutoencoder
+
+__all__ = ["Images", "TrainedAutoencoder", "autoencoder", "images"]
+
+DATASETS = ("mnist", "fashion", "mnist+fashion")
+
+
+@dataclass
+class Images:
+    """Disjoint train / validation rows from the training split, test rows from the test split.
+
+    Pixels are float32 in [0, 1], shape (n, 1, 28, 28); ``*_domain`` says which dataset
+    each row came from (0 MNIST, 1 Fashion-MNIST).
+    """
+
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    train_domain: np.ndarray
+    valid_domain: np.ndarray
+    test_domain: np.ndarray
+
+
+def _load(name: str, split: str) -> np.ndarray:
+    loader = load_mnist if name == "mnist" else load_fashion_mnist
+    return loader(split)[0]
+
+
+def images(dataset: str, n_train: int, n_valid: int, n_test: int, seed: int = 0) -> Images:
+    """Shuffled, disjoint splits; ``"mnist+fashion"`` takes half of each size from each."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}.")
+    parts = ["mnist", "fashion"] if dataset == "mnist+fashion" else [dataset]
+    share = len(parts)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("train", "valid", "test")}
+    domains: dict[str, list[np.ndarray]] = {k: [] for k in out}
+    for name in parts:
+        domain = 0 if name == "mnist" else 1
+        train_pool = _load(name, "train")
+        order = rng.permutation(len(train_pool))
+        n_tr, n_va = n_train // share, n_valid // share
+        test_pool = _load(name, "test")
+        test_order = rng.permutation(len(test_pool))[: n_test // share]
+        for key, rows in (
+            ("train", train_pool[order[:n_tr]]),
+            ("valid", train_pool[order[n_tr : n_tr + n_va]]),
+            ("test", test_pool[test_order]),
+        ):
+            out[key].append(rows)
+            domains[key].append(np.full(len(rows), domain))
+
+    def pixels(key: str) -> np.ndarray:
+        return np.concatenate(out[key])[:, None].astype(np.float32) / 255.0
+
+    return Images(
+        pixels("train"),
+        pixels("valid"),
+        pixels("test"),
+        *(np.concatenate(domains[k]) for k in ("train", "valid", "test")),
+    )
+
+
+@dataclass
+class TrainedAutoencoder:
+    model: IncrementalAutoencoder
+    fit_s: float
+    cached: bool
+
+
+def autoencoder(
+    data: Images,
+    *,
+    key: str,
+    latent_dim: int,
+    incremental: bool,
+    epochs: int,
+    seed: int,
+    cache_dir: Path | None,
+    width: int = 32,
+) -> TrainedAutoencoder:
+    """The reference conv autoencoder trained on ``data.train`` (cached under ``key``).
+
+    The plain and the incremental autoencoder of one (key, size, seed) start from the
+    same weights and get the same data, epochs and early stopping; the incremental one
+    activates its latents over the first half of the epochs.
+    """
+    torch.manual_seed(seed)
+    encoder, decoder = make_conv_autoencoder(28, 1, latent_dim, width=width)
+    name = f"ae-{key}-d{latent_dim}-{'iae' if incremental else 'plain'}-e{epochs}-s{seed}.pt"
+    path = None if cache_dir is None else Path(cache_dir) / name
+    if path is not None and path.exists() and path.with_suffix(".json").exists():
+        model = IncrementalAutoencoder.load(path, encoder=encoder, decoder=decoder)
+        fit_s = json.loads(path.with_suffix(".json").read_text())["fit_s"]
+        return TrainedAutoencoder(model, fit_s, True)
+    start = time.perf_counter()
+    model = IncrementalAutoencoder(
+        copy.deepcopy(encoder),
+        copy.deepcopy(decoder),
+        latent_dim=latent_dim,
+        warmup_epochs=epochs / 2 if incremental else 0,
+        max_epochs=epochs,
+        n_iter_no_change=epochs,  # a fixed budget; the best validation epoch is kept
+        validation_fraction=0.05,
+        device="cpu",
+        random_state=seed,
+    ).fit(data.train)
+    fit_s = time.perf_counter() - start
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+        path.with_suffix(".json").write_text(json.dumps({"fit_s": fit_s}))
+    return TrainedAutoencoder(model, fit_s, False)

@@ -1,0 +1,115 @@
+"""Suite ``ordering``: reconstruction error against the number of active latents.
+
+For each dataset and latent size, the plain and the incremental autoencoder (same
+initial weights, data and budget; cached, shared with the other suites) reconstruct
+test images from their first k latents only (the rest set to 0), k = 1 ... D. The
+incremental schedule should make every prefix more informative (Yoo et al., Fig. 3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._data import autoencoder, images
+from ._report import Report
+
+USES_AUTOENCODERS = True
+
+
+def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Report:
+    seeds = seeds or [0]
+    if quick:
+        datasets, dims, n_train, n_valid, n_test, epochs = ("mnist",), (8,), 2000, 500, 1000, 3
+    else:
+        datasets, dims, n_train, n_valid, n_test, epochs = (
+            ("mnist", "fashion"),
+            (8, 16, 32, 64),
+            10_000,
+            1000,
+            5000,
+            12,
+        )
+    report = Report(
+        "ordering",
+        quick,
+        {
+            "datasets": datasets,
+            "latent_dims": dims,
+            "n_train_images": n_train,
+            "n_test_images": n_test,
+            "epochs": epochs,
+            "seeds": seeds,
+            "autoencoder": "reference conv AE, width 16; IAE warm-up over the first half",
+        },
+    )
+    curves: dict[tuple[str, int, str], list[float]] = {}
+    for dataset in datasets:
+        for seed in seeds:
+            data = images(dataset, n_train, n_valid, n_test, seed=seed)
+            for d in dims:
+                for schedule in ("plain", "IAE"):
+                    ae = autoencoder(
+                        data,
+                        key=f"{dataset}-n{n_train}",
+                        latent_dim=d,
+                        incremental=schedule == "IAE",
+                        epochs=epochs,
+                        seed=seed,
+                        cache_dir=cache_dir,
+                        width=16,
+                    )
+                    ks = list(range(1, d + 1))
+                    errors = ae.model.prefix_reconstruction_error(data.test, ks).tolist()
+                    curves[dataset, d, schedule] = errors
+                    marks = [2**i for i in range(d.bit_length()) if 2**i <= d]
+                    report.add(
+                        dataset=dataset,
+                        D=d,
+                        ae=schedule,
+                        seed=seed,
+                        ae_fit_s=ae.fit_s,
+                        mse=errors,
+                        **{f"k={k}": errors[k - 1] for k in marks},
+                    )
+    marks = sorted(
+        {k for r in report.rows for k in r if k.startswith("k=")}, key=lambda s: int(s[2:])
+    )
+    report.table(
+        "Test reconstruction MSE ([0, 1] pixels) with only the first k latents",
+        ["dataset", "D", "ae", "seed", *marks],
+    )
+    _figure(report, out, curves, datasets, dims)
+    return report
+
+
+def _figure(report: Report, out: Path, curves: dict, datasets: tuple, dims: tuple) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        report.notes.append("Figure not drawn: matplotlib is not installed.")
+        return
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False, constrained_layout=True
+    )
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for colour, d in zip(colours, dims, strict=False):
+            for schedule, style in (("IAE", "-"), ("plain", "--")):
+                errors = curves.get((dataset, d, schedule))
+                if errors is not None:
+                    ax.plot(
+                        range(1, d + 1), errors, style, color=colour, label=f"D={d} {schedule}"
+                    )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("active latents k (first k kept)")
+        ax.set_ylabel("test MSE")
+        ax.set_title(dataset)
+        ax.legend(fontsize=7)
+    path = out / f"ordering{'-quick' if report.quick else ''}.png"
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    report.figures.append(str(path))

