@@ -205,9 +205,23 @@ class Report:
             "figures": [Path(f).name for f in self.figures],
         }
         json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
-        json_path.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
+        text = json.dumps(_finite(payload), indent=1, default=_json_default, allow_nan=False)
+        json_path.write_text(text + "\n")
         md_path.write_text(self.markdown())
         return [json_path, md_path, *map(Path, self.figures)]
+
+
+def _finite(value: Any) -> Any:
+    """The payload with NaN and infinities as ``null``: strict JSON for any reader."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
