@@ -20,9 +20,15 @@ from ..autoencoders import make_conv_autoencoder
 from ..datasets import load_fashion_mnist, load_mnist
 from ..incremental import IncrementalAutoencoder
 
-__all__ = ["Images", "TrainedAutoencoder", "autoencoder", "images"]
+__all__ = ["SPLITS", "Images", "TrainedAutoencoder", "autoencoder", "images"]
 
 DATASETS = ("mnist", "fashion", "mnist+fashion")
+
+#: How :func:`images` splits, for the records of every suite that uses it.
+SPLITS = (
+    "train and validation images: disjoint, from a seeded permutation of the official "
+    "training split; test images: a seeded subset of the official test split; pixels / 255"
+)
 
 
 @dataclass

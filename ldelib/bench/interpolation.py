@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import CausalConvMDN
-from ._data import autoencoder, images
+from ._data import SPLITS, autoencoder, images
 from ._report import Report
 
 USES_AUTOENCODERS = True
@@ -50,6 +50,7 @@ def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Rep
             "pairs_per_kind": n_pairs,
             "steps": steps,
             "seeds": seeds,
+            "splits": SPLITS,
             "lde_budget_s": budget,
         },
     )

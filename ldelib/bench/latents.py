@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._data import autoencoder, images
+from ._data import SPLITS, autoencoder, images
 from ._models import MODELS, available, evaluate
 from ._report import Report
 
@@ -52,6 +52,7 @@ def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Rep
             "autoencoder": f"reference conv AE, width 16, {epochs} epochs, Adam 1e-3; "
             "IAE warm-up over the first half",
             "seeds": seeds,
+            "splits": SPLITS,
             "budget_s_per_neural_model": budget,
         },
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._data import autoencoder, images
+from ._data import SPLITS, autoencoder, images
 from ._report import Report
 
 USES_AUTOENCODERS = True
@@ -39,6 +39,7 @@ def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Rep
             "n_test_images": n_test,
             "epochs": epochs,
             "seeds": seeds,
+            "splits": SPLITS,
             "autoencoder": "reference conv AE, width 16; IAE warm-up over the first half",
         },
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..metrics import MNIST_PARZEN_BANDWIDTHS, parzen_log_likelihood
 from ..models import GMM, GMMN, CausalConvMDN
-from ._data import autoencoder, images
+from ._data import SPLITS, autoencoder, images
 from ._models import gmm_grid
 from ._report import Report, measure
 
@@ -55,6 +55,7 @@ def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Rep
             "bandwidth_grid": MNIST_PARZEN_BANDWIDTHS.tolist(),
             "autoencoder": f"reference conv AE, width 16, {epochs} epochs",
             "seeds": seeds,
+            "splits": SPLITS,
             "budget_s_per_neural_model": budget,
         },
     )
