@@ -14,6 +14,7 @@ Suites:
 * ``ordering``: reconstruction error against active latents, IAE vs plain AE.
 * ``interpolation``: latent log-likelihood along within- and cross-domain paths.
 * ``mnist-pixels``: the MAF paper's 784-D dequantised MNIST in logit space.
+* ``digits``: 64-D dequantised scikit-learn digits, a small high-dimensional set.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ SUITES = {
     "ordering": "ordering",
     "interpolation": "interpolation",
     "mnist-pixels": "mnist_pixels",
+    "digits": "digits",
 }
 
 

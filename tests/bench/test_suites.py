@@ -106,4 +106,21 @@ def test_mnist_pixels_suite_through_the_command_line(out, capsys):
 def test_unknown_suite_is_an_error(out):
     with pytest.raises(ValueError, match="unknown suite"):
         run_suite("nope", out)
-    assert set(SUITES) == {"toy", "latents", "parzen", "ordering", "interpolation", "mnist-pixels"}
+    assert set(SUITES) == {
+        "toy",
+        "latents",
+        "parzen",
+        "ordering",
+        "interpolation",
+        "mnist-pixels",
+        "digits",
+    }
+
+
+def test_digits_suite(out):
+    payload = _files(run_suite("digits", out, quick=True), out)
+    runs = [r for r in payload["rows"] if r.get("kind") != "summary"]
+    assert len(runs) >= 5 and all(math.isfinite(r["ll"]) for r in runs)
+    # A continuous density on [0, 1]^64 made of 17 levels per pixel: a log-likelihood
+    # far above 64 * log(17) per image would mean a bug in the dequantisation.
+    assert all(r["ll"] < 64 * np.log(17) for r in runs)
