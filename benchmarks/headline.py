@@ -128,6 +128,43 @@ def ordering(payload: dict) -> list[str]:
     return lines
 
 
+def digits(payload: dict) -> list[str]:
+    rows = [r for r in payload["rows"] if r.get("kind") == "summary"]
+    by = {r["model"]: r for r in rows}
+    best = _best({m: by[m]["ll_per_dim"] for m in MODELS if m in by}, ("GMMN (Parzen)",))
+    n = len(payload["config"]["seeds"])
+    lines = [
+        (
+            f"### 64-D dequantised digits (test nats per image, mean ± sd over {n} "
+            f"seed{'s' if n > 1 else ''}; 1,000 training rows)"
+        ),
+        "",
+        "| " + " | ".join(SHORT[m] for m in MODELS if m in by) + " |",
+        "|" + "---|" * sum(m in by for m in MODELS),
+    ]
+    cells = []
+    for m in MODELS:
+        if m in by:
+            text = f"{64 * by[m]['ll_per_dim']:.1f} ± {64 * by[m]['pm']:.1f}"
+            cells.append(f"**{text}**" if m == best else text)
+    return [*lines, "| " + " | ".join(cells) + " |"]
+
+
+def interpolation(payload: dict) -> list[str]:
+    lines = [
+        "### Latent log-likelihood along straight paths between test images (nats)",
+        "",
+        "| AE | pairs | ends | midpoint | lowest point | dip below the lower end |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in payload["rows"]:
+        lines.append(
+            f"| {r['ae']} | {r['pairs']} | {r['ll_ends']:.2f} | {r['ll_midpoint']:.2f} | "
+            f"{r['ll_min']:.2f} | {r['dip']:.2f} ± {r['dip_se']:.2f} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -150,13 +187,18 @@ def main() -> None:
     for suite, render in (
         ("toy", toy),
         ("latents", latents),
+        ("digits", digits),
         ("parzen", parzen),
         ("ordering", ordering),
+        ("interpolation", interpolation),
     ):
         payload = _load(results, suite)
         if payload is not None:
             parts += render(payload)
             parts += ["", f"Full table: [{suite}.md]({suite}.md)", ""]
+    analysis = results / "analysis.md"
+    if analysis.exists():  # the hand-written reading of these numbers
+        parts += ["", analysis.read_text()]
     (results / "README.md").write_text("\n".join(parts) + "\n")
 
 

@@ -153,7 +153,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_suite
 
-    report = run_suite(args.suite, args.out, args.quick, args.seeds, args.cache)
+    report = run_suite(args.suite, args.out, args.quick, args.seeds, args.cache, args.budget)
     written = report.write(args.out)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -207,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench-results", help="output folder")
     bench.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
     bench.add_argument("--cache", help="folder for trained autoencoders (default OUT/cache)")
+    bench.add_argument(
+        "--budget", type=float, help="wall-time budget (s) per neural model, for every model"
+    )
     bench.set_defaults(run=_bench)
     return parser
 

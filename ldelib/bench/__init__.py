@@ -43,16 +43,21 @@ def run_suite(
     quick: bool = False,
     seeds: list[int] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    budget_s: float | None = None,
 ) -> Any:
     """Run suite ``name``; its report's ``write(out)`` writes the files.
 
-    ``cache_dir`` keeps trained autoencoders between suites (default ``out/cache``).
+    ``cache_dir`` keeps trained autoencoders between suites (default ``out/cache``);
+    ``budget_s`` replaces the suite's wall-time budget per neural model (ignored by
+    ``ordering``, which fits no density model).
     """
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}.")
     module = importlib.import_module(f".{SUITES[name]}", __name__)
     out = Path(out)
-    kwargs: dict[str, Any] = {"out": out, "quick": quick, "seeds": seeds}
+    if budget_s is not None and not budget_s > 0:
+        raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}.")
+    kwargs: dict[str, Any] = {"out": out, "quick": quick, "seeds": seeds, "budget_s": budget_s}
     if getattr(module, "USES_AUTOENCODERS", False):
         kwargs["cache_dir"] = Path(cache_dir) if cache_dir is not None else out / "cache"
     return module.run(**kwargs)

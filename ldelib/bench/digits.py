@@ -26,9 +26,12 @@ def dequantised_digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X[order[:1000]], X[order[1000:1300]], X[order[1300:]]
 
 
-def run(out: Path, quick: bool, seeds: list[int] | None = None) -> Report:
+def run(
+    out: Path, quick: bool, seeds: list[int] | None = None, budget_s: float | None = None
+) -> Report:
     seeds = seeds or ([0] if quick else [0, 1, 2])
     budget = 3.0 if quick else 45.0
+    budget = budget_s or budget
     labels, missing = available(MODELS)
     report = Report(
         "digits",

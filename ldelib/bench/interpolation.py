@@ -22,7 +22,13 @@ USES_AUTOENCODERS = True
 PAIRS = (("MNIST-MNIST", 0, 0), ("Fashion-Fashion", 1, 1), ("MNIST-Fashion", 0, 1))
 
 
-def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Report:
+def run(
+    out: Path,
+    quick: bool,
+    seeds: list[int] | None,
+    cache_dir: Path,
+    budget_s: float | None = None,
+) -> Report:
     seeds = seeds or [0]
     if quick:
         n_train, n_valid, n_test, epochs, budget, n_pairs, d = 2000, 500, 1000, 3, 3.0, 50, 8
@@ -36,6 +42,7 @@ def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Rep
             500,
             16,
         )
+    budget = budget_s or budget
     steps = 11
     t = np.linspace(0.0, 1.0, steps)
     report = Report(

@@ -17,7 +17,13 @@ from ._report import Report
 USES_AUTOENCODERS = True
 
 
-def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Report:
+def run(
+    out: Path,
+    quick: bool,
+    seeds: list[int] | None,
+    cache_dir: Path,
+    budget_s: float | None = None,
+) -> Report:
     seeds = seeds or [0]
     if quick:
         datasets, dims, n_train, n_valid, n_test, epochs, budget = (
@@ -39,6 +45,7 @@ def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Rep
             12,
             45.0,
         )
+    budget = budget_s or budget
     labels, missing = available(MODELS)
     report = Report(
         "latents",

@@ -39,12 +39,15 @@ def logit_dequantise(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.log(s) - np.log1p(-s)
 
 
-def run(out: Path, quick: bool, seeds: list[int] | None = None) -> Report:
+def run(
+    out: Path, quick: bool, seeds: list[int] | None = None, budget_s: float | None = None
+) -> Report:
     seeds = seeds or [0]
     if quick:
         n_train, n_valid, n_test, budget, device = 300, 100, 300, 10.0, "cpu"
     else:
         n_train, n_valid, n_test, budget, device = 50_000, 10_000, 10_000, 4 * 3600.0, "auto"
+    budget = budget_s or budget
     report = Report(
         "mnist-pixels",
         quick,

@@ -16,7 +16,13 @@ from ._report import Report
 USES_AUTOENCODERS = True
 
 
-def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Report:
+def run(
+    out: Path,
+    quick: bool,
+    seeds: list[int] | None,
+    cache_dir: Path,
+    budget_s: float | None = None,
+) -> Report:
     seeds = seeds or [0]
     if quick:
         datasets, dims, n_train, n_valid, n_test, epochs = ("mnist",), (8,), 2000, 500, 1000, 3

@@ -28,7 +28,13 @@ PUBLISHED = (
 )
 
 
-def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Report:
+def run(
+    out: Path,
+    quick: bool,
+    seeds: list[int] | None,
+    cache_dir: Path,
+    budget_s: float | None = None,
+) -> Report:
     seeds = seeds or [0]
     if quick:
         n_train, n_valid, n_test, epochs, budget, n_samples = 2000, 500, 1000, 3, 3.0, 2000
@@ -41,6 +47,7 @@ def run(out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path) -> Rep
             40.0,
             10_000,
         )
+    budget = budget_s or budget
     d = 8
     report = Report(
         "parzen",

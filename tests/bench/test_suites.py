@@ -124,3 +124,8 @@ def test_digits_suite(out):
     # A continuous density on [0, 1]^64 made of 17 levels per pixel: a log-likelihood
     # far above 64 * log(17) per image would mean a bug in the dequantisation.
     assert all(r["ll"] < 64 * np.log(17) for r in runs)
+
+
+def test_a_bad_budget_is_an_error(out, capsys):
+    assert main(["bench", "toy", "--budget", "-1", "--out", str(out)]) == 2
+    assert "budget_s must be a positive number" in capsys.readouterr().err
