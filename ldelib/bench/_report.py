@@ -52,6 +52,17 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _release_free_memory() -> None:
+    # glibc keeps freed heap pages: without handing them back, a block that reuses memory
+    # an earlier one freed shows no growth in the resident set, however much it used.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _rss_bytes() -> int | None:
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -72,10 +83,12 @@ class Measurement:
 def measure(poll: float = 0.005) -> Iterator[Measurement]:
     """Time a block, and its peak memory above the starting point.
 
-    Memory is the process's resident set, polled from ``/proc`` in a thread (CPU) or
-    torch's peak-allocation counter (CUDA); ``None`` where neither is available.
+    Memory is the growth of the process's resident set, polled from ``/proc`` in a
+    thread after free heap pages are handed back to the system (CPU), or torch's
+    peak-allocation counter (CUDA); ``None`` where neither is available.
     """
     result = Measurement()
+    _release_free_memory()
     start_rss, peak = _rss_bytes(), [0]
     stop = threading.Event()
 
