@@ -49,7 +49,8 @@ def run(
             evaluate(report, label, train, valid, test, seed=seed, budget=budget, data="digits")
     summarise(report, ("data",))
     report.table(
-        f"Test log-likelihood, nats per image (mean over {len(seeds)} seed(s))",
+        f"Test log-likelihood, nats per dimension (x64 for nats per image; mean over "
+        f"{len(seeds)} seed(s))",
         ["model", "ll_per_dim", "pm", "estimate", "fit_s", "epochs"],
         lambda r: r.get("kind") == "summary",
     )
