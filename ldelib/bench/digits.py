@@ -30,7 +30,7 @@ def run(
     out: Path, quick: bool, seeds: list[int] | None = None, budget_s: float | None = None
 ) -> Report:
     seeds = seeds or ([0] if quick else [0, 1, 2])
-    budget = 3.0 if quick else 45.0
+    budget = 1.5 if quick else 45.0
     budget = budget_s or budget
     labels, missing = available(MODELS)
     report = Report(

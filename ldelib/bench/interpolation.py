@@ -31,7 +31,7 @@ def run(
 ) -> Report:
     seeds = seeds or [0]
     if quick:
-        n_train, n_valid, n_test, epochs, budget, n_pairs, d = 2000, 500, 1000, 3, 3.0, 50, 8
+        n_train, n_valid, n_test, epochs, budget, n_pairs, d = 2000, 500, 1000, 3, 1.5, 50, 8
     else:
         n_train, n_valid, n_test, epochs, budget, n_pairs, d = (
             20_000,

@@ -33,7 +33,7 @@ def run(
             500,
             1000,
             3,
-            3.0,
+            1.5,
         )
     else:
         datasets, dims, n_train, n_valid, n_test, epochs, budget = (

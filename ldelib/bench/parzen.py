@@ -37,7 +37,7 @@ def run(
 ) -> Report:
     seeds = seeds or [0]
     if quick:
-        n_train, n_valid, n_test, epochs, budget, n_samples = 2000, 500, 1000, 3, 3.0, 2000
+        n_train, n_valid, n_test, epochs, budget, n_samples = 2000, 500, 1000, 3, 1.5, 2000
     else:
         n_train, n_valid, n_test, epochs, budget, n_samples = (
             10_000,

@@ -28,7 +28,7 @@ def run(
 ) -> Report:
     seeds = seeds or ([0] if quick else [0, 1, 2])
     n_train, n_test = (1000, 1000) if quick else (5000, 5000)
-    budget = 3.0 if quick else 30.0
+    budget = 1.5 if quick else 30.0
     budget = budget_s or budget
     labels, missing = available(MODELS)
     report = Report(
