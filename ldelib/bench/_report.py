@@ -171,6 +171,29 @@ class Report:
         """Declare a markdown table over the rows matching ``where``."""
         self.tables.append((title, columns, where))
 
+    def pyplot(self) -> Any:
+        """``matplotlib.pyplot`` on the Agg backend, or None (with a note) without it."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            self.notes.append("Figures not drawn: matplotlib is not installed.")
+            return None
+        return plt
+
+    def save_figure(self, fig: Any, out: str | os.PathLike[str], name: str) -> None:
+        """Write ``fig`` as ``<name>[-quick].png`` into ``out``, close it, list it."""
+        import matplotlib.pyplot as plt
+
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}{'-quick' if self.quick else ''}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        self.figures.append(str(path))
+
     def markdown(self, digits: int = 4) -> str:
         env = self.meta["environment"]
         lines = [

@@ -129,13 +129,8 @@ def run(
 def _figure(
     report: Report, out: Path, t: np.ndarray, paths: dict, strips: dict, steps: int
 ) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        report.notes.append("Figure not drawn: matplotlib is not installed.")
+    plt = report.pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(
         1, 3, figsize=(16, 4), constrained_layout=True, gridspec_kw={"width_ratios": [1, 1.2, 1.2]}
@@ -151,8 +146,4 @@ def _figure(
             ax.imshow(np.concatenate([np.concatenate(list(r), axis=1) for r in rows]), cmap="gray")
         ax.set_title(f"{schedule}: digit to garment paths")
         ax.axis("off")
-    path = out / f"interpolation{'-quick' if report.quick else ''}.png"
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    report.figures.append(str(path))
+    report.save_figure(fig, out, "interpolation")

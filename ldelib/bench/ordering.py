@@ -90,13 +90,8 @@ def run(
 
 
 def _figure(report: Report, out: Path, curves: dict, datasets: tuple, dims: tuple) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        report.notes.append("Figure not drawn: matplotlib is not installed.")
+    plt = report.pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(
         1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False, constrained_layout=True
@@ -115,8 +110,4 @@ def _figure(report: Report, out: Path, curves: dict, datasets: tuple, dims: tupl
         ax.set_ylabel("test MSE")
         ax.set_title(dataset)
         ax.legend(fontsize=7)
-    path = out / f"ordering{'-quick' if report.quick else ''}.png"
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    report.figures.append(str(path))
+    report.save_figure(fig, out, "ordering")

@@ -114,13 +114,8 @@ def run(
 def _figure5(
     report: Report, out: Path, kept: dict, seed: int, n_train: int, budget: float
 ) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        report.notes.append("Figure 5 not drawn: matplotlib is not installed.")
+    plt = report.pyplot()
+    if plt is None:
         return
     columns = ["target", "GMMN", "LDE K=1", "LDE K=3", "LDE K=10"]
     fig, axes = plt.subplots(
@@ -158,8 +153,4 @@ def _figure5(
                 ax.set_title(column)
             if j == 0:
                 ax.set_ylabel(name)
-    path = out / f"toy{'-quick' if report.quick else ''}-figure5.png"
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    report.figures.append(str(path))
+    report.save_figure(fig, out, "toy-figure5")

@@ -58,7 +58,7 @@ def test_toy_suite(out):
             # No model can beat the exact density beyond sampling noise on fresh data.
             t = truth[row["target"]]
             assert row["ll"] <= t["ll"] + 4 * math.hypot(t["se"], row["se"])
-    assert payload["figures"] == ["toy-quick-figure5.png"]
+    assert payload["figures"] == ["toy-figure5-quick.png"]
 
 
 @needs_mnist
