@@ -41,9 +41,6 @@ __all__ = ["BaseDensityEstimator", "load"]
 
 ArrayLike = Any
 
-# Rows per forward pass on the numpy path: bounds memory for large inputs.
-_EVAL_BATCH = 8192
-
 
 class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
     """Base class of ldelib's density models.
@@ -57,6 +54,8 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
     _dtype: ClassVar[torch.dtype] = torch.float32
     #: Whether to compute on the input tensor's device instead of the model's ``device_``.
     _follows_input_device: ClassVar[bool] = False
+    #: Rows per forward pass on the numpy path: bounds memory for large inputs.
+    _eval_batch: ClassVar[int] = 8192
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -146,7 +145,7 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
         with torch.no_grad():
             parts = [
                 self._log_prob_user(Batch(chunk, False, batch.device, batch.dtype))
-                for chunk in batch.data.split(_EVAL_BATCH)
+                for chunk in batch.data.split(self._eval_batch)
             ]
         return batch.output(torch.cat(parts))
 

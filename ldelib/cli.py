@@ -153,7 +153,16 @@ def _sample(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_suite
 
-    report = run_suite(args.suite, args.out, args.quick, args.seeds, args.cache, args.budget)
+    report = run_suite(
+        args.suite,
+        args.out,
+        args.quick,
+        args.seeds,
+        args.cache,
+        args.budget,
+        models=args.models,
+        dims=args.dims,
+    )
     written = report.write(args.out)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -210,6 +219,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--budget", type=float, help="wall-time budget (s) per neural model, for every model"
     )
+    bench.add_argument(
+        "--models",
+        nargs="+",
+        help="run only these models (lde, lde-paper, gmm, gmmn, kde, maf, nsf)",
+    )
+    bench.add_argument("--dims", type=int, nargs="+", help="latents: only these latent sizes")
     bench.set_defaults(run=_bench)
     return parser
 

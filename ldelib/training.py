@@ -43,7 +43,8 @@ class TrainingHistory:
     n_iter : int
         Number of epochs run.
     best_epoch : int
-        Epoch (0-based) whose weights were kept.
+        Epoch (0-based) whose weights were kept; -1 for the untrained weights (see
+        ``keep_initial`` of :func:`train_module`).
     timed_out : bool
         Whether the ``max_time`` budget ended training.
     """
@@ -53,9 +54,12 @@ class TrainingHistory:
     n_iter: int = 0
     best_epoch: int = -1
     timed_out: bool = False
+    initial_validation_score: float | None = None
 
     @property
     def best_validation_score(self) -> float | None:
+        if self.best_epoch < 0:
+            return self.initial_validation_score
         return self.validation_scores[self.best_epoch] if self.validation_scores else None
 
 
@@ -118,6 +122,7 @@ def train_module(
     score_fn: Callable[[Tensor], float] | None = None,
     lr_decay_patience: int | None = None,
     max_time: float | None = None,
+    keep_initial: bool = False,
     verbose: int = 0,
     desc: str = "fit",
 ) -> TrainingHistory:
@@ -142,7 +147,12 @@ def train_module(
         before early stopping ends it.
     max_time : float, optional
         Wall-clock budget in seconds: no new epoch starts once it is spent (the epoch
-        running then completes), and the best weights so far are kept.
+        running then completes), and the best weights so far are kept. The first epoch
+        always runs, unless ``keep_initial`` gives weights worth keeping without it.
+    keep_initial : bool
+        Score the untrained module on the validation rows first and keep it unless an
+        epoch beats it: for a module that starts as a good model (an anchored mixture
+        density network), so training can only improve on its validation score.
 
     Raises
     ------
@@ -161,8 +171,19 @@ def train_module(
             total = sum(float(loss_fn(X[i])) * len(i) for i in _batches(len(X), 4096, None))
             return -total / len(X)
 
+    if keep_initial and X_valid is not None:
+        best_score = history.initial_validation_score = evaluate(X_valid)
+        if not math.isfinite(best_score):
+            raise FloatingPointError(
+                "The untrained model scores the validation rows as NaN or infinite."
+            )
+        best_state = copy.deepcopy(module.state_dict())
+
     bar = tqdm(range(max_epochs), desc=desc, disable=verbose <= 0, leave=verbose > 1)
     for epoch in bar:
+        if time.perf_counter() >= deadline and (epoch > 0 or best_state is not None):
+            history.timed_out = True
+            break
         module.train()
         total, seen = 0.0, 0
         for index in _batches(len(X_train), batch_size, generator):
@@ -183,9 +204,6 @@ def train_module(
             history.best_epoch = epoch
             best_state = copy.deepcopy(module.state_dict())
             bar.set_postfix(loss=f"{history.loss_curve[-1]:.4g}")
-            if time.perf_counter() >= deadline:
-                history.timed_out = True
-                break
             continue
         score = evaluate(X_valid)
         if not math.isfinite(score):
@@ -202,9 +220,6 @@ def train_module(
                 group["lr"] *= 0.5
         bar.set_postfix(loss=f"{history.loss_curve[-1]:.4g}", valid=f"{score:.4g}")
         if epoch - history.best_epoch >= n_iter_no_change:
-            break
-        if time.perf_counter() >= deadline:
-            history.timed_out = True
             break
     bar.close()
     if best_state is not None:
@@ -225,9 +240,12 @@ def _recover(
     module.load_state_dict(best_state)
     module.eval()
     history.n_iter = epoch + 1
+    kept = (
+        "untrained weights" if history.best_epoch < 0 else f"weights of epoch {history.best_epoch}"
+    )
     warnings.warn(
         f"The training loss became NaN or infinite at epoch {epoch}; training stopped and the "
-        f"weights of epoch {history.best_epoch} (the best validation score) were restored. "
+        f"{kept} (the best validation score) were restored. "
         "Lower learning_rate for a longer, stable run.",
         ConvergenceWarning,
         stacklevel=3,

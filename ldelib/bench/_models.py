@@ -12,36 +12,44 @@ from ..models import GMM, GMMN, CausalConvMDN
 from ._report import Report, measure
 from .peers import KernelDensityPeer, ZukoFlowPeer, zuko_available
 
-__all__ = ["MODELS", "available", "evaluate", "gmm_grid", "make_model"]
+__all__ = ["MODELS", "SHORT_NAMES", "available", "evaluate", "make_model", "select_models"]
 
 #: Labels of the compared models, in table order.
 MODELS = (
     "LDE (CausalConvMDN)",
     "LDE, paper network",
-    "GMM (K on validation)",
+    "GMM (validated)",
     "GMMN (Parzen)",
     "KernelDensity",
     "zuko MAF",
     "zuko NSF",
 )
 
-_K_GRID = (1, 2, 5, 10, 20, 40, 80, 160)
+#: Command-line names of the models (``ldelib bench --models``).
+SHORT_NAMES = dict(
+    zip(("lde", "lde-paper", "gmm", "gmmn", "kde", "maf", "nsf"), MODELS, strict=True)
+)
 
 
-def gmm_grid(n_train: int, n_features: int) -> list[int]:
-    """Candidate mixture sizes: up to one component per ``2 D`` training rows."""
-    return [k for k in _K_GRID if k <= max(1, n_train // (2 * n_features))]
+def select_models(names: Sequence[str] | None) -> tuple[str, ...]:
+    """The labels of the models named on the command line (all of them for ``None``)."""
+    if names is None:
+        return MODELS
+    unknown = [n for n in names if n not in SHORT_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(SHORT_NAMES)}.")
+    return tuple(label for name, label in SHORT_NAMES.items() if name in names)
 
 
-def make_model(label: str, *, seed: int, budget: float, n_train: int, n_features: int) -> Any:
+def make_model(label: str, *, seed: int, budget: float) -> Any:
     """A fresh estimator for ``label``; neural models get the wall-time ``budget`` (s)."""
     neural = {"max_time": budget, "random_state": seed, "device": "cpu"}
     if label == "LDE (CausalConvMDN)":
         return CausalConvMDN(**neural)
     if label == "LDE, paper network":
         return CausalConvMDN(architecture="paper", **neural)
-    if label == "GMM (K on validation)":
-        return GMM(gmm_grid(n_train, n_features), random_state=seed)
+    if label == "GMM (validated)":
+        return GMM("auto", reg_covar="auto", random_state=seed)
     if label == "GMMN (Parzen)":
         return GMMN(**neural)
     if label == "KernelDensity":
@@ -80,7 +88,7 @@ def evaluate(
     ``log_prob`` and of ``sample``.
     """
     d = train.shape[1]
-    model = make_model(label, seed=seed, budget=budget, n_train=len(train), n_features=d)
+    model = make_model(label, seed=seed, budget=budget)
     with measure() as fit:
         model.fit(train)
     with measure() as draw:
@@ -104,10 +112,12 @@ def evaluate(
         fit_peak_mb=fit.peak_mb,
         sample_per_s=n_samples / draw.seconds,
         epochs=getattr(model, "n_iter_", None),
-        budget_s=budget if label not in ("GMM (K on validation)", "KernelDensity") else None,
+        budget_s=budget if label not in ("GMM (validated)", "KernelDensity") else None,
     )
     if isinstance(model, GMM):
-        row["estimate"] = f"exact, K={model.n_components_}"
+        row["estimate"] = f"exact, K={model.n_components_}, reg={model.reg_covar_:g}"
+    if isinstance(model, CausalConvMDN) and model.anchor_ is not None:
+        row["estimate"] = f"exact, GMM K={model.n_components_} + {model.best_epoch_ + 1} epochs"
     if isinstance(model, KernelDensityPeer):
         row["estimate"] = f"exact, h={model.bandwidth_:.3g}"
     report.add(**row)

@@ -27,12 +27,16 @@ def dequantised_digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def run(
-    out: Path, quick: bool, seeds: list[int] | None = None, budget_s: float | None = None
+    out: Path,
+    quick: bool,
+    seeds: list[int] | None = None,
+    budget_s: float | None = None,
+    models: tuple[str, ...] | None = None,
 ) -> Report:
     seeds = seeds or ([0] if quick else [0, 1, 2])
     budget = 1.5 if quick else 45.0
     budget = budget_s or budget
-    labels, missing = available(MODELS)
+    labels, missing = available(models or MODELS)
     report = Report(
         "digits",
         quick,

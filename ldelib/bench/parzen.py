@@ -16,7 +16,6 @@ from pathlib import Path
 from ..metrics import MNIST_PARZEN_BANDWIDTHS, parzen_log_likelihood
 from ..models import GMM, GMMN, CausalConvMDN
 from ._data import SPLITS, autoencoder, images
-from ._models import gmm_grid
 from ._report import Report, measure
 
 USES_AUTOENCODERS = True
@@ -93,7 +92,7 @@ def run(
             Z = ae.model.encode(data.train)
             latent_models = {
                 "LDE": CausalConvMDN(max_time=budget, random_state=seed, device="cpu"),
-                "GMM": GMM(gmm_grid(len(Z), d), random_state=seed),
+                "GMM": GMM("auto", reg_covar="auto", random_state=seed),
                 "GMMN": GMMN(max_time=budget, random_state=seed, device="cpu"),
             }
             for name, model in latent_models.items():

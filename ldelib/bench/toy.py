@@ -24,13 +24,17 @@ TARGETS = ("ring", "checkerboard", "moons", "spiral")
 
 
 def run(
-    out: Path, quick: bool, seeds: list[int] | None = None, budget_s: float | None = None
+    out: Path,
+    quick: bool,
+    seeds: list[int] | None = None,
+    budget_s: float | None = None,
+    models: tuple[str, ...] | None = None,
 ) -> Report:
     seeds = seeds or ([0] if quick else [0, 1, 2])
     n_train, n_test = (1000, 1000) if quick else (5000, 5000)
     budget = 1.5 if quick else 30.0
     budget = budget_s or budget
-    labels, missing = available(MODELS)
+    labels, missing = available(models or MODELS)
     report = Report(
         "toy",
         quick,

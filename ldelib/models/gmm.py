@@ -20,6 +20,10 @@ __all__ = ["GMM"]
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _SELECTIONS = ("likelihood", "bic")
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+#: Candidate numbers of components of ``n_components="auto"`` (capped by the data).
+AUTO_COMPONENTS = (1, 2, 5, 10, 20, 40, 80, 160)
+#: Candidate regularisations of ``reg_covar="auto"``, in standardised units.
+AUTO_REG_COVAR = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -40,23 +44,32 @@ class GMM(BaseDensityEstimator):
 
     Parameters
     ----------
-    n_components : int or list of int, default=10
+    n_components : int, list of int or "auto", default=10
         Number of mixture components :math:`K`, or candidate values to choose from
-        with ``selection``.
+        with ``selection``. ``"auto"``: the candidates 1, 2, 5, 10, 20, 40, 80 and 160,
+        up to one component per :math:`2D` fitting rows.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Covariance structure, as in :class:`~sklearn.mixture.GaussianMixture`.
     selection : {"likelihood", "bic"}, default="likelihood"
-        How to choose among several candidate ``n_components``. ``"likelihood"``: fit
-        each candidate on a training part and keep the best mean log-likelihood of the
-        held-out rows, then refit the chosen one on all rows. ``"bic"``: fit each
-        candidate on all rows and keep the lowest Bayesian information criterion.
-        Unused when ``n_components`` is a single int.
+        How to choose among several candidates. ``"likelihood"``: fit each candidate
+        ``(n_components, reg_covar)`` on a training part and keep the best mean
+        log-likelihood of the held-out rows, then refit the chosen one on all rows,
+        starting from its fitted parameters. The search is coordinate-wise: numbers of
+        components in increasing order with the smallest ``reg_covar``, stopping once
+        two in a row have not improved on the best score; then, for the best number of
+        components, the other ``reg_covar`` in increasing order, each fit starting from
+        the previous one's parameters. ``"bic"``: fit each
+        candidate ``n_components`` on all rows and keep the lowest Bayesian information
+        criterion (a single ``reg_covar`` only). Unused without candidates.
     validation_fraction : float, default=0.2
         Fraction of rows held out for ``selection="likelihood"``, in (0, 1).
     n_init : int, default=1
         EM restarts per fit; the best is kept.
-    reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance, in standardised units.
+    reg_covar : float, list of float or "auto", default=1e-6
+        Added to the diagonal of every covariance, in standardised units; several
+        values are candidates for ``selection="likelihood"``. ``"auto"``: 1e-4, 1e-3,
+        1e-2, 3e-2 and 0.1. Regularisation matters when components are many or rows
+        per component few.
     max_iter : int, default=100
         EM iterations per restart.
     tol : float, default=1e-3
@@ -89,10 +102,13 @@ class GMM(BaseDensityEstimator):
         scikit-learn's convention (upper triangular :math:`U_k` with
         :math:`\Sigma_k^{-1} = U_k U_k^\top` for ``"full"``/``"tied"``, inverse standard
         deviations for ``"diag"``/``"spherical"``); shaped like ``covariances_``.
+    reg_covar_ : float
+        Regularisation of the fitted mixture (the chosen candidate).
     candidate_scores_ : dict of str to float
-        Score of each candidate ``str(K)``: held-out mean log-likelihood (nats per row,
+        Score of each candidate tried: held-out mean log-likelihood (nats per row,
         data units) for ``selection="likelihood"``, BIC (data units) for ``"bic"``.
-        Empty when ``n_components`` is a single int.
+        Keys are ``str(K)``, or ``"K=..., reg_covar=..."`` when ``reg_covar`` has
+        candidates. Empty without candidates.
     converged_ : bool
         Whether EM converged in the final fit.
     n_iter_ : int
@@ -137,13 +153,13 @@ class GMM(BaseDensityEstimator):
 
     def __init__(
         self,
-        n_components: int | list[int] | tuple[int, ...] = 10,
+        n_components: int | list[int] | tuple[int, ...] | Literal["auto"] = 10,
         *,
         covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
         selection: Literal["likelihood", "bic"] = "likelihood",
         validation_fraction: float = 0.2,
         n_init: int = 1,
-        reg_covar: float = 1e-6,
+        reg_covar: float | list[float] | tuple[float, ...] | Literal["auto"] = 1e-6,
         max_iter: int = 100,
         tol: float = 1e-3,
         init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
@@ -165,9 +181,15 @@ class GMM(BaseDensityEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
-    def _candidates(self) -> list[int]:
-        """The candidate numbers of components, sorted and without repeats."""
+    def _candidates(self, n_rows: int | None = None, n_features: int = 1) -> list[int]:
+        """The candidate numbers of components, sorted and without repeats.
+
+        ``"auto"`` depends on the fitting rows; without ``n_rows`` it is only checked.
+        """
         value = self.n_components
+        if isinstance(value, str) and value == "auto":
+            cap = max(1, (n_rows or 1) // (2 * n_features))
+            return [k for k in AUTO_COMPONENTS if k <= cap]
         if _is_int(value):
             values = [value]
         elif isinstance(value, (list, tuple)):
@@ -176,19 +198,42 @@ class GMM(BaseDensityEstimator):
             values = list(value)
         else:
             raise ValueError(
-                "n_components must be a positive int or a list/tuple of positive ints, got "
-                f"{value!r}."
+                "n_components must be a positive int, a list/tuple of positive ints or "
+                f"'auto', got {value!r}."
             )
         for k in values:
             if not _is_int(k) or k < 1:
                 raise ValueError(
-                    "n_components must be a positive int or a list/tuple of positive ints, "
-                    f"got {value!r} (bad entry {k!r})."
+                    "n_components must be a positive int, a list/tuple of positive ints or "
+                    f"'auto', got {value!r} (bad entry {k!r})."
                 )
         return sorted({int(k) for k in values})
 
+    def _reg_candidates(self) -> list[float]:
+        """The candidate regularisations, sorted and without repeats."""
+        value = self.reg_covar
+        if isinstance(value, str) and value == "auto":
+            return list(AUTO_REG_COVAR)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        ok = len(values) > 0 and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0 for v in values
+        )
+        if not ok:
+            raise ValueError(
+                "reg_covar must be a non-negative number, a non-empty list of them or "
+                f"'auto', got {value!r}."
+            )
+        return sorted({float(v) for v in values})
+
+    def _selects(self) -> tuple[bool, bool]:
+        """Whether there are candidates for K, and for the regularisation."""
+        many_k = isinstance(self.n_components, (list, tuple, str))
+        many_reg = isinstance(self.reg_covar, (list, tuple, str))
+        return many_k, many_reg
+
     def _check_params(self) -> None:
         self._candidates()
+        self._reg_candidates()
         if self.covariance_type not in _COVARIANCE_TYPES:
             raise ValueError(
                 f"covariance_type must be one of {', '.join(map(repr, _COVARIANCE_TYPES))}, "
@@ -196,6 +241,11 @@ class GMM(BaseDensityEstimator):
             )
         if self.selection not in _SELECTIONS:
             raise ValueError(f"selection must be 'likelihood' or 'bic', got {self.selection!r}.")
+        if self.selection == "bic" and self._selects()[1]:
+            raise ValueError(
+                "BIC cannot choose reg_covar (it does not change the number of parameters): "
+                "use selection='likelihood' or a single reg_covar."
+            )
         vf = self.validation_fraction
         if not isinstance(vf, numbers.Real) or isinstance(vf, bool) or not 0 < vf < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {vf!r}.")
@@ -203,10 +253,9 @@ class GMM(BaseDensityEstimator):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("reg_covar", "tol"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+        tol = self.tol
+        if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
+            raise ValueError(f"tol must be a non-negative number, got {tol!r}.")
         if self.init_params not in _INIT_PARAMS:
             raise ValueError(
                 f"init_params must be one of {', '.join(map(repr, _INIT_PARAMS))}, "
@@ -214,17 +263,32 @@ class GMM(BaseDensityEstimator):
             )
 
     # --------------------------------------------------------------------- fit
-    def _mixture(self, n_components: int, rng: np.random.Generator) -> GaussianMixture:
+    def _mixture(
+        self,
+        n_components: int,
+        reg_covar: float,
+        rng: np.random.Generator,
+        start: GaussianMixture | None = None,
+    ) -> GaussianMixture:
+        """An unfitted mixture; ``start`` makes EM start from that fitted mixture."""
+        warm = {}
+        if start is not None:
+            warm = {
+                "weights_init": start.weights_,
+                "means_init": start.means_,
+                "precisions_init": start.precisions_,
+            }
         return GaussianMixture(
             n_components=n_components,
             covariance_type=self.covariance_type,
             tol=self.tol,
-            reg_covar=self.reg_covar,
+            reg_covar=reg_covar,
             max_iter=self.max_iter,
-            n_init=self.n_init,
+            n_init=1 if start is not None else self.n_init,
             init_params=self.init_params,
             random_state=int(rng.integers(2**31 - 1)),
             verbose=max(0, int(self.verbose) - 1),
+            **warm,
         )
 
     @staticmethod
@@ -238,56 +302,43 @@ class GMM(BaseDensityEstimator):
             )
 
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
-        candidates = self._candidates()
-        n = len(Z)
+        n, n_features = Z.shape
         log_det = self._log_scale_sum()
-        select = isinstance(self.n_components, (list, tuple))
-        by_likelihood = select and self.selection == "likelihood"
+        regs = self._reg_candidates()
+        many_k, many_reg = self._selects()
+        by_likelihood = (many_k or many_reg) and self.selection == "likelihood"
+        bar = tqdm(desc=type(self).__name__, disable=self.verbose <= 0, leave=self.verbose > 1)
         if by_likelihood:
             train, valid = train_validation_split(Z, self.validation_fraction, rng)
+            candidates = self._candidates(len(train), n_features)
             self._check_rows(
                 candidates,
                 len(train),
                 f"left for fitting after holding out validation_fraction="
                 f"{self.validation_fraction} of {n} for selection by likelihood",
             )
-        else:
-            train, valid = Z, None
+            scores, (best_k, reg), start = self._select(train, valid, candidates, regs, rng, bar)
+            mixture = self._mixture(best_k, reg, rng, start).fit(Z)
+        elif many_k:
+            candidates = self._candidates(n, n_features)
             self._check_rows(candidates, n, "of training data")
-
-        scores: dict[str, float] = {}
-        fitted: dict[int, GaussianMixture] = {}
-        n_fits = (len(candidates) if select else 0) + (by_likelihood or not select)
-        bar = tqdm(
-            total=n_fits,
-            desc=type(self).__name__,
-            disable=self.verbose <= 0,
-            leave=self.verbose > 1,
-        )
-        if select:
+            reg, scores, fitted = regs[0], {}, {}
             for k in candidates:
-                mixture = self._mixture(k, rng).fit(train)
-                if by_likelihood:
-                    scores[str(k)] = float(mixture.score(valid)) - log_det
-                else:
-                    # BIC = -2 log L + p log n; in data units log L drops by n * log_det.
-                    scores[str(k)] = float(mixture.bic(train)) + 2.0 * n * log_det
-                    fitted[k] = mixture
+                fitted[k] = self._mixture(k, reg, rng).fit(Z)
+                # BIC = -2 log L + p log n; in data units log L drops by n * log_det.
+                scores[str(k)] = float(fitted[k].bic(Z)) + 2.0 * n * log_det
                 bar.update()
                 bar.set_postfix(K=k, score=f"{scores[str(k)]:.4g}")
-            pick = max if by_likelihood else min
-            best = pick(candidates, key=lambda k: scores[str(k)])
+            mixture = fitted[min(candidates, key=lambda k: scores[str(k)])]
         else:
-            best = candidates[0]
-        if best in fitted:
-            mixture = fitted[best]
-        else:
-            mixture = self._mixture(best, rng).fit(Z)
-            bar.update()
-            bar.set_postfix(K=best)
+            candidates = self._candidates(n, n_features)
+            self._check_rows(candidates, n, "of training data")
+            reg, scores = regs[0], {}
+            mixture = self._mixture(candidates[0], reg, rng).fit(Z)
         bar.close()
 
-        self.n_components_ = int(best)
+        self.n_components_ = int(mixture.n_components)
+        self.reg_covar_ = float(reg)
         self.candidate_scores_ = scores
         self.weights_ = np.asarray(mixture.weights_, dtype=np.float64)
         self.means_ = np.asarray(mixture.means_, dtype=np.float64)
@@ -296,6 +347,46 @@ class GMM(BaseDensityEstimator):
         self.converged_ = bool(mixture.converged_)
         self.n_iter_ = int(mixture.n_iter_)
         self.lower_bound_ = float(mixture.lower_bound_) - log_det
+
+    def _select(
+        self,
+        train: np.ndarray,
+        valid: np.ndarray,
+        candidates: list[int],
+        regs: list[float],
+        rng: np.random.Generator,
+        bar: tqdm,
+    ) -> tuple[dict[str, float], tuple[int, float], GaussianMixture]:
+        """Held-out scores of the candidates tried, the best pair and its mixture."""
+        log_det = self._log_scale_sum()
+        many_reg = self._selects()[1]
+        scores: dict[str, float] = {}
+        best_score, best, best_mixture = -math.inf, (candidates[0], regs[0]), None
+
+        def try_fit(k: int, reg: float, start: GaussianMixture | None) -> GaussianMixture:
+            nonlocal best_score, best, best_mixture
+            mixture = self._mixture(k, reg, rng, start).fit(train)
+            key = f"K={k}, reg_covar={reg:g}" if many_reg else str(k)
+            scores[key] = float(mixture.score(valid)) - log_det
+            if scores[key] > best_score:
+                best_score, best, best_mixture = scores[key], (k, reg), mixture
+            bar.update()
+            bar.set_postfix(K=k, reg=f"{reg:g}", score=f"{scores[key]:.4g}")
+            return mixture
+
+        stalled = 0
+        for k in candidates:
+            before = best_score
+            try_fit(k, regs[0], None)
+            stalled = 0 if best_score > before else stalled + 1
+            if stalled == 2:
+                break
+        # Each regularisation starts from the previous one's solution: a few EM steps
+        # instead of a fresh k-means and EM.
+        previous = best_mixture
+        for reg in regs[1:]:
+            previous = try_fit(best[0], reg, previous)
+        return scores, best, best_mixture
 
     # ------------------------------------------------------------- densities
     def _log_prob(self, Z: Tensor) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import time
 from typing import Literal
 
 import numpy as np
@@ -18,6 +20,7 @@ from ..training import (
     train_module,
     train_validation_split,
 )
+from .gmm import GMM
 
 __all__ = ["CausalConvMDN"]
 
@@ -31,28 +34,47 @@ class CausalConvMDN(BaseDensityEstimator):
     ``log_prob`` is exact and takes one parallel pass; ``sample`` draws one dimension at
     a time with cached activations.
 
+    By default the conditionals start from those of a full-covariance Gaussian mixture
+    fitted by EM (a :class:`~ldelib.GMM` with the number of components and the
+    covariance regularisation chosen on held-out likelihood), and the network learns
+    corrections to every component's mean, scale and weight from an output layer that
+    starts at zero. Before training the model *is* that mixture; early stopping also
+    considers the untrained state, so the validation score can only improve on the
+    mixture's, and training spends its budget on what the mixture misses.
+
     Parameters
     ----------
-    n_components : int, default=10
-        Gaussian components :math:`K` per conditional.
+    n_components : int, list of int or "auto", default="auto"
+        Gaussian components :math:`K` per conditional. With the mixture anchor, passed
+        to :class:`~ldelib.GMM` (``"auto"`` and lists are chosen on held-out
+        likelihood); without it, ``"auto"`` means 10 and lists are not allowed.
+    init : {"auto", "gmm", "random"}, default="auto"
+        ``"gmm"``: start from the conditionals of a fitted Gaussian mixture, as above.
+        ``"random"``: a freshly initialised network predicts the mixtures outright.
+        ``"auto"``: ``"gmm"`` for ``architecture="residual"``, ``"random"`` for
+        ``"paper"``.
     architecture : {"residual", "paper"}, default="residual"
         ``"residual"``: constant-width residual blocks of dilated causal convolutions,
-        log-space likelihood, scales bounded below by ``min_scale``, no normalisation
-        across positions. ``"paper"``: the original network (widths doubling from 16,
-        BatchNorm, LeakyReLU(0.2), unbounded :math:`\sigma = e^s`), with its training
-        defaults (Adam(0.5, 0.999), learning rate 2e-4), to reproduce the paper.
-    hidden_channels : int, default=64
-        Width of the residual blocks.
+        log-space likelihood, bounded scales, no normalisation across positions.
+        ``"paper"``: the original network (widths doubling from 16, BatchNorm,
+        LeakyReLU(0.2), unbounded :math:`\sigma = e^s`), with its training defaults
+        (Adam(0.5, 0.999), learning rate 2e-4), to reproduce the paper; it has no
+        anchor, no dropout, and ignores ``hidden_channels`` and ``n_blocks``.
+    hidden_channels : int or None, default=None
+        Width of the residual blocks; ``None`` means 16 with the anchor (the mixture
+        carries the bulk of the density, so a narrow network is enough) and 64 without.
     n_blocks : int or None, default=None
         Residual blocks; ``None`` uses just enough (:math:`\lceil\log_2 D\rceil`, at
         least 1) for every conditional to see all earlier dimensions.
     min_scale : float, default=1e-3
-        Lower bound of every mixture scale, in standardised units.
+        Lower bound of every mixture scale without an anchor, in standardised units.
+        (With the anchor, corrections change each scale by a factor in
+        :math:`[e^{-3}, e^3]`.)
     dropout : float or None, default=None
         Dropout probability inside the residual blocks during training; ``None`` means
-        0.2 for ``"residual"`` and 0 for ``"paper"`` (which has no dropout). Latent sets
-        are often small: without it the network overfits before early stopping can
-        help (see ``benchmarks/results``).
+        0 with the anchor (measured: no better on validation, and slower), 0.2 without
+        (latent sets are often small: without it a randomly started network overfits
+        before early stopping can help), and 0 for ``"paper"`` (which has none).
     ordering : {"natural", "variance"}, default="natural"
         Order of the autoregression: the column order, or by decreasing variance.
     learning_rate : float or None, default=None
@@ -69,14 +91,15 @@ class CausalConvMDN(BaseDensityEstimator):
         ``n_iter_no_change // 2`` of them the learning rate halves, which lets the
         mixture parameters settle before training ends.
     max_time : float or None, default=None
-        Wall-clock training budget in seconds: no epoch starts after it is spent, and
-        the best weights so far are kept. ``None``: no limit.
+        Wall-clock budget of the whole fit in seconds, the mixture's EM included: no
+        epoch starts after it is spent, and the best weights so far are kept.
+        ``None``: no limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
     random_state : int, Generator or None, default=None
-        Seeds initialisation, splits, shuffling and the sampling stream.
+        Seeds the mixture, initialisation, splits, shuffling and the sampling stream.
     verbose : int, default=0
         Above 0, shows a progress bar with the loss.
 
@@ -84,6 +107,13 @@ class CausalConvMDN(BaseDensityEstimator):
     ----------
     module_ : AutoregressiveMDN
         The fitted network (on ``device_``), in eval mode.
+    n_components_ : int
+        Mixture components per conditional.
+    anchor_ : dict or None
+        The anchor mixture: ``n_components`` and ``reg_covar`` as chosen, the held-out
+        mean log-likelihood that chose them (nats per row, data units;
+        ``validation_score``) and the seconds its selection and fit took (``fit_s``);
+        ``None`` without an anchor.
     ordering_ : ndarray of shape (n_features,)
         Column order of the autoregression.
     loss_curve_ : list of float
@@ -91,6 +121,8 @@ class CausalConvMDN(BaseDensityEstimator):
     validation_scores_ : list of float
         Validation mean log-likelihood per epoch (nats per row, data units).
     best_validation_score_ : float or None
+    best_epoch_ : int
+        Epoch whose weights were kept (0-based); -1: the untrained (anchor) state.
     n_iter_ : int
         Epochs run.
     n_features_in_ : int
@@ -101,25 +133,31 @@ class CausalConvMDN(BaseDensityEstimator):
     ----------
     .. [1] J. Yoo, H. Lee, N. Kwak. "Density Estimation and Incremental Learning of
        Latent Vector for Generative Autoencoders", arXiv:1902.04294, 2019.
+    .. [2] C. M. Bishop. "Mixture Density Networks", Aston University, 1994.
 
     Examples
     --------
     >>> import numpy as np
     >>> from ldelib import CausalConvMDN
     >>> X = np.random.default_rng(0).normal(size=(500, 3))
-    >>> mdn = CausalConvMDN(n_components=3, max_epochs=5, random_state=0).fit(X)
+    >>> mdn = CausalConvMDN(max_epochs=5, random_state=0).fit(X)
     >>> mdn.score_samples(X[:2]).shape
     (2,)
     >>> mdn.sample(4).shape
     (4, 3)
     """
 
+    # Rows per forward pass when scoring arrays: the (rows, D, K) mixture terms stay
+    # in cache, which is faster than large batches.
+    _eval_batch = 1024
+
     def __init__(
         self,
-        n_components: int = 10,
+        n_components: int | list[int] | Literal["auto"] = "auto",
         *,
+        init: Literal["auto", "gmm", "random"] = "auto",
         architecture: Literal["residual", "paper"] = "residual",
-        hidden_channels: int = 64,
+        hidden_channels: int | None = None,
         n_blocks: int | None = None,
         min_scale: float = 1e-3,
         dropout: float | None = None,
@@ -137,6 +175,7 @@ class CausalConvMDN(BaseDensityEstimator):
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
+        self.init = init
         self.architecture = architecture
         self.hidden_channels = hidden_channels
         self.n_blocks = n_blocks
@@ -155,14 +194,37 @@ class CausalConvMDN(BaseDensityEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    # ----------------------------------------------------------------- params
+    def _anchored(self) -> bool:
+        return self.init == "gmm" or (self.init == "auto" and self.architecture == "residual")
+
     def _check_params(self) -> None:
-        for name in ("n_components", "hidden_channels", "batch_size", "max_epochs"):
+        for name in ("hidden_channels", "batch_size", "max_epochs"):
             value = getattr(self, name)
+            if name == "hidden_channels" and value is None:
+                continue
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if self.architecture not in ("residual", "paper"):
             raise ValueError(
                 f"architecture must be 'residual' or 'paper', got {self.architecture!r}."
+            )
+        if self.init not in ("auto", "gmm", "random"):
+            raise ValueError(f"init must be 'auto', 'gmm' or 'random', got {self.init!r}.")
+        if self.init == "gmm" and self.architecture == "paper":
+            raise ValueError(
+                "The paper network has no mixture anchor: use init='random' (or 'auto') "
+                "with architecture='paper'."
+            )
+        if self._anchored():
+            self._anchor_estimator()._candidates()  # the mixture's own checks
+        elif not (
+            self.n_components == "auto"
+            or (isinstance(self.n_components, numbers.Integral) and self.n_components >= 1)
+        ) or isinstance(self.n_components, bool):
+            raise ValueError(
+                "Without a mixture anchor, n_components must be a positive int or 'auto', "
+                f"got {self.n_components!r}."
             )
         if self.ordering not in ("natural", "variance"):
             raise ValueError(f"ordering must be 'natural' or 'variance', got {self.ordering!r}.")
@@ -187,40 +249,87 @@ class CausalConvMDN(BaseDensityEstimator):
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
 
-    def _make_module(self) -> AutoregressiveMDN:
-        return AutoregressiveMDN(
-            self.n_features_in_,
-            self.n_components,
-            self.architecture,
-            self.hidden_channels,
-            self.n_blocks,
-            self.min_scale,
-            self._dropout(),
-        )
+    def _anchor_estimator(self, seed: int | None = None) -> GMM:
+        return GMM(self.n_components, reg_covar="auto", standardize=False, random_state=seed)
 
     def _dropout(self) -> float:
         if self.dropout is not None:
             return float(self.dropout)
-        return 0.0 if self.architecture == "paper" else 0.2
+        if self.architecture == "paper" or self._anchored():
+            return 0.0
+        return 0.2
 
+    def _hidden_channels(self) -> int:
+        if self.hidden_channels is not None:
+            return int(self.hidden_channels)
+        return 16 if self._anchored() else 64
+
+    def _make_module(self) -> AutoregressiveMDN:
+        return AutoregressiveMDN(
+            self.n_features_in_,
+            self.n_components_,
+            self.architecture,
+            self._hidden_channels(),
+            self.n_blocks,
+            self.min_scale,
+            self._dropout(),
+            anchored=self.anchor_ is not None,
+        )
+
+    # -------------------------------------------------------------------- fit
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+        start = time.perf_counter()
         n_features = Z.shape[1]
         if self.ordering == "variance":
             self.ordering_ = np.argsort(-(Z.std(axis=0) * self.scale_), kind="stable")
         else:
             self.ordering_ = np.arange(n_features)
+        Z = Z[:, self.ordering_]
         device = torch.device(self.device_)
-        train, valid = train_validation_split(Z[:, self.ordering_], self.validation_fraction, rng)
+        train, valid = train_validation_split(Z, self.validation_fraction, rng)
+        mixture = self._fit_anchor(Z, rng) if self._anchored() else None
+        if mixture is None:
+            self.anchor_ = None
+            self.n_components_ = 10 if self.n_components == "auto" else int(self.n_components)
         # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
         with seeded(rng, device):
-            self.module_ = self._make_module().to(device)
-            history = self._train(train, valid, rng, device)
+            self.module_ = self._make_module()
+            if mixture is not None:
+                self.module_.anchor.set_mixture(
+                    mixture.weights_, mixture.means_, mixture.covariances_
+                )
+            self.module_.to(device)
+            remaining = None
+            if self.max_time is not None:
+                remaining = self.max_time - (time.perf_counter() - start)
+            history = self._train(train, valid, rng, device, remaining)
         log_det = self._log_scale_sum()
         self.loss_curve_ = [loss * n_features + log_det for loss in history.loss_curve]
         self.validation_scores_ = [s * n_features - log_det for s in history.validation_scores]
         best = history.best_validation_score
         self.best_validation_score_ = None if best is None else best * n_features - log_det
+        self.best_epoch_ = history.best_epoch
         self.n_iter_ = history.n_iter
+
+    def _fit_anchor(self, Z: np.ndarray, rng: np.random.Generator) -> GMM:
+        """The anchor mixture, fitted to every row, as :class:`GMM` fits: its selection
+        holds out rows of its own, then the chosen mixture is refitted on all of them."""
+        start = time.perf_counter()
+        # An integer random_state seeds the anchor exactly as GMM(random_state=...) is
+        # seeded, so the untrained model is that GMM, fitted to the same rows.
+        seed = self.random_state
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            seed = int(rng.integers(2**31 - 1))
+        mixture = self._anchor_estimator(seed).fit(Z)
+        self.n_components_ = mixture.n_components_
+        scores = mixture.candidate_scores_.values()
+        self.anchor_ = {
+            "n_components": mixture.n_components_,
+            "reg_covar": mixture.reg_covar_,
+            "validation_score": max(scores) - self._log_scale_sum() if scores else None,
+            "fit_s": time.perf_counter() - start,
+        }
+        return mixture
 
     def _train(
         self,
@@ -228,6 +337,7 @@ class CausalConvMDN(BaseDensityEstimator):
         valid: np.ndarray | None,
         rng: np.random.Generator,
         device: torch.device,
+        max_time: float | None,
     ) -> TrainingHistory:
         n_features = train.shape[1]
         paper = self.architecture == "paper"
@@ -251,13 +361,15 @@ class CausalConvMDN(BaseDensityEstimator):
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             n_iter_no_change=self.n_iter_no_change,
-            max_time=self.max_time,
+            max_time=max_time,
+            keep_initial=self.anchor_ is not None,
             generator=torch_generator(rng, torch.device("cpu")),
             lr_decay_patience=max(1, self.n_iter_no_change // 2),
             verbose=self.verbose,
             desc=type(self).__name__,
         )
 
+    # ---------------------------------------------------------------- density
     def _log_prob(self, Z: Tensor) -> Tensor:
         return self.module_(Z[:, torch.as_tensor(self.ordering_, device=Z.device)])
 

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .anchor import GaussianMixtureConditionals, anchored_log_prob, bounded
 from .causal import PaperCausalNet, ResidualCausalNet, StepCache
 from .mixture import (
     SOFTPLUS_ONE,
@@ -41,6 +42,12 @@ Architecture = Literal["residual", "paper"]
 class AutoregressiveMDN(nn.Module):
     r"""Exact autoregressive density over :math:`D`-dimensional vectors.
 
+    With ``anchored=True``, the conditionals are those of a full-covariance Gaussian
+    mixture (:class:`~ldelib.nn.anchor.GaussianMixtureConditionals`, set through
+    ``anchor.set_mixture``) plus corrections to every component's mean, log-scale and
+    logit predicted by the causal network, whose output layer starts at zero: before
+    training, the model *is* the mixture.
+
     Arguments:
         features: The number of dimensions :math:`D`.
         components: Mixture components :math:`K` per dimension.
@@ -50,8 +57,10 @@ class AutoregressiveMDN(nn.Module):
             (:class:`~ldelib.nn.causal.PaperCausalNet`).
         hidden_channels: Width of the residual stack.
         n_blocks: Residual blocks (default: just enough to see every dimension).
-        min_scale: Lower bound on the mixture scales of the residual architecture.
+        min_scale: Lower bound on the mixture scales of the residual architecture
+            without an anchor.
         dropout: Dropout probability inside the residual blocks (training mode only).
+        anchored: Correct the conditionals of a Gaussian mixture (residual only).
 
     Example:
         >>> mdn = AutoregressiveMDN(4, components=3)
@@ -71,56 +80,102 @@ class AutoregressiveMDN(nn.Module):
         n_blocks: int | None = None,
         min_scale: float = 1e-3,
         dropout: float = 0.0,
+        anchored: bool = False,
     ) -> None:
         super().__init__()
         self.features = features
         self.components = components
         self.min_scale = min_scale
+        self.anchor: GaussianMixtureConditionals | None = None
         out = 3 * components
         if architecture == "paper":
-            if dropout:
-                raise ValueError("The paper network has no dropout; use dropout=0.")
+            if dropout or anchored:
+                raise ValueError("The paper network has no dropout and no anchor.")
             self.net: nn.Module = PaperCausalNet(features, 2, out)
             self.n_pad = self.net.n_pad
             self.parametrization = "exp"
+            # The paper's second input channel: 1 on real values, 0 on padding.
+            self.register_buffer(
+                "mask", torch.cat([torch.zeros(self.n_pad), torch.ones(features - 1)])
+            )
         elif architecture == "residual":
-            self.net = ResidualCausalNet(features, 2, out, hidden_channels, n_blocks, dropout)
+            # One value channel: the position embedding already tells padding apart.
+            # One value channel (the position embedding tells padding apart); with an
+            # anchor, also the components' responsibilities given z_<j, which tell the
+            # network which cluster a row is in without inferring it from the values.
+            in_channels = 1 + components if anchored else 1
+            self.net = ResidualCausalNet(
+                features, in_channels, out, hidden_channels, n_blocks, dropout, anchored
+            )
             self.n_pad = 1
             self.parametrization = "softplus"
-            with torch.no_grad():
-                # Start from unit scales, equal weights and means spread over the bulk of a
-                # standardised variable, so no component starts out useless.
-                bias = self.net.output.bias
-                bias[:components] = torch.linspace(-1.5, 1.5, components)
-                bias[components : 2 * components] = SOFTPLUS_ONE
-                bias[2 * components :] = 0.0
+            if anchored:
+                self.anchor = GaussianMixtureConditionals(features, components)
+            else:
+                with torch.no_grad():
+                    # Start from unit scales, equal weights and means spread over the bulk
+                    # of a standardised variable, so no component starts out useless.
+                    bias = self.net.output.bias
+                    bias[:components] = torch.linspace(-1.5, 1.5, components)
+                    bias[components : 2 * components] = SOFTPLUS_ONE
+                    bias[2 * components :] = 0.0
         else:
             raise ValueError(f"architecture must be 'residual' or 'paper', got {architecture!r}.")
-        self.register_buffer(
-            "mask", torch.cat([torch.zeros(self.n_pad), torch.ones(features - 1)])
-        )
 
     def _inputs(self, z: Tensor) -> Tensor:
         value = torch.cat([z.new_zeros(z.shape[0], self.n_pad), z[:, :-1]], dim=1)
-        return torch.stack([value, self.mask.to(z.dtype).expand_as(value)], dim=-1)
+        if self.parametrization == "exp":
+            return torch.stack([value, self.mask.to(z.dtype).expand_as(value)], dim=-1)
+        return value.unsqueeze(-1)
+
+    def _anchored_inputs(self, z: Tensor, logits: Tensor) -> Tensor:
+        """Shifted values and the anchor's responsibilities given :math:`z_{<j}`."""
+        return torch.cat([self._inputs(z), torch.softmax(logits, dim=-1)], dim=-1)
+
+    def _step_input(self, z: Tensor, s: int) -> Tensor:
+        """The network's input at sequence position ``s`` while drawing ``z``."""
+        j = s - self.n_pad
+        value = z[:, j] if j >= 0 else z.new_zeros(z.shape[0])
+        if self.parametrization == "exp":
+            return torch.stack([value, torch.full_like(value, float(j >= 0))], dim=1)
+        return value.unsqueeze(-1)
 
     def _params(self, raw: Tensor) -> MixtureParams:
         return mixture_params(raw, self.components, self.min_scale, self.parametrization)
 
+    def _corrected(self, anchor: MixtureParams, raw: Tensor) -> MixtureParams:
+        """The anchor's conditionals (unnormalised logits) moved by the network's output."""
+        mean_shift, log_scale_shift, logit_shift = raw.split(self.components, dim=-1)
+        log_scale_shift = bounded(log_scale_shift)
+        return MixtureParams(
+            torch.log_softmax(anchor.log_weights + logit_shift, dim=-1),
+            torch.addcmul(anchor.means, torch.exp(anchor.log_scales), mean_shift),
+            anchor.log_scales + log_scale_shift,
+        )
+
     def params(self, z: Tensor) -> MixtureParams:
         """Mixture parameters of every conditional, each of shape (B, D, K)."""
-        return self._params(self.net(self._inputs(z)))
+        if self.anchor is None:
+            return self._params(self.net(self._inputs(z)))
+        anchor = self.anchor.conditionals(z)
+        return self._corrected(anchor, self.net(self._anchored_inputs(z, anchor.log_weights)))
 
     def log_prob_per_dim(self, z: Tensor) -> Tensor:
         r""":math:`\log p(z_j \mid z_{<j})` for every dimension, shape (B, D)."""
-        return mixture_log_prob(z, self.params(z))
+        if self.anchor is None:
+            raw = self.net(self._inputs(z))
+            return mixture_log_prob(z, self._params(raw))
+        terms = self.anchor(z)
+        raw = self.net(self._anchored_inputs(z, terms.logits))
+        mean_shift, log_scale_shift, logit_shift = raw.split(self.components, dim=-1)
+        return anchored_log_prob(terms, mean_shift, bounded(log_scale_shift), logit_shift)
 
     def forward(self, z: Tensor) -> Tensor:
         r""":math:`\log p(z)` of rows of shape (B, D), shape (B,)."""
         return self.log_prob_per_dim(z).sum(dim=-1)
 
     def _noise(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        ref = self.mask
+        ref = self.net.output.weight
         shape = (n, self.features)
         uniform = torch.rand(shape, generator=generator, device=ref.device, dtype=ref.dtype)
         normal = torch.randn(shape, generator=generator, device=ref.device, dtype=ref.dtype)
@@ -135,10 +190,10 @@ class AutoregressiveMDN(nn.Module):
         Arguments:
             n: Number of vectors.
             generator: Source of randomness (on the module's device).
-            cached: Step through positions reusing cached activations, in
-                :math:`O(D \cdot L)` layer evaluations; ``False`` re-runs the whole
-                network on every prefix, in :math:`O(D^2 \cdot L)`. Both give the same
-                samples for the same generator state.
+            cached: Step through positions reusing cached activations (and, with an
+                anchor, an incremental whitening), in :math:`O(D)` steps; ``False``
+                re-runs the whole network on every prefix, in :math:`O(D^2)`. Both give
+                the same samples for the same generator state.
 
         Returns:
             The samples, shape (n, D), and :math:`\log p` of each, shape (n,),
@@ -155,15 +210,23 @@ class AutoregressiveMDN(nn.Module):
             return z, log_p
 
         cache = StepCache(self.n_pad + self.features - 1)
-        x = z.new_zeros(n, 2)
+        state = None if self.anchor is None else self.anchor.start(n)
         for s in range(cache.length):
-            if s >= self.n_pad:
-                x = torch.stack([z[:, s - self.n_pad], torch.ones_like(log_p)], dim=1)
+            j = s - self.n_pad + 1
+            x = self._step_input(z, s)
+            if self.anchor is not None:
+                anchor = self.anchor.conditional(state, j)
+                x = torch.cat([x, torch.softmax(anchor.log_weights, dim=-1)], dim=-1)
             out = self.net.step(x, cache)
             cache.advance()
-            j = s - self.n_pad + 1
-            if j >= 0:
+            if j < 0:
+                continue
+            if self.anchor is None:
                 params = self._params(out)
-                z[:, j] = mixture_sample(params, uniform[:, j], normal[:, j])
-                log_p += mixture_log_prob(z[:, j], params)
+            else:
+                params = self._corrected(anchor, out)
+            z[:, j] = mixture_sample(params, uniform[:, j], normal[:, j])
+            log_p += mixture_log_prob(z[:, j], params)
+            if self.anchor is not None:
+                self.anchor.update(state, j, z[:, j], anchor)
         return z, log_p

@@ -34,7 +34,7 @@ __all__ = ["CausalConv1d", "PaperCausalNet", "ResidualCausalNet", "StepCache"]
 
 
 class StepCache:
-    """Past inputs of every causal convolution, for :meth:`step` evaluation.
+    """Past outputs of every causal convolution's taps, for :meth:`step` evaluation.
 
     Arguments:
         length: Total number of positions that will be stepped through.
@@ -52,17 +52,24 @@ class StepCache:
 class CausalConv1d(nn.Linear):
     r"""A 1-D convolution whose output :math:`t` sees inputs :math:`\le t` only.
 
-    Sequences are laid out channels-last, (B, T, C): the convolution is one matrix
-    product over the :math:`k` shifted copies of the input, which on CPUs is several
-    times faster than a dilated ``conv1d`` at the small widths used here.
+    Sequences are laid out channels-last, (B, T, C). Tap :math:`i` of output :math:`t`
+    reads input :math:`t - (k - 1 - i)\,d`; rather than copying shifted inputs side by
+    side, one matrix product computes every tap's contribution at every position and
+    the shifted contributions are added into the output, so no padded or concatenated
+    copy of the input is ever made. At the small widths used here this is several times
+    faster on CPUs than a dilated ``conv1d``.
+
+    The weight has the layout of a linear map from the :math:`k` concatenated taps,
+    shape (out, k * in).
 
     Arguments:
         in_channels: Input channels.
         out_channels: Output channels.
         kernel_size: Taps per output.
         dilation: Spacing between taps.
-        pad: Whether ``forward`` left-pads with zeros to keep the length (``True``) or
-            drops the first :math:`(k-1)d` outputs, as a valid convolution (``False``).
+        pad: Whether ``forward`` keeps the length, as if left-padded with zeros
+            (``True``), or drops the first :math:`(k-1)d` outputs, as a valid
+            convolution (``False``).
 
     Example:
         >>> conv = CausalConv1d(2, 4, kernel_size=2, dilation=2)
@@ -85,30 +92,40 @@ class CausalConv1d(nn.Linear):
         self.pad = pad
         self.context = (kernel_size - 1) * dilation
 
+    def _taps(self, x: Tensor) -> Tensor:
+        """Every tap's contribution at every position: (..., T, k, out)."""
+        k, out = self.kernel_size, self.out_features
+        weight = self.weight.view(out, k, self.in_channels).transpose(0, 1).reshape(k * out, -1)
+        return F.linear(x, weight).unflatten(-1, (k, out))
+
     def forward(self, x: Tensor) -> Tensor:
-        if self.pad:
-            x = F.pad(x, (0, 0, self.context, 0))
-        length = x.shape[-2] - self.context
-        # Tap i reads position t - (k - 1 - i) * d.
-        taps = [
-            x[..., i * self.dilation : i * self.dilation + length, :]
-            for i in range(self.kernel_size)
-        ]
-        return super().forward(torch.cat(taps, dim=-1))
+        taps = self._taps(x)
+        length = x.shape[-2]
+        first = 0 if self.pad else self.context  # input position of output 0
+        y = taps[..., first:, -1, :] + self.bias
+        for i in range(self.kernel_size - 1):
+            shift = (self.kernel_size - 1 - i) * self.dilation
+            # Output t (input position first + t) reads tap i at first + t - shift.
+            lo = max(first, shift)
+            if lo < length:
+                y[..., lo - first :, :] += taps[..., lo - shift : length - shift, i, :]
+        return y
 
     def step(self, x: Tensor, cache: StepCache) -> Tensor:
         """Output at ``cache.position`` from this position's input ``x`` of shape (B, C)."""
         t = cache.position
         buffer = cache.buffers.get(self)
         if buffer is None:
-            buffer = x.new_zeros(x.shape[0], cache.length, self.in_channels)
-            cache.buffers[self] = buffer
-        buffer[:, t] = x
-        # Taps before position 0 read zeros, exactly as the left padding does.
-        taps = [t - (self.kernel_size - 1 - i) * self.dilation for i in range(self.kernel_size)]
-        return super().forward(
-            torch.cat([buffer[:, s] if s >= 0 else torch.zeros_like(x) for s in taps], dim=-1)
-        )
+            shape = (x.shape[0], cache.length, self.kernel_size, self.out_features)
+            buffer = cache.buffers[self] = x.new_zeros(shape)
+        buffer[:, t] = self._taps(x)
+        y = buffer[:, t, -1] + self.bias
+        for i in range(self.kernel_size - 1):
+            # Taps before position 0 read zeros, exactly as the left padding does.
+            s = t - (self.kernel_size - 1 - i) * self.dilation
+            if s >= 0:
+                y += buffer[:, s, i]
+        return y
 
 
 def _dilations(length: int) -> list[int]:
@@ -121,14 +138,19 @@ class _ResidualBlock(nn.Module):
         super().__init__()
         self.conv = CausalConv1d(channels, channels, 2, dilation)
         self.mix = nn.Linear(channels, channels)
-        self.act = nn.SiLU()
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, h: Tensor) -> Tensor:
-        return h + self.mix(self.drop(self.act(self.conv(self.act(h)))))
+        # Without autograd, intermediate results are overwritten in place: evaluation
+        # makes no copies beyond the two matrix products.
+        inplace = not torch.is_grad_enabled()
+        u = F.silu(self.conv(F.silu(h)), inplace=inplace)
+        u = self.mix(self.drop(u))
+        return h.add_(u) if inplace else h + u
 
     def step(self, h: Tensor, cache: StepCache) -> Tensor:
-        return h + self.mix(self.act(self.conv.step(self.act(h), cache)))
+        u = F.silu(self.conv.step(F.silu(h), cache), inplace=not torch.is_grad_enabled())
+        return h + self.mix(u)
 
 
 class ResidualCausalNet(nn.Module):
@@ -149,6 +171,8 @@ class ResidualCausalNet(nn.Module):
         hidden_channels: Width of every block.
         n_blocks: Number of residual blocks; at least :math:`L` (the default).
         dropout: Dropout probability inside every block, in training mode only.
+        zero_output: Start the output layer at zero, so that the network's outputs are
+            all zero until training moves them (for networks that predict corrections).
 
     Example:
         >>> net = ResidualCausalNet(16, in_channels=2, out_channels=30)
@@ -164,6 +188,7 @@ class ResidualCausalNet(nn.Module):
         hidden_channels: int = 64,
         n_blocks: int | None = None,
         dropout: float = 0.0,
+        zero_output: bool = False,
     ) -> None:
         super().__init__()
         cycle = _dilations(length)
@@ -180,19 +205,29 @@ class ResidualCausalNet(nn.Module):
             for i in range(n_blocks)
         )
         self.output = nn.Linear(hidden_channels, out_channels)
-        self.act = nn.SiLU()
+        if zero_output:
+            nn.init.zeros_(self.output.weight)
+            nn.init.zeros_(self.output.bias)
+
+    def _embed(self, x: Tensor, position: Tensor) -> Tensor:
+        if x.shape[-1] == 1:  # a scalar sequence: one fused multiply-add, no matmul
+            return torch.addcmul(position + self.input.bias, x, self.input.weight[:, 0])
+        return self.input(x) + position
+
+    def _head(self, h: Tensor) -> Tensor:
+        return self.output(F.silu(h, inplace=not torch.is_grad_enabled()))
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.input(x) + self.position[: x.shape[-2]]
+        h = self._embed(x, self.position[: x.shape[-2]])
         for block in self.blocks:
             h = block(h)
-        return self.output(self.act(h))
+        return self._head(h)
 
     def step(self, x: Tensor, cache: StepCache) -> Tensor:
-        h = self.input(x) + self.position[cache.position]
+        h = self._embed(x, self.position[cache.position])
         for block in self.blocks:
             h = block.step(h, cache)
-        return self.output(self.act(h))
+        return self._head(h)
 
 
 class PaperCausalNet(nn.Module):

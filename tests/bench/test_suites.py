@@ -114,6 +114,7 @@ def test_unknown_suite_is_an_error(out):
         "interpolation",
         "mnist-pixels",
         "digits",
+        "speed",
     }
 
 
@@ -129,3 +130,29 @@ def test_digits_suite(out):
 def test_a_bad_budget_is_an_error(out, capsys):
     assert main(["bench", "toy", "--budget", "-1", "--out", str(out)]) == 2
     assert "budget_s must be a positive number" in capsys.readouterr().err
+
+
+def test_speed_suite(out):
+    payload = _files(run_suite("speed", out, quick=True), out)
+    rows = payload["rows"]
+    assert {r["D"] for r in rows} == {8, 64}
+    for row in rows:
+        for key in ("logprob_per_s", "sample_per_s", "train_per_s"):
+            assert row[key] > 0
+    maf = [r for r in rows if r["model"] == "zuko MAF"]
+    assert all(r["logprob_vs_maf"] == pytest.approx(1.0) for r in maf)
+    lde = [r for r in rows if r["model"] == "LDE (CausalConvMDN)"]
+    # Counted arithmetic, and a rate no faster than the matrix products alone allow.
+    assert all(0 < r["matmul_share"] < 1.5 and r["gflop_per_row"] > 0 for r in lde)
+
+
+def test_a_subset_of_models_and_dims(out, capsys):
+    args = ["bench", "digits", "--quick", "--models", "gmm", "kde", "--out", str(out / "sub")]
+    assert main(args) == 0
+    payload = json.loads((out / "sub" / "digits-quick.json").read_text())
+    runs = [r for r in payload["rows"] if r.get("kind") != "summary"]
+    assert {r["model"] for r in runs} == {"GMM (validated)", "KernelDensity"}
+    assert main(["bench", "digits", "--quick", "--models", "flow", "--out", str(out)]) == 2
+    assert "unknown model 'flow'" in capsys.readouterr().err
+    assert main(["bench", "toy", "--quick", "--dims", "8", "--out", str(out)]) == 2
+    assert "no --dims option" in capsys.readouterr().err

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import integrate
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from ldelib import CausalConvMDN
@@ -111,12 +114,12 @@ def test_dropout_is_seeded_and_leaves_the_global_generator_alone():
     X = np.random.default_rng(0).normal(size=(300, 4))
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    fits = [
-        CausalConvMDN(hidden_channels=16, max_epochs=3, device="cpu", random_state=1).fit(X)
-        for _ in range(2)
-    ]
+    kwargs = {"hidden_channels": 16, "max_epochs": 3, "device": "cpu", "random_state": 1}
+    fits = [CausalConvMDN(init="random", **kwargs).fit(X) for _ in range(2)]
     assert torch.equal(torch.get_rng_state(), before)
-    assert fits[0].module_.net.blocks[0].drop.p == 0.2  # the residual default
+    assert fits[0].module_.net.blocks[0].drop.p == 0.2  # the default without an anchor
+    anchored = CausalConvMDN(**kwargs).fit(X)
+    assert isinstance(anchored.module_.net.blocks[0].drop, torch.nn.Identity)
     np.testing.assert_array_equal(fits[0].score_samples(X), fits[1].score_samples(X))
     # Dropout acts only in training: log_prob is deterministic in eval mode.
     np.testing.assert_array_equal(fits[0].score_samples(X), fits[0].score_samples(X))
@@ -127,7 +130,7 @@ def test_dropout_regularises_a_small_latent_like_set():
     # stopping ends training before it generalises (measured: -5.65 vs -5.18 nats).
     target = make_target("gmm", 6)
     train, test = target.sample(300, 0), target.sample(3000, 1)
-    kwargs = {"max_epochs": 150, "device": "cpu", "random_state": 0}
+    kwargs = {"max_epochs": 150, "device": "cpu", "random_state": 0, "init": "random"}
     plain = CausalConvMDN(dropout=0.0, **kwargs).fit(train)
     dropped = CausalConvMDN(**kwargs).fit(train)
     assert dropped.score(test) > plain.score(test) + 0.1
@@ -145,3 +148,116 @@ def test_paper_network_has_no_dropout():
         CausalConvMDN(architecture="paper", dropout=0.1).fit(X)
     model = CausalConvMDN(architecture="paper", max_epochs=1, device="cpu").fit(X)
     assert np.isfinite(model.score(X))
+
+
+# ------------------------------------------------------------- the mixture anchor
+@pytest.fixture(scope="module")
+def clusters():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 4)) @ rng.normal(size=(4, 4))
+    X[:300] += [4.0, -2.0, 0.0, 1.0]
+    return X * [1.0, 10.0, 0.1, 3.0]
+
+
+def _zero_corrections(model: CausalConvMDN) -> CausalConvMDN:
+    import torch
+
+    with torch.no_grad():
+        model.module_.net.output.weight.zero_()
+        model.module_.net.output.bias.zero_()
+    return model
+
+
+def test_untrained_model_is_the_validated_gmm(clusters):
+    from ldelib import GMM
+
+    model = CausalConvMDN(hidden_channels=8, max_epochs=2, device="cpu", random_state=3)
+    _zero_corrections(model.fit(clusters))
+    gmm = GMM("auto", reg_covar="auto", random_state=3).fit(clusters)
+    assert model.n_components_ == gmm.n_components_
+    assert model.anchor_["n_components"] == gmm.n_components_
+    assert model.anchor_["reg_covar"] == gmm.reg_covar_
+    # Exactly that mixture, to float32 precision, in the units of the data.
+    np.testing.assert_allclose(
+        model.score_samples(clusters), gmm.score_samples(clusters), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_training_cannot_end_below_the_anchor_on_validation(clusters):
+    from ldelib import GMM
+
+    # A learning rate this large wrecks the network at the first step: early stopping
+    # keeps the untrained state, which is the mixture.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = CausalConvMDN(
+            hidden_channels=8, learning_rate=10.0, max_epochs=4, device="cpu", random_state=0
+        ).fit(clusters)
+    assert model.best_epoch_ == -1
+    assert all(s <= model.best_validation_score_ for s in model.validation_scores_)
+    gmm = GMM("auto", reg_covar="auto", random_state=0).fit(clusters)
+    np.testing.assert_allclose(
+        model.score_samples(clusters), gmm.score_samples(clusters), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_training_improves_on_the_anchor():
+    # A smooth non-Gaussian target that three Gaussians fit poorly: the corrections
+    # recover most of what the mixture misses.
+    from ldelib import GMM
+
+    target = make_target("sine-chain", 3)
+    train, test = target.sample(3000, 0), target.sample(3000, 1)
+    gmm = GMM(3, reg_covar="auto", random_state=0).fit(train)
+    model = CausalConvMDN(3, max_epochs=40, device="cpu", random_state=0).fit(train)
+    assert model.best_epoch_ >= 0
+    assert model.best_validation_score_ > max(model.validation_scores_[:1]) - 1e-9
+    truth = target.log_prob(test).mean()
+    assert model.score(test) > gmm.score(test) + 0.5 * (truth - gmm.score(test))
+    assert model.score(test) < truth + 0.03
+
+
+def test_budget_includes_the_mixture(clusters):
+    # A budget smaller than the EM: no epoch runs, and the model is the mixture.
+    model = CausalConvMDN(max_time=1e-6, device="cpu", random_state=0).fit(clusters)
+    assert model.n_iter_ == 0 and model.best_epoch_ == -1
+    assert model.anchor_["fit_s"] > 1e-6
+    assert np.isfinite(model.score(clusters))
+
+
+def test_anchored_save_load_round_trip(tmp_path, clusters):
+    from ldelib import load
+
+    model = CausalConvMDN(hidden_channels=8, max_epochs=2, device="cpu", random_state=0)
+    model.fit(clusters)
+    model.save(tmp_path / "m.ldelib")
+    loaded = load(tmp_path / "m.ldelib")
+    assert loaded.anchor_ == model.anchor_
+    np.testing.assert_array_equal(loaded.score_samples(clusters), model.score_samples(clusters))
+    np.testing.assert_array_equal(
+        loaded.sample(5, random_state=0), model.sample(5, random_state=0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"init": "gmm", "architecture": "paper"}, "no mixture anchor"),
+        ({"init": "kmeans"}, "init must be"),
+        ({"init": "random", "n_components": [2, 3]}, "Without a mixture anchor"),
+        ({"init": "random", "n_components": 0}, "Without a mixture anchor"),
+        ({"n_components": 0}, "n_components"),
+        ({"n_components": "many"}, "n_components"),
+    ],
+)
+def test_bad_init_and_components(params, match):
+    with pytest.raises(ValueError, match=match):
+        CausalConvMDN(**params).fit(np.random.default_rng(0).normal(size=(50, 2)))
+
+
+def test_paper_network_keeps_its_random_start():
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    model = CausalConvMDN(architecture="paper", max_epochs=1, device="cpu").fit(X)
+    assert model.anchor_ is None and model.n_components_ == 10
+    listed = CausalConvMDN([2, 3], max_epochs=1, hidden_channels=8, device="cpu").fit(X)
+    assert listed.n_components_ in (2, 3)

@@ -89,11 +89,13 @@ def test_density_integrates_to_one_in_2d(architecture):
     assert total == pytest.approx(1.0, abs=1e-3)
 
 
-def test_mask_separates_padding_from_zero_values():
-    model = _model(4, "residual")
+def test_paper_mask_separates_padding_from_zero_values():
+    # The residual network tells padding apart by its position embedding instead.
+    model = _model(4, "paper")
     inputs = model._inputs(torch.zeros(1, 4, dtype=torch.float64))
-    np.testing.assert_array_equal(inputs[0, :, 1].numpy(), [0.0, 1.0, 1.0, 1.0])
-    np.testing.assert_array_equal(inputs[0, :, 0].numpy(), [0.0, 0.0, 0.0, 0.0])
+    pad = model.n_pad
+    np.testing.assert_array_equal(inputs[0, :, 1].numpy(), [0.0] * pad + [1.0] * 3)
+    np.testing.assert_array_equal(inputs[0, :, 0].numpy(), [0.0] * (pad + 3))
 
 
 def test_unknown_architecture():

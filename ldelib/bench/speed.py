@@ -1,0 +1,181 @@
+"""Suite ``speed``: throughput of ``log_prob``, ``sample`` and training, side by side.
+
+For each dimension D, every model is fitted on the same synthetic rows (a Gaussian
+mixture target), then timed in this one process: ``score_samples`` on 10,000 rows,
+``sample(10,000)`` and one training epoch over the fitting rows, each the best of a few
+repeats, in rows per second, and as a ratio to zuko's MAF. The LDE's arithmetic is
+counted and set against the same matrix products run alone, which says how much of its
+time goes to anything but them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..datasets import make_target
+from ..models import GMM, CausalConvMDN
+from ._report import Report
+from .peers import ZukoFlowPeer, zuko_available
+
+MODELS = ("LDE (CausalConvMDN)", "LDE, paper network", "GMM", "zuko MAF", "zuko NSF")
+
+
+def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up: first calls allocate and pick kernels
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _model(label: str, epochs: int, seed: int) -> Any:
+    neural = {"max_epochs": epochs, "validation_fraction": 0.0, "random_state": seed}
+    if label == "LDE (CausalConvMDN)":
+        return CausalConvMDN(device="cpu", **neural)
+    if label == "LDE, paper network":
+        return CausalConvMDN(architecture="paper", device="cpu", **neural)
+    if label == "GMM":
+        return GMM(10, random_state=seed)
+    flow = "maf" if label == "zuko MAF" else "nsf"
+    return ZukoFlowPeer(flow, device="cpu", **neural)
+
+
+def lde_flops(model: CausalConvMDN) -> int:
+    """Floating-point operations of the LDE's matrix products per row of ``log_prob``."""
+    d, k = model.n_features_in_, model.n_components_
+    net = model.module_.net
+    macs = 0
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.Linear) and name != "input":
+            macs += module.in_features * module.out_features
+    macs *= d  # every layer runs at every position
+    if model.module_.anchor is not None:
+        macs += d * d * k  # the whitening of all components
+    return 2 * macs
+
+
+def _matmul_seconds(model: CausalConvMDN, rows: int, repeats: int) -> float:
+    """The LDE's matrix products for ``rows`` rows, alone, at their shapes."""
+    d, k = model.n_features_in_, model.n_components_
+    shapes = []
+    for name, module in model.module_.net.named_modules():
+        if isinstance(module, torch.nn.Linear) and name != "input":
+            shapes.append((rows * d, module.in_features, module.out_features))
+    if model.module_.anchor is not None:
+        shapes.append((rows, d, d * k))
+    operands = [(torch.randn(m, i), torch.randn(i, o)) for m, i, o in shapes]
+
+    def run() -> None:
+        with torch.no_grad():
+            for a, b in operands:
+                torch.mm(a, b)
+
+    return _best_seconds(run, repeats)
+
+
+def run(
+    out: Path, quick: bool, seeds: list[int] | None = None, budget_s: float | None = None
+) -> Report:
+    del budget_s  # timings, not fits to a budget
+    seed = (seeds or [0])[0]
+    dims = (8, 64) if quick else (8, 16, 32, 64, 128)
+    n_fit, n_eval, repeats, epochs = (2000, 2000, 1, 1) if quick else (10_000, 10_000, 3, 2)
+    labels = [m for m in MODELS if not m.startswith("zuko") or zuko_available()]
+    missing = [m for m in MODELS if m not in labels]
+    report = Report(
+        "speed",
+        quick,
+        {
+            "dims": dims,
+            "n_fit_rows": n_fit,
+            "n_eval_rows": n_eval,
+            "repeats": repeats,
+            "seed": seed,
+            "data": "make_target('gmm', D, n_components=10): a random full-covariance mixture",
+            "models": "defaults of each model; GMM with K = 10",
+        },
+    )
+    for d in dims:
+        target = make_target("gmm", d, n_components=10)
+        X = target.sample(n_fit, random_state=seed)
+        X_eval = target.sample(n_eval, random_state=seed + 1)
+        rows: dict[str, dict[str, Any]] = {}
+        for label in labels:
+            model = _model(label, epochs, seed)
+            start = time.perf_counter()
+            model.fit(X)
+            fit_s = time.perf_counter() - start
+            anchor_s = (getattr(model, "anchor_", None) or {}).get("fit_s", 0.0)
+            if isinstance(model, GMM):
+                train_per_s = n_fit / fit_s  # EM to convergence: GMM has no epochs
+            else:
+                train_per_s = n_fit * epochs / (fit_s - anchor_s)
+            score_s = _best_seconds(lambda m=model, x=X_eval: m.score_samples(x), repeats)
+            sample_s = _best_seconds(lambda m=model: m.sample(n_eval, random_state=seed), repeats)
+            row = report.add(
+                D=d,
+                model=label,
+                logprob_per_s=n_eval / score_s,
+                sample_per_s=n_eval / sample_s,
+                train_per_s=train_per_s,
+                anchor_fit_s=anchor_s or None,
+                K=getattr(model, "n_components_", None),
+            )
+            if label == "LDE (CausalConvMDN)":
+                flops = lde_flops(model)
+                row["gflop_per_row"] = flops / 1e9
+                row["lde_gflops"] = flops * row["logprob_per_s"] / 1e9
+                row["matmul_gflops"] = (
+                    flops * n_eval / _matmul_seconds(model, n_eval, repeats) / 1e9
+                )
+                row["matmul_share"] = row["lde_gflops"] / row["matmul_gflops"]
+            rows[label] = row
+        maf = rows.get("zuko MAF")
+        for row in rows.values():
+            for key in ("logprob", "sample", "train"):
+                ratio = row[f"{key}_per_s"] / maf[f"{key}_per_s"] if maf else None
+                row[f"{key}_vs_maf"] = ratio
+    report.table(
+        "Rows per second (and ratio to zuko MAF); train: one epoch (GMM: EM to convergence)",
+        [
+            "D",
+            "model",
+            "K",
+            "logprob_per_s",
+            "logprob_vs_maf",
+            "sample_per_s",
+            "sample_vs_maf",
+            "train_per_s",
+            "train_vs_maf",
+        ],
+    )
+    report.table(
+        "The LDE's arithmetic: GFLOP per row of log_prob, achieved GFLOP/s, the same "
+        "matrix products alone, and the share of that rate achieved",
+        ["D", "gflop_per_row", "lde_gflops", "matmul_gflops", "matmul_share", "anchor_fit_s"],
+        lambda r: r["model"] == "LDE (CausalConvMDN)",
+    )
+    report.notes += [
+        (
+            "log_prob: score_samples of numpy rows (float64 in and out, the library's "
+            "path); sample: sample(n) to numpy; best of the repeats after a warm-up call."
+        ),
+        (
+            "train: rows per second of a fit of a few epochs without validation, less the "
+            "anchor mixture's EM (anchor_fit_s, paid once per fit) for the default LDE."
+        ),
+        f"Torch threads: {torch.get_num_threads()}.",
+    ]
+    if missing:
+        report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
+    return report
+
+
+__all__ = ["MODELS", "lde_flops", "run"]

@@ -1,0 +1,202 @@
+r"""The autoregressive conditionals of a full-covariance Gaussian mixture.
+
+A Gaussian mixture :math:`p(z) = \sum_k \pi_k \mathcal{N}(z; \mu_k, \Sigma_k)` is an
+autoregressive mixture density in disguise. With :math:`\Sigma_k = L_k L_k^\top`
+(Cholesky) and whitened residuals :math:`\varepsilon_k = L_k^{-1}(z - \mu_k)`,
+
+.. math:: p(z_j \mid z_{<j}) = \sum_k w_{jk}\,
+          \mathcal{N}\big(z_j;\ z_j - L_{k,jj}\,\varepsilon_{k,j},\ L_{k,jj}^2\big),
+          \qquad
+          \log w_{jk} = \log \pi_k + \sum_{i<j} \big[\log \mathcal{N}(\varepsilon_{k,i}; 0, 1)
+          - \log L_{k,ii}\big] + \text{const}_j,
+
+the mean :math:`z_j - L_{k,jj}\varepsilon_{k,j}` being the one of component :math:`k`
+given :math:`z_{<j}` (it does not depend on :math:`z_j`) and the weights its
+responsibility given :math:`z_{<j}`. All :math:`D` conditionals of all :math:`K`
+components come from one product with the lower-triangular :math:`L_k^{-1}`; during
+sampling the whitening is incremental, one new :math:`\varepsilon` per step.
+
+A mixture density network that adds corrections :math:`(\delta\mu, \delta s,
+\delta\ell)` to these conditionals (:func:`anchored_log_prob`) equals the mixture
+exactly when the corrections are zero, so it can start from a mixture fitted by EM and
+spend its training on what the mixture misses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .mixture import MixtureParams
+
+__all__ = ["AnchorTerms", "GaussianMixtureConditionals", "anchored_log_prob", "bounded"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+#: Largest log-factor by which a correction may shrink or stretch an anchor scale.
+SCALE_CORRECTION_BOUND = 3.0
+
+
+def bounded(raw: Tensor, bound: float = SCALE_CORRECTION_BOUND) -> Tensor:
+    """``raw`` clipped to ``[-bound, bound]``: the identity near zero."""
+    return raw.clamp(-bound, bound)
+
+
+class AnchorTerms(NamedTuple):
+    """The mixture's conditionals of rows ``z``, each of shape (B, D, K) or (D, K).
+
+    Attributes:
+        eps: Whitened residuals :math:`\\varepsilon_{k,j}`, (B, D, K).
+        log_scales: :math:`\\log L_{k,jj}`, (D, K).
+        logits: Unnormalised log-weights :math:`\\log\\pi_k + \\log p(z_{<j} \\mid k)`,
+            (B, D, K).
+    """
+
+    eps: Tensor
+    log_scales: Tensor
+    logits: Tensor
+
+
+class _StepState(NamedTuple):
+    residuals: Tensor  # (B, K, D): z_i - mu_k,i for the dimensions drawn so far
+    logits: Tensor  # (B, K): log pi_k + log p(z_<j | k)
+
+
+class GaussianMixtureConditionals(nn.Module):
+    r"""The :math:`D` conditionals :math:`p(z_j \mid z_{<j})` of a Gaussian mixture.
+
+    The mixture lives in buffers (weights, means and the inverse Cholesky factors of
+    the covariances), so it is saved and loaded with the module's ``state_dict``; set it
+    with :meth:`set_mixture`. Until then it is a standard normal.
+
+    Arguments:
+        features: The number of dimensions :math:`D`.
+        components: Mixture components :math:`K`.
+
+    Example:
+        >>> anchor = GaussianMixtureConditionals(3, 2)
+        >>> anchor.set_mixture([0.3, 0.7], [[0, 0, 0], [1, 2, 3]], [np.eye(3), 2 * np.eye(3)])
+        >>> z = torch.randn(5, 3)
+        >>> torch.allclose(anchored_log_prob(anchor(z)).sum(-1), anchor.log_prob(z))
+        True
+    """
+
+    def __init__(self, features: int, components: int) -> None:
+        super().__init__()
+        self.features = features
+        self.components = components
+        self.register_buffer("log_weights", torch.full((components,), -math.log(components)))
+        self.register_buffer("means", torch.zeros(components, features))
+        self.register_buffer("inverse_cholesky", torch.eye(features).repeat(components, 1, 1))
+
+    @torch.no_grad()
+    def set_mixture(self, weights: object, means: object, covariances: object) -> None:
+        """Take the mixture's parameters: (K,), (K, D) and full covariances (K, D, D).
+
+        The Cholesky factors and their inverses are computed in float64 and stored in
+        the module's dtype; the inverses are exactly lower triangular, so every
+        conditional sees only earlier dimensions.
+        """
+        weights = np.asarray(weights, dtype=np.float64)
+        means = np.asarray(means, dtype=np.float64)
+        covariances = np.asarray(covariances, dtype=np.float64)
+        k, d = self.components, self.features
+        if weights.shape != (k,) or means.shape != (k, d) or covariances.shape != (k, d, d):
+            raise ValueError(
+                f"Expected a mixture of {k} components in {d} dimensions, got weights "
+                f"{weights.shape}, means {means.shape}, covariances {covariances.shape}."
+            )
+        chol = torch.linalg.cholesky(torch.from_numpy(covariances))
+        eye = torch.eye(d, dtype=torch.float64).expand(k, d, d)
+        inverse = torch.linalg.solve_triangular(chol, eye, upper=False).tril()
+        log_w = torch.from_numpy(np.log(weights / weights.sum()))
+        self.log_weights.copy_(log_w)
+        self.means.copy_(torch.from_numpy(means))
+        self.inverse_cholesky.copy_(inverse)
+
+    def _log_scales(self) -> Tensor:
+        """:math:`\\log L_{k,jj} = -\\log (L_k^{-1})_{jj}`, shape (D, K)."""
+        return -torch.diagonal(self.inverse_cholesky, dim1=-2, dim2=-1).log().T
+
+    def _whiten(self, z: Tensor, strict: bool = False) -> Tensor:
+        """:math:`\\varepsilon_k = L_k^{-1}(z - \\mu_k)` of rows (B, D), shape (B, D, K).
+
+        All components at once, as one affine map laid out so that the result is
+        contiguous in (B, D, K); ``strict`` leaves out the diagonal, giving the part of
+        :math:`\\varepsilon_{k,j}` that comes from :math:`z_{<j}`.
+        """
+        inverse = self.inverse_cholesky.tril(-1) if strict else self.inverse_cholesky
+        d, k = self.features, self.components
+        weight = inverse.permute(2, 1, 0).reshape(d, d * k)  # [i, (j, k)] = inverse[k, j, i]
+        bias = (inverse @ self.means.unsqueeze(-1)).squeeze(-1).T.reshape(d * k)
+        return torch.addmm(bias, z, weight, alpha=1, beta=-1).view(-1, d, k)
+
+    def forward(self, z: Tensor) -> AnchorTerms:
+        """The conditionals of every dimension of rows ``z`` of shape (B, D)."""
+        eps = self._whiten(z)
+        log_scales = self._log_scales()
+        # log N(z_j | z_<j, k), then its exclusive cumulative sum, log p(z_<j | k).
+        terms = torch.addcmul(-(log_scales + _HALF_LOG_2PI), eps, eps, value=-0.5)
+        first = self.log_weights.expand(eps.shape[0], 1, -1)
+        logits = torch.cat([first, terms[:, :-1]], dim=1).cumsum(dim=1)
+        return AnchorTerms(eps, log_scales, logits)
+
+    def conditionals(self, z: Tensor) -> MixtureParams:
+        """Every conditional as explicit mixture parameters, each (B, D, K)."""
+        _, log_scales, logits = self(z)
+        means = self.means.T - self._whiten(z, strict=True) * torch.exp(log_scales)
+        return MixtureParams(torch.log_softmax(logits, -1), means, log_scales.expand_as(means))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """The mixture's log-density of rows ``z`` (B, D), shape (B,)."""
+        eps, log_scales, logits = self(z)
+        last = -0.5 * eps[..., -1, :].square() - log_scales[-1] - _HALF_LOG_2PI
+        return torch.logsumexp(logits[..., -1, :] + last, dim=-1)
+
+    # -------------------------------------------------------------- stepping
+    def start(self, n: int) -> _StepState:
+        """State for drawing ``n`` rows one dimension at a time."""
+        residuals = self.means.new_zeros(n, self.components, self.features)
+        return _StepState(residuals, self.log_weights.expand(n, -1).clone())
+
+    def conditional(self, state: _StepState, j: int) -> MixtureParams:
+        """Dimension ``j``'s mixture given the drawn :math:`z_{<j}`, each (B, K)."""
+        inverse = self.inverse_cholesky[:, j]  # (K, D): row j of every L_k^{-1}
+        partial = (state.residuals[..., :j] * inverse[:, :j]).sum(-1)  # (B, K)
+        log_scales = -inverse[:, j].log()
+        means = self.means[:, j] - partial * torch.exp(log_scales)
+        return MixtureParams(state.logits, means, log_scales.expand_as(means))
+
+    def update(self, state: _StepState, j: int, z_j: Tensor, params: MixtureParams) -> None:
+        """Record the drawn values ``z_j`` (B,) of dimension ``j``, whose conditional
+        :meth:`conditional` gave as ``params``."""
+        state.residuals[..., j] = z_j.unsqueeze(-1) - self.means[:, j]
+        eps = (z_j.unsqueeze(-1) - params.means) * torch.exp(-params.log_scales)
+        state.logits.add_(-0.5 * eps.square() - params.log_scales - _HALF_LOG_2PI)
+
+
+def anchored_log_prob(
+    anchor: AnchorTerms,
+    mean_shift: Tensor | None = None,
+    log_scale_shift: Tensor | None = None,
+    logit_shift: Tensor | None = None,
+) -> Tensor:
+    r""":math:`\log p(z_j \mid z_{<j})` of the corrected conditionals, shape (B, D).
+
+    Component :math:`k` of dimension :math:`j` has mean :math:`m_{jk} + \sigma_{jk}
+    \delta\mu_{jk}`, scale :math:`\sigma_{jk} e^{\delta s_{jk}}` and logit
+    :math:`\ell_{jk} + \delta\ell_{jk}`, where :math:`(m, \sigma, \ell)` are the anchor's.
+    The density is computed from the whitened residuals, never from :math:`z_j - m`,
+    so no precision is lost to cancellation. Omitted corrections are zero.
+    """
+    r = anchor.eps if mean_shift is None else anchor.eps - mean_shift
+    logits = anchor.logits if logit_shift is None else anchor.logits + logit_shift
+    log_weighted = logits - anchor.log_scales  # log w_k - log sigma_k, up to the shift
+    if log_scale_shift is not None:
+        r = r * torch.exp(-log_scale_shift)
+        log_weighted = log_weighted - log_scale_shift
+    log_joint = torch.addcmul(log_weighted, r, r, value=-0.5)
+    return torch.logsumexp(log_joint, dim=-1) - torch.logsumexp(logits, dim=-1) - _HALF_LOG_2PI

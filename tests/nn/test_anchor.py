@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import GaussianMixture
+
+from ldelib.nn.anchor import GaussianMixtureConditionals, anchored_log_prob
+from ldelib.nn.autoregressive import AutoregressiveMDN
+
+
+def _mixture(d: int, k: int, seed: int = 0) -> tuple[GaussianMixture, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(400, d)) @ rng.normal(size=(d, d)) + rng.normal(size=d)
+    X[: len(X) // 2] += 3.0
+    return GaussianMixture(k, random_state=seed).fit(X), X
+
+
+def _anchored(gm: GaussianMixture, hidden: int = 8, seed: int = 0) -> AutoregressiveMDN:
+    torch.manual_seed(seed)
+    k, d = gm.means_.shape
+    model = AutoregressiveMDN(d, k, hidden_channels=hidden, anchored=True).double()
+    model.anchor.set_mixture(gm.weights_, gm.means_, gm.covariances_)
+    return model
+
+
+def _perturb(model: AutoregressiveMDN, scale: float = 0.3) -> AutoregressiveMDN:
+    with torch.no_grad():
+        model.net.output.weight.normal_(0.0, scale)
+        model.net.output.bias.normal_(0.0, scale)
+    return model
+
+
+@pytest.mark.parametrize(("d", "k"), [(1, 1), (1, 3), (2, 2), (5, 3), (16, 4)])
+def test_untrained_model_is_the_mixture(d, k):
+    gm, X = _mixture(d, k)
+    model = _anchored(gm)
+    z = torch.from_numpy(X[:50])
+    expected = gm.score_samples(X[:50])
+    with torch.no_grad():
+        np.testing.assert_allclose(model(z).numpy(), expected, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(model.anchor.log_prob(z).numpy(), expected, atol=1e-10)
+    # Far from the data too: no underflow of weights or densities.
+    far = torch.full((3, d), 40.0, dtype=torch.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            model(far).numpy(), gm.score_samples(far.numpy()), rtol=1e-12, atol=1e-8
+        )
+
+
+def test_conditionals_of_one_gaussian_are_the_textbook_ones():
+    gm, X = _mixture(4, 1)
+    anchor = GaussianMixtureConditionals(4, 1).double()
+    anchor.set_mixture(gm.weights_, gm.means_, gm.covariances_)
+    z = torch.from_numpy(X[:7])
+    params = anchor.conditionals(z)
+    mu, cov = gm.means_[0], gm.covariances_[0]
+    for j in range(4):
+        a, b = slice(0, j), j
+        gain = np.linalg.solve(cov[a, a], cov[a, b]) if j else np.zeros(0)
+        mean = mu[b] + (X[:7, a] - mu[a]) @ gain
+        var = cov[b, b] - cov[b, a] @ gain
+        np.testing.assert_allclose(params.means[:, j, 0].numpy(), mean, atol=1e-10)
+        np.testing.assert_allclose(np.exp(2 * params.log_scales[:, j, 0].numpy()), var, rtol=1e-10)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("d", [1, 2, 7, 16])
+def test_corrected_conditionals_see_exactly_the_earlier_dimensions(d, train):
+    gm, X = _mixture(d, 3)
+    model = _perturb(_anchored(gm)).train(train)
+    if train:  # dropout would make two evaluations differ; causality is what is tested
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+
+    def params(v: torch.Tensor) -> torch.Tensor:
+        return torch.cat(list(model.params(v.unsqueeze(0))), dim=-1)[0]
+
+    z = torch.from_numpy(X[0])
+    depends = torch.autograd.functional.jacobian(params, z).abs().sum(dim=1) > 0
+    assert torch.equal(depends, torch.tril(torch.ones(d, d, dtype=torch.bool), diagonal=-1))
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 16])
+def test_cached_sampling_equals_naive_and_log_prob(d):
+    gm, _ = _mixture(d, 3)
+    model = _perturb(_anchored(gm)).eval()
+    z_cached, lp_cached = model.sample(64, torch.Generator().manual_seed(1), cached=True)
+    z_naive, lp_naive = model.sample(64, torch.Generator().manual_seed(1), cached=False)
+    torch.testing.assert_close(z_cached, z_naive, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(lp_cached, lp_naive, rtol=1e-9, atol=1e-9)
+    with torch.no_grad():
+        torch.testing.assert_close(lp_cached, model(z_cached), rtol=1e-9, atol=1e-9)
+
+
+def test_untrained_samples_are_the_mixtures():
+    gm, _ = _mixture(3, 2)
+    model = _anchored(gm).eval()
+    z, _ = model.sample(20_000, torch.Generator().manual_seed(0))
+    z = z.numpy()
+    # Moments of the mixture, to Monte Carlo error.
+    mean = gm.weights_ @ gm.means_
+    np.testing.assert_allclose(z.mean(0), mean, atol=0.05)
+    second = sum(
+        w * (c + np.outer(m, m))
+        for w, m, c in zip(gm.weights_, gm.means_, gm.covariances_, strict=True)
+    )
+    np.testing.assert_allclose(np.cov(z.T, bias=True), second - np.outer(mean, mean), atol=0.1)
+
+
+def test_corrections_reweight_shift_and_scale():
+    gm, X = _mixture(2, 2)
+    anchor = GaussianMixtureConditionals(2, 2).double()
+    anchor.set_mixture(gm.weights_, gm.means_, gm.covariances_)
+    z = torch.from_numpy(X[:5])
+    terms = anchor(z)
+    shift = torch.full_like(terms.eps, 0.4)
+    # A shift of the means by 0.4 scales equals evaluating the anchor at eps - 0.4.
+    moved = anchored_log_prob(terms, mean_shift=shift)
+    same = anchored_log_prob(terms._replace(eps=terms.eps - 0.4))
+    torch.testing.assert_close(moved, same)
+    # Scaling every component by e^s adds -s plus the change of the quadratic term.
+    s = 0.3
+    scaled = anchored_log_prob(terms, log_scale_shift=torch.full_like(terms.eps, s))
+    wider = anchored_log_prob(
+        terms._replace(eps=terms.eps * np.exp(-s), log_scales=terms.log_scales + s)
+    )
+    torch.testing.assert_close(scaled, wider)
+
+
+def test_set_mixture_checks_shapes():
+    anchor = GaussianMixtureConditionals(3, 2)
+    with pytest.raises(ValueError, match="2 components in 3 dimensions"):
+        anchor.set_mixture([1.0], np.zeros((1, 3)), np.eye(3)[None])
+    with pytest.raises(torch.linalg.LinAlgError):
+        anchor.set_mixture([0.5, 0.5], np.zeros((2, 3)), -np.eye(3)[None].repeat(2, 0))
