@@ -1,11 +1,17 @@
 """Merge the JSON results of several runs of one suite into one result file.
 
-    python benchmarks/merge.py latents OUT PART.json [PART.json ...]
+    python benchmarks/merge.py SUITE OUT PART.json [PART.json ...]
+        [--old OLD.json --from-old MODEL [MODEL ...]]
 
 Long suites run as several processes side by side (``ldelib bench latents --seeds 0``
 and ``--seeds 1 2 --dims 8 16``, say). This concatenates their rows, keeps each part's
 command, machine and wall time in ``config["parts"]``, and writes ``OUT/<suite>.json``
-and ``.md`` with the suite's own tables.
+and ``.md`` with the suite's own tables (summaries are recomputed).
+
+``--old`` / ``--from-old`` add the rows of the named models from an earlier result file
+of the same suite: for models whose code did not change, on suites whose data are
+regenerated identically (synthetic targets, bundled datasets), so that only the changed
+models are re-run. Those rows are marked ``"from": OLD.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sys
 from pathlib import Path
 
 from ldelib.bench._report import Report
@@ -23,8 +30,21 @@ def main() -> None:
     parser.add_argument("suite")
     parser.add_argument("out")
     parser.add_argument("parts", nargs="+")
+    parser.add_argument("--old", help="an earlier result file of the same suite")
+    parser.add_argument("--from-old", nargs="+", default=[], help="model labels to take from it")
     args = parser.parse_args()
     parts = [json.loads(Path(p).read_text()) for p in args.parts]
+    if args.old:
+        old = json.loads(Path(args.old).read_text())
+        rows = [
+            {**r, "from": Path(args.old).name}
+            for r in old["rows"]
+            if r.get("kind") != "summary" and r.get("model") in args.from_old
+        ]
+        missing = set(args.from_old) - {r["model"] for r in rows}
+        if missing:
+            raise SystemExit(f"{args.old} has no rows of {sorted(missing)}")
+        parts.append({**old, "rows": rows, "notes": [], "old": True})
     config = dict(parts[0]["config"])
     config["seeds"] = sorted({s for p in parts for s in p["config"].get("seeds", [])})
     config["parts"] = [
@@ -35,16 +55,20 @@ def main() -> None:
             "seeds": p["config"].get("seeds"),
             "latent_dims": p["config"].get("latent_dims"),
             "rows": len(p["rows"]),
+            **({"models": args.from_old} if p.get("old") else {}),
         }
         for p in parts
     ]
+    merge_command = " ".join(["python", "benchmarks/merge.py", *sys.argv[1:]])
     report = Report(args.suite, parts[0]["quick"], config)
-    report.rows = [row for p in parts for row in p["rows"]]
+    report.rows = [row for p in parts for row in p["rows"] if row.get("kind") != "summary"]
     module = importlib.import_module(f"ldelib.bench.{args.suite.replace('-', '_')}")
     module.tabulate(report)
     report.meta["environment"] = {
         **parts[0]["environment"],
-        "command": " && ".join(p["environment"]["command"] for p in parts),
+        "command": " && ".join(
+            [*(p["environment"]["command"] for p in parts if not p.get("old")), merge_command]
+        ),
     }
     extra = [n for p in parts for n in p["notes"] if n not in report.notes]
     report.notes += list(dict.fromkeys(extra))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import load_digits
-from ._models import MODELS, available, evaluate
+from ._models import MODELS, RANDOM_INIT, available, evaluate
 from ._report import Report
 from ._summary import summarise
 
@@ -36,7 +36,7 @@ def run(
     seeds = seeds or ([0] if quick else [0, 1, 2])
     budget = 1.5 if quick else 45.0
     budget = budget_s or budget
-    labels, missing = available(models or MODELS)
+    labels, missing = available(models or (*MODELS, RANDOM_INIT))
     report = Report(
         "digits",
         quick,
@@ -51,7 +51,16 @@ def run(
         train, valid, test = dequantised_digits(seed)
         for label in labels:
             evaluate(report, label, train, valid, test, seed=seed, budget=budget, data="digits")
+    tabulate(report)
+    if missing:
+        report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
+    return report
+
+
+def tabulate(report: Report) -> None:
+    """Summaries, tables and notes of a digits report (also for merged runs)."""
     summarise(report, ("data",))
+    seeds = report.config["seeds"]
     report.table(
         f"Test log-likelihood, nats per dimension (x64 for nats per image; mean over "
         f"{len(seeds)} seed(s))",
@@ -67,6 +76,3 @@ def run(
         "ll_per_dim in the first table is nats per dimension; multiply by 64 for nats per "
         "image. GMMN rows are Parzen estimates (biased low)."
     )
-    if missing:
-        report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
-    return report
