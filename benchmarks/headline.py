@@ -15,8 +15,9 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 MODELS = (
     "LDE (CausalConvMDN)",
+    "LDE, random init",
     "LDE, paper network",
-    "GMM (K on validation)",
+    "GMM (validated)",
     "KernelDensity",
     "zuko MAF",
     "zuko NSF",
@@ -24,8 +25,9 @@ MODELS = (
 )
 SHORT = {
     "LDE (CausalConvMDN)": "LDE",
+    "LDE, random init": "LDE random init",
     "LDE, paper network": "LDE paper net",
-    "GMM (K on validation)": "GMM",
+    "GMM (validated)": "GMM",
     "KernelDensity": "KDE",
     "zuko MAF": "MAF",
     "zuko NSF": "NSF",
@@ -38,6 +40,12 @@ def _load(results: Path, suite: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _present(rows: list[dict]) -> tuple[str, ...]:
+    """The compared models that have rows, in table order."""
+    seen = {r["model"] for r in rows}
+    return tuple(m for m in MODELS if m in seen)
+
+
 def _best(values: dict[str, float], exclude: tuple[str, ...] = ()) -> str | None:
     exact = {k: v for k, v in values.items() if k not in exclude}
     return max(exact, key=exact.get) if exact else None
@@ -47,20 +55,21 @@ def toy(payload: dict) -> list[str]:
     rows = [r for r in payload["rows"] if r.get("kind") == "summary"]
     targets = list(dict.fromkeys(r["target"] for r in rows))
     seeds = payload["config"]["seeds"]
+    models = _present(rows)
     lines = [
         (
             f"### 2-D targets with exact densities (test nats/dim, mean ± sd over {len(seeds)} "
             f"seed{'s' if len(seeds) > 1 else ''}; **best exact model** in bold)"
         ),
         "",
-        "| target | truth | " + " | ".join(SHORT[m] for m in MODELS) + " |",
-        "|---|---|" + "---|" * len(MODELS),
+        "| target | truth | " + " | ".join(SHORT[m] for m in models) + " |",
+        "|---|---|" + "---|" * len(models),
     ]
     for target in targets:
         by = {r["model"]: r for r in rows if r["target"] == target}
-        best = _best({m: by[m]["ll_per_dim"] for m in MODELS if m in by}, ("GMMN (Parzen)",))
+        best = _best({m: by[m]["ll_per_dim"] for m in models if m in by}, ("GMMN (Parzen)",))
         cells = []
-        for m in MODELS:
+        for m in models:
             if m not in by:
                 cells.append("")
                 continue
@@ -72,28 +81,31 @@ def toy(payload: dict) -> list[str]:
 
 
 def latents(payload: dict) -> list[str]:
-    rows = payload["rows"]
-    keys = list(dict.fromkeys((r["dataset"], r["ae"], r["D"]) for r in rows))
+    rows = [r for r in payload["rows"] if r.get("kind") != "summary"]
+    models = _present(rows)
+    lde, gmm = "LDE (CausalConvMDN)", "GMM (validated)"
+    keys = list(dict.fromkeys((r["dataset"], r["ae"], r["D"], r["seed"]) for r in rows))
     lines = [
         (
             "### Autoencoder latents (test nats per latent vector, ± s.e.; **best exact model** "
-            "in bold)"
+            "in bold; LDE − GMM: the LDE's lead over the validated mixture)"
         ),
         "",
-        "| dataset | AE | D | " + " | ".join(SHORT[m] for m in MODELS) + " |",
-        "|---|---|---|" + "---|" * len(MODELS),
+        "| dataset | AE | D | seed | " + " | ".join(SHORT[m] for m in models) + " | LDE − GMM |",
+        "|---|---|---|---|" + "---|" * (len(models) + 1),
     ]
     for key in keys:
-        by = {r["model"]: r for r in rows if (r["dataset"], r["ae"], r["D"]) == key}
-        best = _best({m: by[m]["ll"] for m in MODELS if m in by}, ("GMMN (Parzen)",))
+        by = {r["model"]: r for r in rows if (r["dataset"], r["ae"], r["D"], r["seed"]) == key}
+        best = _best({m: by[m]["ll"] for m in models if m in by}, ("GMMN (Parzen)",))
         cells = []
-        for m in MODELS:
+        for m in models:
             if m not in by:
                 cells.append("")
                 continue
             text = f"{by[m]['ll']:.2f} ± {by[m]['se']:.2f}"
             cells.append(f"**{text}**" if m == best else text)
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
+        lead = f"{by[lde]['ll'] - by[gmm]['ll']:+.2f}" if lde in by and gmm in by else ""
+        lines.append("| " + " | ".join(map(str, key)) + " | " + " | ".join(cells) + f" | {lead} |")
     return lines
 
 
@@ -132,6 +144,8 @@ def digits(payload: dict) -> list[str]:
     rows = [r for r in payload["rows"] if r.get("kind") == "summary"]
     by = {r["model"]: r for r in rows}
     best = _best({m: by[m]["ll_per_dim"] for m in MODELS if m in by}, ("GMMN (Parzen)",))
+    if not by:
+        return []
     n = len(payload["config"]["seeds"])
     lines = [
         (
@@ -148,6 +162,33 @@ def digits(payload: dict) -> list[str]:
             text = f"{64 * by[m]['ll_per_dim']:.1f} ± {64 * by[m]['pm']:.1f}"
             cells.append(f"**{text}**" if m == best else text)
     return [*lines, "| " + " | ".join(cells) + " |"]
+
+
+def speed(payload: dict) -> list[str]:
+    rows = payload["rows"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    lines = [
+        (
+            "### Throughput on this CPU (rows per second; × zuko MAF in brackets; train: "
+            "one epoch, GMM: EM to convergence)"
+        ),
+        "",
+        "| D | model | log_prob | sample | train |",
+        "|---|---|---|---|---|",
+    ]
+    for d in dict.fromkeys(r["D"] for r in rows):
+        for m in models:
+            r = next((r for r in rows if r["D"] == d and r["model"] == m), None)
+            if r is None:
+                continue
+            cells = [
+                f"{r[f'{k}_per_s']:,.0f} ({r[f'{k}_vs_maf']:.2f}x)"
+                if r.get(f"{k}_vs_maf") is not None
+                else f"{r[f'{k}_per_s']:,.0f}"
+                for k in ("logprob", "sample", "train")
+            ]
+            lines.append(f"| {d} | {m} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def interpolation(payload: dict) -> list[str]:
@@ -188,6 +229,7 @@ def main() -> None:
         ("toy", toy),
         ("latents", latents),
         ("digits", digits),
+        ("speed", speed),
         ("parzen", parzen),
         ("ordering", ordering),
         ("interpolation", interpolation),

@@ -183,7 +183,10 @@ def test_sample_and_log_prob_agree_with_log_prob(fitted):
 
 def test_history_attributes(fitted):
     assert fitted.n_iter_ == len(fitted.loss_curve_) == len(fitted.validation_scores_)
-    assert fitted.best_validation_score_ == max(fitted.validation_scores_)
+    # The best of the epochs and of the untrained (mixture) state, which is epoch -1.
+    assert fitted.best_validation_score_ >= max(fitted.validation_scores_)
+    if fitted.best_epoch_ >= 0:
+        assert fitted.best_validation_score_ == fitted.validation_scores_[fitted.best_epoch_]
     assert fitted.n_features_in_ == 3
     assert all(np.isfinite(fitted.loss_curve_))
 

@@ -33,6 +33,11 @@ MODELS = (
     "zuko NSF",
 )
 
+#: Samples drawn per model in ``--quick`` runs (10,000 in full runs): enough for the
+#: throughput and the GMMN's Parzen estimate of a smoke test, at a fraction of the time
+#: of the slow samplers (NSF's inverse, the paper network).
+QUICK_SAMPLES = 1000
+
 #: The LDE without its mixture anchor (the default before anchoring), for the suites
 #: where it is the better model.
 RANDOM_INIT = "LDE, random init"

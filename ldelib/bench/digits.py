@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import load_digits
-from ._models import MODELS, RANDOM_INIT, available, evaluate
+from ._models import MODELS, QUICK_SAMPLES, RANDOM_INIT, available, evaluate
 from ._report import Report
 from ._summary import summarise
 
@@ -50,7 +50,17 @@ def run(
     for seed in seeds:
         train, valid, test = dequantised_digits(seed)
         for label in labels:
-            evaluate(report, label, train, valid, test, seed=seed, budget=budget, data="digits")
+            evaluate(
+                report,
+                label,
+                train,
+                valid,
+                test,
+                seed=seed,
+                budget=budget,
+                n_samples=QUICK_SAMPLES if quick else 10_000,
+                data="digits",
+            )
     tabulate(report)
     if missing:
         report.notes.append(f"Not run (package missing): {', '.join(missing)}.")

@@ -86,7 +86,7 @@ def run(
     del budget_s  # timings, not fits to a budget
     seed = (seeds or [0])[0]
     dims = (8, 64) if quick else (8, 16, 32, 64, 128)
-    n_fit, n_eval, repeats, epochs = (2000, 2000, 1, 1) if quick else (10_000, 10_000, 3, 2)
+    n_fit, n_eval, repeats, epochs = (2000, 500, 1, 1) if quick else (10_000, 10_000, 3, 2)
     labels = [m for m in MODELS if not m.startswith("zuko") or zuko_available()]
     missing = [m for m in MODELS if m not in labels]
     report = Report(

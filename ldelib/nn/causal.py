@@ -34,7 +34,7 @@ __all__ = ["CausalConv1d", "PaperCausalNet", "ResidualCausalNet", "StepCache"]
 
 
 class StepCache:
-    """Past outputs of every causal convolution's taps, for :meth:`step` evaluation.
+    """Recent tap outputs of every causal convolution, for :meth:`step` evaluation.
 
     Arguments:
         length: Total number of positions that will be stepped through.
@@ -112,19 +112,27 @@ class CausalConv1d(nn.Linear):
         return y
 
     def step(self, x: Tensor, cache: StepCache) -> Tensor:
-        """Output at ``cache.position`` from this position's input ``x`` of shape (B, C)."""
+        """Output at ``cache.position`` from this position's input ``x`` of shape (B, C).
+
+        The cache keeps the tap outputs of the last :math:`(k-1)d` positions only, in a
+        ring: memory does not grow with the sequence length.
+        """
         t = cache.position
-        buffer = cache.buffers.get(self)
-        if buffer is None:
-            shape = (x.shape[0], cache.length, self.kernel_size, self.out_features)
-            buffer = cache.buffers[self] = x.new_zeros(shape)
-        buffer[:, t] = self._taps(x)
-        y = buffer[:, t, -1] + self.bias
+        taps = self._taps(x)
+        y = taps[:, -1] + self.bias
+        if self.context == 0:
+            return y
+        ring = cache.buffers.get(self)
+        if ring is None:
+            shape = (x.shape[0], self.context, self.kernel_size, self.out_features)
+            ring = cache.buffers[self] = x.new_zeros(shape)
         for i in range(self.kernel_size - 1):
             # Taps before position 0 read zeros, exactly as the left padding does.
             s = t - (self.kernel_size - 1 - i) * self.dilation
             if s >= 0:
-                y += buffer[:, s, i]
+                y += ring[:, s % self.context, i]
+        # Overwrite the oldest slot only after reading it (tap 0 of this very position).
+        ring[:, t % self.context] = taps
         return y
 
 
