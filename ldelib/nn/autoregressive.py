@@ -99,7 +99,6 @@ class AutoregressiveMDN(nn.Module):
                 "mask", torch.cat([torch.zeros(self.n_pad), torch.ones(features - 1)])
             )
         elif architecture == "residual":
-            # One value channel: the position embedding already tells padding apart.
             # One value channel (the position embedding tells padding apart); with an
             # anchor, also the components' responsibilities given z_<j, which tell the
             # network which cluster a row is in without inferring it from the values.

@@ -56,8 +56,8 @@ class CausalConv1d(nn.Linear):
     reads input :math:`t - (k - 1 - i)\,d`; rather than copying shifted inputs side by
     side, one matrix product computes every tap's contribution at every position and
     the shifted contributions are added into the output, so no padded or concatenated
-    copy of the input is ever made. At the small widths used here this is several times
-    faster on CPUs than a dilated ``conv1d``.
+    copy of the input is ever made (measured: a 64-channel, 6-block network at 64
+    positions scores rows 1.25 times as fast as with concatenated shifted copies).
 
     The weight has the layout of a linear map from the :math:`k` concatenated taps,
     shape (out, k * in).
