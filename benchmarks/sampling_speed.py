@@ -12,20 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import torch
 
+from ldelib.bench.speed import best_seconds as best_of
 from ldelib.nn import AutoregressiveMDN
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

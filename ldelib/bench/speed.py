@@ -25,8 +25,9 @@ from .peers import ZukoFlowPeer, zuko_available
 MODELS = ("LDE (CausalConvMDN)", "LDE, paper network", "GMM", "zuko MAF", "zuko NSF")
 
 
-def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: first calls allocate and pick kernels
+def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls of ``fn``, after one untimed warm-up."""
+    fn()  # first calls allocate and pick kernels
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -77,7 +78,7 @@ def _matmul_seconds(model: CausalConvMDN, rows: int, repeats: int) -> float:
             for a, b in operands:
                 torch.mm(a, b)
 
-    return _best_seconds(run, repeats)
+    return best_seconds(run, repeats)
 
 
 def run(
@@ -117,8 +118,8 @@ def run(
                 train_per_s = n_fit / fit_s  # EM to convergence: GMM has no epochs
             else:
                 train_per_s = n_fit * epochs / (fit_s - anchor_s)
-            score_s = _best_seconds(lambda m=model, x=X_eval: m.score_samples(x), repeats)
-            sample_s = _best_seconds(lambda m=model: m.sample(n_eval, random_state=seed), repeats)
+            score_s = best_seconds(lambda m=model, x=X_eval: m.score_samples(x), repeats)
+            sample_s = best_seconds(lambda m=model: m.sample(n_eval, random_state=seed), repeats)
             row = report.add(
                 D=d,
                 model=label,
@@ -178,4 +179,4 @@ def run(
     return report
 
 
-__all__ = ["MODELS", "lde_flops", "run"]
+__all__ = ["MODELS", "best_seconds", "lde_flops", "run"]
