@@ -96,18 +96,19 @@ def evaluate(
     *,
     seed: int,
     budget: float,
-    n_samples: int = 10_000,
+    quick: bool = False,
     **context: Any,
 ) -> tuple[dict[str, Any], Any]:
     """Fit ``label`` on ``train`` and add one row of measurements to ``report``.
 
     The row holds the test log-likelihood (nats per row and per dimension, standard
-    error of the mean), how it was obtained (exact, or a Parzen estimate from
-    ``n_samples`` samples with the window chosen on ``valid`` for models without a
-    density), fit time, peak memory of the fit, epochs run, and the throughput of
-    ``log_prob`` and of ``sample``.
+    error of the mean), how it was obtained (exact, or for models without a density a
+    Parzen estimate from 10,000 samples, ``QUICK_SAMPLES`` when ``quick``, with the
+    window chosen on ``valid``), fit time, peak memory of the fit, epochs run, and the
+    throughput of ``log_prob`` and of ``sample``.
     """
     d = train.shape[1]
+    n_samples = QUICK_SAMPLES if quick else 10_000
     model = make_model(label, seed=seed, budget=budget)
     with measure() as fit:
         model.fit(train)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import load_digits
-from ._models import MODELS, QUICK_SAMPLES, RANDOM_INIT, available, evaluate
+from ._models import MODELS, RANDOM_INIT, available, evaluate
 from ._report import Report
 from ._summary import summarise
 
@@ -58,7 +58,7 @@ def run(
                 test,
                 seed=seed,
                 budget=budget,
-                n_samples=QUICK_SAMPLES if quick else 10_000,
+                quick=quick,
                 data="digits",
             )
     tabulate(report)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._data import SPLITS, autoencoder, images
-from ._models import MODELS, QUICK_SAMPLES, available, evaluate
+from ._models import MODELS, available, evaluate
 from ._report import Report
 
 USES_AUTOENCODERS = True
@@ -94,7 +94,7 @@ def run(
                             Z_test,
                             seed=seed,
                             budget=budget,
-                            n_samples=QUICK_SAMPLES if quick else 10_000,
+                            quick=quick,
                             dataset=dataset,
                             ae=schedule,
                             ae_fit_s=ae.fit_s,

@@ -16,7 +16,7 @@ import numpy as np
 from ..datasets import make_target
 from ..metrics import mean_log_likelihood
 from ..models import CausalConvMDN
-from ._models import MODELS, QUICK_SAMPLES, RANDOM_INIT, available, evaluate
+from ._models import MODELS, RANDOM_INIT, available, evaluate
 from ._report import Report
 from ._summary import summarise
 
@@ -77,7 +77,7 @@ def run(
                     test,
                     seed=seed,
                     budget=budget,
-                    n_samples=QUICK_SAMPLES if quick else 10_000,
+                    quick=quick,
                     target=name,
                 )
                 if seed == seeds[0]:
