@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--old", help="an earlier result file of the same suite")
     parser.add_argument("--from-old", nargs="+", default=[], help="model labels to take from it")
     args = parser.parse_args()
-    parts = [json.loads(Path(p).read_text()) for p in args.parts]
+    parts = [{**json.loads(Path(p).read_text()), "path": Path(p)} for p in args.parts]
     if args.old:
         old = json.loads(Path(args.old).read_text())
         rows = [
@@ -70,6 +71,13 @@ def main() -> None:
             [*(p["environment"]["command"] for p in parts if not p.get("old")), merge_command]
         ),
     }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in parts:  # the parts' figures travel with the merged result
+        for name in [] if p.get("old") else p["figures"]:
+            if p["path"].parent.resolve() != out.resolve():
+                shutil.copyfile(p["path"].parent / name, out / name)
+            report.figures.append(str(out / name))
     extra = [n for p in parts for n in p["notes"] if n not in report.notes]
     report.notes += list(dict.fromkeys(extra))
     report.started -= max(p["wall_s"] for p in parts)  # the parts ran side by side

@@ -109,11 +109,33 @@ def tabulate(report: Report) -> None:
     """Declare the tables and notes of a latents report (also for merged runs)."""
     report.table(
         "Test log-likelihood of latents (nats per latent vector; ± standard error)",
-        ["dataset", "ae", "D", "model", "ll", "se", "ll_per_dim", "estimate", "fit_s", "epochs"],
+        [
+            "dataset",
+            "ae",
+            "D",
+            "seed",
+            "model",
+            "ll",
+            "se",
+            "ll_per_dim",
+            "estimate",
+            "fit_s",
+            "epochs",
+        ],
     )
     report.table(
         "Cost",
-        ["dataset", "ae", "D", "model", "fit_s", "fit_peak_mb", "logprob_per_s", "sample_per_s"],
+        [
+            "dataset",
+            "ae",
+            "D",
+            "seed",
+            "model",
+            "fit_s",
+            "fit_peak_mb",
+            "logprob_per_s",
+            "sample_per_s",
+        ],
     )
     budget = report.config["budget_s_per_neural_model"]
     report.notes += [
