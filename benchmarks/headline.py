@@ -88,7 +88,8 @@ def latents(payload: dict) -> list[str]:
     lines = [
         (
             "### Autoencoder latents (test nats per latent vector, ± s.e.; **best exact model** "
-            "in bold; LDE − GMM: the LDE's lead over the validated mixture)"
+            "in bold; LDE − GMM: the LDE's lead over the validated mixture, ± its paired "
+            "standard error where the run recorded it)"
         ),
         "",
         "| dataset | AE | D | seed | " + " | ".join(SHORT[m] for m in models) + " | LDE − GMM |",
@@ -104,7 +105,11 @@ def latents(payload: dict) -> list[str]:
                 continue
             text = f"{by[m]['ll']:.2f} ± {by[m]['se']:.2f}"
             cells.append(f"**{text}**" if m == best else text)
-        lead = f"{by[lde]['ll'] - by[gmm]['ll']:+.2f}" if lde in by and gmm in by else ""
+        lead = ""
+        if lde in by and "lead_over_gmm" in by[lde]:  # paired: the same test rows
+            lead = f"{by[lde]['lead_over_gmm']:+.2f} ± {by[lde]['lead_se']:.2f}"
+        elif lde in by and gmm in by:
+            lead = f"{by[lde]['ll'] - by[gmm]['ll']:+.2f}"
         lines.append("| " + " | ".join(map(str, key)) + " | " + " | ".join(cells) + f" | {lead} |")
     return lines
 

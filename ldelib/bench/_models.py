@@ -141,5 +141,5 @@ def evaluate(
         row["estimate"] = f"exact, GMM K={model.n_components_} + {model.best_epoch_ + 1} epochs"
     if isinstance(model, KernelDensityPeer):
         row["estimate"] = f"exact, h={model.bandwidth_:.3g}"
-    report.add(**row)
+    row = report.add(**row)  # the stored row, so callers can add to it
     return row, model

@@ -67,6 +67,13 @@ def test_latents_parzen_and_ordering_suites_share_autoencoders(out):
     payload = _files(report, out)
     assert {r["ae"] for r in payload["rows"]} == {"plain", "IAE"}
     assert all(math.isfinite(r["ll"]) for r in payload["rows"])
+    # The LDE's paired lead over the GMM: its difference of means, with a paired s.e.
+    leads = {r["ae"]: r for r in payload["rows"] if "lead_over_gmm" in r}
+    assert set(leads) == {"plain", "IAE"}
+    for ae, row in leads.items():
+        gmm = next(r for r in payload["rows"] if r["ae"] == ae and r["model"] == "GMM (validated)")
+        assert row["lead_over_gmm"] == pytest.approx(row["ll"] - gmm["ll"], abs=1e-9)
+        assert 0 <= row["lead_se"] < max(row["se"], gmm["se"])
     cached = sorted(p.name for p in (out / "cache").glob("*.pt"))
     assert len(cached) == 2
 
