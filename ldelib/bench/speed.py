@@ -69,30 +69,27 @@ def _model(label: str, epochs: int, seed: int) -> Any:
     return ZukoFlowPeer(flow, device="cpu", **neural)
 
 
+def _products(model: CausalConvMDN, rows: int) -> list[tuple[int, int, int]]:
+    """The LDE's matrix products for ``rows`` rows of ``log_prob``: (m, k, n) shapes."""
+    d, k = model.n_features_in_, model.n_components_
+    shapes = [
+        (rows * d, module.in_features, module.out_features)  # every position
+        for name, module in model.module_.net.named_modules()
+        if isinstance(module, torch.nn.Linear) and name != "input"
+    ]
+    if model.module_.anchor is not None:
+        shapes.append((rows, d, d * k))  # the whitening of all components
+    return shapes
+
+
 def lde_flops(model: CausalConvMDN) -> int:
     """Floating-point operations of the LDE's matrix products per row of ``log_prob``."""
-    d, k = model.n_features_in_, model.n_components_
-    net = model.module_.net
-    macs = 0
-    for name, module in net.named_modules():
-        if isinstance(module, torch.nn.Linear) and name != "input":
-            macs += module.in_features * module.out_features
-    macs *= d  # every layer runs at every position
-    if model.module_.anchor is not None:
-        macs += d * d * k  # the whitening of all components
-    return 2 * macs
+    return sum(2 * m * k * n for m, k, n in _products(model, 1))
 
 
 def _matmul_seconds(model: CausalConvMDN, rows: int, repeats: int) -> float:
     """The LDE's matrix products for ``rows`` rows, alone, at their shapes."""
-    d, k = model.n_features_in_, model.n_components_
-    shapes = []
-    for name, module in model.module_.net.named_modules():
-        if isinstance(module, torch.nn.Linear) and name != "input":
-            shapes.append((rows * d, module.in_features, module.out_features))
-    if model.module_.anchor is not None:
-        shapes.append((rows, d, d * k))
-    operands = [(torch.randn(m, i), torch.randn(i, o)) for m, i, o in shapes]
+    operands = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in _products(model, rows)]
 
     def run() -> None:
         with torch.no_grad():

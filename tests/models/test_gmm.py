@@ -311,14 +311,40 @@ def test_sample_and_log_prob_agree_with_log_prob(fits, covariance_type):
         ("n_init", 0),
         ("max_iter", 0),
         ("reg_covar", -1e-6),
+        ("reg_covar", []),
+        ("reg_covar", "x"),
+        ("reg_covar", [1e-3, -1.0]),
+        ("reg_covar", True),
         ("tol", -1.0),
         ("init_params", "spectral"),
         ("random_state", "seed"),
     ],
 )
 def test_bad_parameters(mixture, param, value):
+    model = GMM(2).set_params(**{param: value})
     with pytest.raises(ValueError, match=param):
-        GMM(2).set_params(**{param: value}).fit(mixture[1][:50])
+        model.fit(mixture[1][:50])
+    assert not hasattr(model, "n_components_")  # nothing fitted is left behind
+
+
+def test_bic_cannot_choose_the_regularisation(mixture):
+    model = GMM([2, 3], selection="bic", reg_covar=[1e-4, 1e-2])
+    with pytest.raises(ValueError, match="BIC cannot choose reg_covar"):
+        model.fit(mixture[1][:50])
+    assert not hasattr(model, "reg_covar_")
+
+
+def test_regularisation_is_chosen_on_held_out_rows(mixture):
+    train = mixture[1]
+    model = GMM([2, 3], reg_covar=[1e-4, 0.1, 1.0], random_state=0).fit(train[:600])
+    scores = model.candidate_scores_
+    # K first at the smallest reg_covar, then every reg_covar at the best K.
+    assert {"K=2, reg_covar=0.0001", "K=3, reg_covar=0.0001"} <= set(scores)
+    assert {f"K={model.n_components_}, reg_covar={r:g}" for r in (0.1, 1.0)} <= set(scores)
+    best = max(scores, key=scores.get)
+    assert best == f"K={model.n_components_}, reg_covar={model.reg_covar_:g}"
+    # A unit ridge on standardised data is far too much: it is never the choice.
+    assert model.reg_covar_ < 1.0
 
 
 def test_more_components_than_rows_is_refused():

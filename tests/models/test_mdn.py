@@ -210,8 +210,7 @@ def test_training_improves_on_the_anchor():
     train, test = target.sample(3000, 0), target.sample(3000, 1)
     gmm = GMM(3, reg_covar="auto", random_state=0).fit(train)
     model = CausalConvMDN(3, max_epochs=40, device="cpu", random_state=0).fit(train)
-    assert model.best_epoch_ >= 0
-    assert model.best_validation_score_ > max(model.validation_scores_[:1]) - 1e-9
+    assert model.best_epoch_ >= 0  # an epoch beat the mixture on validation
     truth = target.log_prob(test).mean()
     assert model.score(test) > gmm.score(test) + 0.5 * (truth - gmm.score(test))
     assert model.score(test) < truth + 0.03
@@ -248,11 +247,14 @@ def test_anchored_save_load_round_trip(tmp_path, clusters):
         ({"init": "random", "n_components": 0}, "Without a mixture anchor"),
         ({"n_components": 0}, "n_components"),
         ({"n_components": "many"}, "n_components"),
+        ({"hidden_channels": 0}, "hidden_channels"),
     ],
 )
 def test_bad_init_and_components(params, match):
+    model = CausalConvMDN(**params)
     with pytest.raises(ValueError, match=match):
-        CausalConvMDN(**params).fit(np.random.default_rng(0).normal(size=(50, 2)))
+        model.fit(np.random.default_rng(0).normal(size=(50, 2)))
+    assert not hasattr(model, "module_") and not hasattr(model, "anchor_")
 
 
 def test_paper_network_keeps_its_random_start():
