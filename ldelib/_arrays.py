@@ -20,6 +20,7 @@ from sklearn.utils.validation import validate_data
 __all__ = [
     "Batch",
     "check_n_samples",
+    "check_rows",
     "make_rng",
     "resolve_device",
     "torch_generator",
@@ -96,6 +97,80 @@ def _check_tensor(estimator: BaseEstimator, X: torch.Tensor, *, reset: bool) -> 
             "as input."
         )
     return X
+
+
+def check_rows(
+    X: Any,
+    name: str = "X",
+    *,
+    ndim: int | None = 2,
+    finite: bool = True,
+    min_rows: int = 1,
+) -> np.ndarray | torch.Tensor:
+    """Check that ``X`` holds rows of real numbers; return it as numpy or as a tensor.
+
+    The one check every entry point without an estimator uses (metrics, targets,
+    encoders, autoencoder training), with one vocabulary of messages. A tensor stays a
+    tensor (detached, same device and dtype); anything else becomes a numpy array of
+    its own numeric dtype (booleans and integers are accepted, complex, object and
+    string data are not).
+
+    Parameters
+    ----------
+    X : array-like or Tensor
+    name : str
+        How messages call ``X``.
+    ndim : int or None
+        Required number of axes; ``None`` accepts any shape ``(n_rows, ...)`` with at
+        least two axes.
+    finite : bool
+        Refuse NaN and infinity.
+    min_rows : int
+        Fewest rows accepted.
+    """
+    if isinstance(X, torch.Tensor):
+        if X.is_complex():
+            raise TypeError(f"{name} must be real-valued, got a tensor of dtype {X.dtype}.")
+        arr: np.ndarray | torch.Tensor = X.detach()
+    else:
+        try:
+            arr = np.asarray(X)
+        except ValueError as error:  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array of rows: {error}") from None
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}.")
+    shape = tuple(arr.shape)
+    if (ndim is not None and len(shape) != ndim) or (ndim is None and len(shape) < 2):
+        wanted = (
+            "2-D, of shape (n_samples, n_features)"
+            if ndim == 2
+            else (
+                f"{ndim}-D"
+                if ndim is not None
+                else "of shape (n_samples, ...) with at least 2 axes"
+            )
+        )
+        hint = (
+            f" Use {name}.reshape(len({name}), -1) to flatten images, or {name}.reshape(1, -1) "
+            "for a single row."
+            if ndim == 2
+            else ""
+        )
+        raise ValueError(f"{name} must be {wanted}; got shape {shape}.{hint}")
+    if shape[0] < min_rows or 0 in shape[1:]:
+        raise ValueError(
+            f"{name} has shape {shape}; at least {min_rows} row(s) and one value per row "
+            "are needed."
+        )
+    if finite:
+        ok = (
+            bool(torch.isfinite(arr).all())
+            if isinstance(arr, torch.Tensor)
+            else bool(np.isfinite(arr).all())
+        )
+        if not ok:
+            raise ValueError(f"{name} contains NaN or infinity; drop or impute those rows first.")
+    return arr
 
 
 def validate_input(estimator: BaseEstimator, X: Any, *, reset: bool) -> Batch:
