@@ -6,8 +6,7 @@ and samples, behind one scikit-learn compatible contract.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .autoencoders import ConvDecoder, ConvEncoder, make_conv_autoencoder
 from .base import BaseDensityEstimator, load
 from .incremental import IncrementalAutoencoder, active_dims

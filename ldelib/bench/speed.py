@@ -5,7 +5,8 @@ mixture target), then timed in this one process: ``score_samples`` on 10,000 row
 ``sample(10,000)`` and one training epoch over the fitting rows, each the best of a few
 repeats, in rows per second, and as a ratio to zuko's MAF. The LDE's arithmetic is
 counted and set against the same matrix products run alone, which says how much of its
-time goes to anything but them.
+time goes to anything but them; its cached sampling, one dimension at a time from cached
+activations, is set against the naive loop that re-runs the network on every prefix.
 """
 
 from __future__ import annotations
@@ -99,6 +100,28 @@ def _matmul_seconds(model: CausalConvMDN, rows: int, repeats: int) -> float:
     return best_seconds(run, repeats)
 
 
+def cached_sampling(model: CausalConvMDN, n: int, repeats: int) -> dict[str, float]:
+    """Seconds of the LDE's network drawing ``n`` rows cached and naively, and the gap.
+
+    ``max_abs_diff`` is the largest difference of the two draws from the same noise (they
+    are the same samples, up to rounding).
+    """
+    module = model.module_
+
+    def draw(cached: bool, rows: int = n) -> torch.Tensor:
+        return module.sample(rows, torch.Generator().manual_seed(1), cached=cached)[0]
+
+    max_abs_diff = float((draw(True, 64) - draw(False, 64)).abs().max())  # and a warm-up
+    cached_s = best_seconds(lambda: draw(True), repeats)
+    naive_s = best_seconds(lambda: draw(False), repeats, warm_up=False)
+    return {
+        "cached_s": cached_s,
+        "naive_s": naive_s,
+        "cached_speedup": naive_s / cached_s,
+        "max_abs_diff": max_abs_diff,
+    }
+
+
 def run(
     out: Path, quick: bool, seeds: list[int] | None = None, budget_s: float | None = None
 ) -> Report:
@@ -106,6 +129,7 @@ def run(
     seed = (seeds or [0])[0]
     dims = (8, 64) if quick else (8, 16, 32, 64, 128)
     n_fit, n_eval, repeats, epochs = (2000, 500, 1, 1) if quick else (10_000, 10_000, 3, 1)
+    n_cached_sampling = 64 if quick else 1000
     labels = [m for m in MODELS if not m.startswith("zuko") or zuko_available()]
     missing = [m for m in MODELS if m not in labels]
     report = Report(
@@ -115,6 +139,7 @@ def run(
             "dims": dims,
             "n_fit_rows": n_fit,
             "n_eval_rows": n_eval,
+            "n_cached_sampling_rows": n_cached_sampling,
             "repeats": repeats,
             "seed": seed,
             "data": "make_target('gmm', D, n_components=10): a random full-covariance mixture",
@@ -161,6 +186,7 @@ def run(
                     flops * n_scored / _matmul_seconds(model, n_scored, repeats) / 1e9
                 )
                 row["matmul_share"] = row["lde_gflops"] / row["matmul_gflops"]
+                row.update(cached_sampling(model, n_cached_sampling, repeats))
             rows[label] = row
         maf = rows.get("zuko MAF")
         for row in rows.values():
@@ -187,6 +213,13 @@ def run(
         ["D", "gflop_per_row", "lde_gflops", "matmul_gflops", "matmul_share", "anchor_fit_s"],
         lambda r: r["model"] == "LDE (CausalConvMDN)",
     )
+    report.table(
+        f"The LDE's network drawing {n_cached_sampling} rows: cached steps against the naive "
+        "loop that re-runs it on every prefix (seconds), and the largest difference of "
+        "the two draws from the same noise",
+        ["D", "cached_s", "naive_s", "cached_speedup", "max_abs_diff"],
+        lambda r: r["model"] == "LDE (CausalConvMDN)" and "cached_s" in r,
+    )
     report.notes += [
         (
             "log_prob: score_samples of numpy rows (float64 in and out, the library's "
@@ -205,4 +238,4 @@ def run(
     return report
 
 
-__all__ = ["MODELS", "best_seconds", "lde_flops", "rows_per_second", "run"]
+__all__ = ["MODELS", "best_seconds", "cached_sampling", "lde_flops", "rows_per_second", "run"]
