@@ -7,7 +7,9 @@ fills in a few private hooks, in the manner of scikit-learn's ``BaseMixture``:
 * ``_fit(Z, rng)`` fits on standardised rows ``Z`` (a float64 numpy array);
 * ``_log_prob(Z)`` returns log-densities of standardised rows (a differentiable tensor);
 * ``_sample(n, generator)`` draws standardised rows;
-* ``_make_module()`` rebuilds an empty ``module_`` from the parameters, for loading.
+* ``_make_module()`` rebuilds an empty ``module_`` from the parameters, for loading;
+* ``_saved_attributes`` lists the fitted attributes a model file holds
+  (see :mod:`ldelib.persistence`).
 
 Internal standardisation is exact: the base adds the log-determinant of the scaling
 back, so every log-likelihood is in the units of the data the user passed.
@@ -25,7 +27,6 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
-from . import __version__
 from ._arrays import (
     Batch,
     RandomStateLike,
@@ -35,14 +36,25 @@ from ._arrays import (
     torch_generator,
     validate_input,
 )
-from .io import read_model_file, register, registered, write_model_file
+from ._validation import (
+    RANDOM_STATE,
+    VERBOSE,
+    Boolean,
+    Constraint,
+    IgnoredWhen,
+    Integral,
+    When,
+    validate_params,
+)
+from .persistence import Persistent
+from .persistence import load as _load
 
 __all__ = ["BaseDensityEstimator", "load"]
 
 ArrayLike = Any
 
 
-class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
+class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
     """Base class of ldelib's density models.
 
     Subclasses declare their parameters in ``__init__`` (which only stores them), and
@@ -57,10 +69,9 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
     #: Rows per forward pass on the numpy path: bounds memory for large inputs.
     _eval_batch: ClassVar[int] = 8192
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith(("Base", "_")):
-            register(cls)
+    #: Fitted attributes every model saves; a model adds its own.
+    _saved_attributes: ClassVar[tuple[str, ...]] = ("n_features_in_", "device_", "mean_", "scale_")
+    _optional_attributes: ClassVar[tuple[str, ...]] = ("feature_names_in_",)
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -85,8 +96,23 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
         """A freshly initialised ``module_`` for this model's parameters and data size."""
         raise NotImplementedError
 
+    #: Valid values of each constructor parameter, checked at ``fit``: any one of its
+    #: constraints (see :mod:`ldelib._validation`). A model lists every parameter.
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "standardize": [Boolean()],
+        "random_state": RANDOM_STATE,
+        "verbose": VERBOSE,
+    }
+    #: Rules between parameters (:class:`~ldelib._validation.When`, ``IgnoredWhen``).
+    _parameter_rules: ClassVar[tuple[When | IgnoredWhen, ...]] = ()
+
     def _check_params(self) -> None:
-        """Validate constructor arguments (called at the start of ``fit``)."""
+        """Validate constructor arguments (called at the start of ``fit``).
+
+        Checks ``_parameter_constraints`` and ``_parameter_rules``; a model overrides it
+        only to add a check that the tables cannot express, after calling this one.
+        """
+        validate_params(self, self._parameter_constraints, self._parameter_rules)
 
     # ------------------------------------------------------------ public API
     def fit(self, X: ArrayLike, y: Any = None) -> BaseDensityEstimator:
@@ -104,8 +130,6 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
         self
         """
         self._check_params()
-        if not isinstance(self.standardize, bool):
-            raise TypeError(f"standardize must be True or False, got {self.standardize!r}.")
         device = resolve_device(getattr(self, "device", "cpu"))
         X = validate_input(self, X, reset=True).data.detach().to("cpu", torch.float64).numpy()
         if len(X) < 2:
@@ -216,119 +240,26 @@ class BaseDensityEstimator(DensityMixin, BaseEstimator, ABC):
         return self._log_prob(Z).to(X.dtype) - self._log_scale_sum()
 
     # ------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the fitted model to ``path``: a JSON config plus tensors, no pickled code.
-
-        Load it back with ``type(model).load(path)`` or :func:`ldelib.load`.
-        """
-        check_is_fitted(self)
-        params = {k: _encode_param(v) for k, v in self.get_params(deep=False).items()}
-        if not isinstance(params.get("random_state"), (int, type(None))):
-            params["random_state"] = None  # a Generator cannot be written as JSON
-        attributes: dict[str, Any] = {}
-        tensors: dict[str, Tensor] = {}
-        for name, value in vars(self).items():
-            if name.startswith("_") or not name.endswith("_"):
-                continue
-            if isinstance(value, nn.Module):
-                attributes[name] = {"__module__": True}
-                tensors.update({f"{name}.{k}": v for k, v in value.state_dict().items()})
-            elif isinstance(value, np.ndarray):
-                attributes[name] = {"__array__": True}
-                tensors[name] = torch.from_numpy(np.array(value))
-            elif isinstance(value, np.generic):
-                attributes[name] = value.item()
-            else:
-                attributes[name] = value
-        config = {
-            "class": type(self).__name__,
-            "params": params,
-            "attributes": attributes,
-            "ldelib_version": __version__,
-            "torch_version": torch.__version__,
-        }
-        try:
-            write_model_file(path, config, tensors)
-        except TypeError as e:
-            raise TypeError(f"{type(self).__name__} holds state that cannot be saved: {e}") from e
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None
-    ) -> BaseDensityEstimator:
-        """Load a model saved with :meth:`save`.
-
-        Parameters
-        ----------
-        path : str or PathLike
-        map_location : str or torch.device, optional
-            Device to put the model on; by default the device it was saved from, or the
-            CPU if that device is not available here.
-        """
-        config, tensors = read_model_file(path)
-        target = registered(str(config.get("class")))
-        if not issubclass(target, cls):
-            raise ValueError(
-                f"{os.fspath(path)!r} holds a {target.__name__}, not a {cls.__name__}; load it "
-                f"with {target.__name__}.load or ldelib.load."
-            )
-        try:
-            model = target(**{k: _decode_param(v) for k, v in config["params"].items()})
-            model._restore(config["attributes"], tensors, map_location)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(
-                f"{os.fspath(path)!r} is a damaged {target.__name__} file: {e}"
-            ) from e
-        return model
-
-    def _restore(
-        self,
-        attributes: dict[str, Any],
-        tensors: dict[str, Tensor],
-        map_location: str | torch.device | None,
-    ) -> None:
-        saved = torch.device(attributes["device_"])
-        if map_location is not None:
-            device = resolve_device(map_location)
-        elif saved.type == "cuda" and not torch.cuda.is_available():
-            device = torch.device("cpu")
-        else:
-            device = saved
-        modules = []
-        for name, value in attributes.items():
-            if isinstance(value, dict) and value.get("__array__"):
-                setattr(self, name, tensors[name].numpy())
-            elif isinstance(value, dict) and value.get("__module__"):
-                modules.append(name)
-            else:
-                setattr(self, name, value)
-        self.device_ = str(device)
-        for name in modules:
-            module = self._make_module()
-            prefix = f"{name}."
-            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            module.load_state_dict(state, strict=True)
-            setattr(self, name, module.to(device).eval())
+    def _restored(self) -> None:
+        d = self.n_features_in_
+        if not Integral(1, None).is_satisfied_by(d):
+            raise ValueError(f"n_features_in_ = {d!r} is not a positive integer")
+        for name in ("mean_", "scale_"):
+            value = getattr(self, name)
+            if not (isinstance(value, np.ndarray) and value.shape == (d,)):
+                raise ValueError(f"{name} must be an array of shape ({d},)")
+        if not (self.scale_ > 0).all():
+            raise ValueError("scale_ must be positive")
         self._sample_rng_ = make_rng(self.random_state)
 
 
-def _encode_param(value: Any) -> Any:
-    # JSON has no tuples; tag them so get_params() is identical after a round trip.
-    if isinstance(value, tuple):
-        return {"__tuple__": [_encode_param(v) for v in value]}
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    return value
-
-
-def _decode_param(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"__tuple__"}:
-        return tuple(_decode_param(v) for v in value["__tuple__"])
-    return value
-
-
 def load(
-    path: str | os.PathLike[str], map_location: str | torch.device | None = None
-) -> BaseDensityEstimator:
-    """Load any ldelib model saved with ``model.save(path)``."""
-    return BaseDensityEstimator.load(path, map_location)
+    path: str | os.PathLike[str], map_location: str | torch.device | None = None, **extras: Any
+) -> Any:
+    """Load any ldelib object saved with ``obj.save(path)``.
+
+    Models load from the file alone; an :class:`~ldelib.IncrementalAutoencoder` or a
+    :class:`~ldelib.LatentDensityEstimator` also takes the ``encoder=``/``decoder=``
+    it was saved with (callables are not stored).
+    """
+    return _load(path, map_location, **extras)

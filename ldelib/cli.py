@@ -18,15 +18,6 @@ import numpy as np
 
 __all__ = ["main"]
 
-_MODELS = ("mdn", "gmm", "gmmn")
-
-
-def _model(name: str, params: dict[str, Any]) -> Any:
-    from . import models
-
-    classes = {"mdn": models.CausalConvMDN, "gmm": models.GMM, "gmmn": models.GMMN}
-    return classes[name](**params)
-
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
@@ -47,9 +38,9 @@ def _load_array(path: str) -> np.ndarray:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import GMM, CausalConvMDN
     from .datasets import make_target
     from .metrics import mean_log_likelihood
+    from .models import GMM, CausalConvMDN
 
     target = make_target(args.target)
     n_train = 2000 if args.quick else args.n_train
@@ -114,7 +105,9 @@ def _demo_figure(target: Any, models: dict[str, Any], path: Path, seed: int) -> 
 def _fit(args: argparse.Namespace) -> int:
     X = _load_array(args.data)
     params = {"verbose": 1, **_parse_params(args.param)}
-    model = _model(args.model, params).fit(X)
+    from .models import make_model
+
+    model = make_model(args.model, **params).fit(X)
     model.save(args.out)
     print(
         f"fitted {type(model).__name__} on {X.shape[0]} rows x {X.shape[1]} dims; saved {args.out}"
@@ -125,8 +118,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from . import load
     from .metrics import mean_log_likelihood
+    from .persistence import load
 
     model = load(args.model)
     X = _load_array(args.data)
@@ -141,12 +134,20 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from . import load
+    from .persistence import load
 
     model = load(args.model)
     samples = model.sample(args.n, random_state=args.seed)
     np.save(args.out, samples)
     print(f"wrote {args.n} samples of {samples.shape[1]} dims to {args.out}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .persistence import convert
+
+    convert(args.source, args.target)
+    print(f"wrote {args.target}")
     return 0
 
 
@@ -169,8 +170,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
     from .datasets import TARGETS
+    from .models import MODELS
 
     parser = argparse.ArgumentParser(prog="ldelib", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ldelib {__version__}")
@@ -190,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit a model on an (n, D) .npy array and save it")
     fit.add_argument("data")
-    fit.add_argument("--model", choices=_MODELS, default="mdn")
+    fit.add_argument("--model", choices=list(MODELS), default="mdn")
     fit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     fit.add_argument("--out", required=True)
     fit.set_defaults(run=_fit)
@@ -207,6 +209,13 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True)
     sample.add_argument("--seed", type=int)
     sample.set_defaults(run=_sample)
+
+    convert = sub.add_parser(
+        "convert", help="rewrite a model file of ldelib 0.1 (format 1) in the current format"
+    )
+    convert.add_argument("source", help="the old model file")
+    convert.add_argument("target", help="where to write the converted file")
+    convert.set_defaults(run=_convert)
 
     from .bench import SUITES
 

@@ -9,33 +9,25 @@ function.
 
 from __future__ import annotations
 
-import inspect
-import itertools
 import numbers
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin, clone
 from sklearn.utils.validation import check_is_fitted
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._arrays import RandomStateLike, check_n_samples
+from ._batching import Codec, check_rows_of
 from .base import BaseDensityEstimator
-from .models import GMM, GMMN, CausalConvMDN
+from .models import MODELS, make_model
+from .persistence import Persistent, register
 
 __all__ = ["LatentDensityEstimator"]
 
 ArrayLike = Any
-
-#: Default density models by short name.
-_DENSITIES: dict[str, Callable[[], BaseDensityEstimator]] = {
-    "mdn": CausalConvMDN,
-    "gmm": GMM,
-    "gmmn": GMMN,
-}
 
 _NO_LOG_PROB = (
     "{name} has no tractable density: it defines its distribution only through samples, "
@@ -48,163 +40,11 @@ _NO_LOG_PROB = (
 )
 
 
-def _check_positive_int(value: Any, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-# --------------------------------------------------------------------------------------
-# Running a user's callable in batches
-# --------------------------------------------------------------------------------------
-def _module_behind(fn: Callable[..., Any]) -> nn.Module | None:
-    """The torch module ``fn`` runs: the module itself, or the owner of a bound method."""
-    if isinstance(fn, nn.Module):
-        return fn
-    owner = getattr(fn, "__self__", None)
-    if inspect.ismethod(fn) and isinstance(owner, nn.Module):
-        return owner
-    return None
-
-
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode, then give each its own previous mode back."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-def _placement(module: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of a module's first floating parameter or buffer."""
-    tensors = list(itertools.chain(module.parameters(), module.buffers()))
-    for t in tensors:
-        if t.is_floating_point():
-            return t.device, t.dtype
-    device = tensors[0].device if tensors else torch.device("cpu")
-    return device, torch.get_default_dtype()
-
-
-def _module_input(batch: Any, device: torch.device, dtype: torch.dtype, role: str) -> Tensor:
-    if not isinstance(batch, Tensor):
-        array = np.asarray(batch)
-        if array.dtype.kind not in "biuf":
-            raise TypeError(
-                f"The {role} is a torch module, so its input must be numeric; got an array "
-                f"of dtype {array.dtype}."
-            )
-        # A writeable C-ordered array (copied only if needed): torch warns on others.
-        batch = torch.from_numpy(np.require(array, requirements=["C", "W"]))
-    if batch.is_complex():
-        raise TypeError(f"The {role} input must be real-valued, got dtype {batch.dtype}.")
-    return batch.detach().to(device=device, dtype=dtype)
-
-
-def _to_numpy(out: Any, role: str, where: str) -> np.ndarray:
-    if isinstance(out, (tuple, list)) and any(isinstance(o, Tensor) for o in out):
-        raise TypeError(
-            f"The {role} returned a {type(out).__name__} of {len(out)} items {where}; it must "
-            "return a single array. For a VAE, wrap it to return the mean, e.g. "
-            "encoder=lambda x: vae.encode(x)[0]."
-        )
-    if isinstance(out, Tensor):
-        if out.is_complex():
-            raise TypeError(f"The {role} returned a complex tensor {where}.")
-        return out.detach().to("cpu", torch.float64).numpy()
-    array = np.asarray(out)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"The {role} returned {type(out).__name__} of dtype {array.dtype} {where}; it "
-            "must return a real-valued numpy array or torch tensor."
-        )
-    return array.astype(np.float64, copy=False)
-
-
-def _apply_batched(
-    fn: Callable[[Any], Any],
-    X: Any,
-    *,
-    batch_size: int,
-    role: str,
-    flat: bool,
-) -> np.ndarray:
-    """Run ``fn`` over ``X`` in batches of rows and concatenate the results.
-
-    A torch module (or a bound method of one) gets tensors on its device and in its
-    dtype, runs in eval mode under ``torch.no_grad()``, and has each submodule's
-    train/eval mode restored afterwards; any other callable gets numpy arrays. Results
-    come back as one float64 numpy array. With ``flat=True`` every output must have
-    shape ``(batch, D)`` with one ``D`` for all batches.
-    """
-    module = _module_behind(fn)
-    if module is None:
-        if isinstance(X, Tensor):
-            X = X.detach().cpu().numpy()
-        device, dtype = torch.device("cpu"), torch.float64
-    else:
-        device, dtype = _placement(module)
-    n = len(X)
-    outputs: list[np.ndarray] = []
-    with _eval_mode(module) if module is not None else nullcontext(), torch.no_grad():
-        for index, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            batch = X[start:stop]
-            if module is not None:
-                batch = _module_input(batch, device, dtype, role)
-            where = f"for batch {index} (rows {start}:{stop} of {n})"
-            try:
-                out = fn(batch)
-            except Exception as error:
-                raise RuntimeError(
-                    f"The {role} failed {where}, input shape {tuple(batch.shape)}: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-            out = _to_numpy(out, role, where)
-            if flat and out.ndim != 2:
-                raise ValueError(
-                    f"The {role} returned shape {out.shape} {where}; it must return a 2-D "
-                    f"array of shape (batch, D), here ({stop - start}, D). Flatten its "
-                    "output, e.g. encoder=lambda x: net(x).flatten(1)."
-                )
-            if out.ndim == 0 or len(out) != stop - start:
-                raise ValueError(
-                    f"The {role} returned shape {out.shape} {where}; its first axis must "
-                    f"have one entry per input row ({stop - start})."
-                )
-            if flat and outputs and out.shape[1] != outputs[0].shape[1]:
-                raise ValueError(
-                    f"The {role} returned {out.shape[1]} latent dimensions {where} but "
-                    f"{outputs[0].shape[1]} for batch 0; every batch must give the same D."
-                )
-            if flat and not np.isfinite(out).all():
-                raise ValueError(
-                    f"The {role} returned NaN or infinite values {where}; a density needs "
-                    "finite latents."
-                )
-            outputs.append(out)
-    return np.concatenate(outputs)
-
-
-def _check_rows(X: Any, what: str) -> Any:
-    """``X`` as something with rows: a tensor stays a tensor, the rest becomes numpy."""
-    if not isinstance(X, Tensor):
-        X = np.asarray(X)
-    if X.ndim == 0 or len(X) == 0:
-        raise ValueError(
-            f"{what} must have at least one row (shape (n_samples, ...)), got shape "
-            f"{tuple(X.shape)}."
-        )
-    return X
-
-
 # --------------------------------------------------------------------------------------
 # The estimator
 # --------------------------------------------------------------------------------------
-class LatentDensityEstimator(DensityMixin, BaseEstimator):
+@register("ldelib.LatentDensityEstimator")
+class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
     r"""A density model fitted on the latent vectors of an encoder, with a decoder to sample.
 
     ``fit`` encodes the data in batches, :math:`z = E(x)`, and fits a density model
@@ -310,13 +150,11 @@ class LatentDensityEstimator(DensityMixin, BaseEstimator):
     def _make_density(self) -> BaseDensityEstimator:
         density = self.density
         if isinstance(density, str):
-            key = density.lower()
-            if key not in _DENSITIES:
+            if density.lower() not in MODELS:
                 raise ValueError(
-                    f"density must be a density model or one of {sorted(_DENSITIES)}, got "
-                    f"{density!r}."
+                    f"density must be a density model or one of {sorted(MODELS)}, got {density!r}."
                 )
-            return _DENSITIES[key]()
+            return make_model(density)
         if not (
             hasattr(density, "get_params")
             and callable(getattr(density, "fit", None))
@@ -324,93 +162,58 @@ class LatentDensityEstimator(DensityMixin, BaseEstimator):
         ):
             raise TypeError(
                 "density must be a density model with fit and sample (e.g. "
-                f"ldelib.CausalConvMDN(), GMM(), GMMN()) or one of {sorted(_DENSITIES)}, "
+                f"ldelib.CausalConvMDN(), GMM(), GMMN()) or one of {sorted(MODELS)}, "
                 f"got {density!r}."
             )
         return clone(density)
 
-    def _check_callables(self) -> None:
-        for role in ("encoder", "decoder"):
-            fn = getattr(self, role)
-            if fn is not None and not callable(fn):
-                raise TypeError(
-                    f"{role} must be callable (a torch module or a function) or None, got "
-                    f"{type(fn).__name__}."
-                )
+    # ------------------------------------------------------------ persistence
+    _saved_attributes: ClassVar[tuple[str, ...]] = ("density_", "latent_dim_", "input_shape_")
+    # Callables are code: the file holds the density, and load takes them back.
+    _unsaved_params: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
 
-    # ------------------------------------------------------------- encoding
-    def encode(self, X: ArrayLike) -> np.ndarray:
-        """Encode inputs to latents, in batches of ``batch_size`` rows.
+    @classmethod
+    def _from_file_params(
+        cls,
+        params: dict[str, Any],
+        encoder: Callable[[Any], Any] | None = None,
+        decoder: Callable[[Any], Any] | None = None,
+    ) -> LatentDensityEstimator:
+        return cls(encoder=encoder, decoder=decoder, **params)
 
-        Needs no fitting: it only runs ``encoder``.
+    def _restored(self) -> None:
+        self.input_shape_ = tuple(int(s) for s in self.input_shape_)
+        if self.density_.n_features_in_ != self.latent_dim_:
+            raise ValueError("the density's dimension differs from latent_dim_")
 
-        Parameters
-        ----------
-        X : array-like or Tensor of shape (n_samples, ...)
-            Inputs in whatever shape the encoder takes; latents of shape
-            (n_samples, D) when there is no encoder.
+    @classmethod
+    def load(  # type: ignore[override]
+        cls,
+        path: Any,
+        encoder: Callable[[Any], Any] | None = None,
+        decoder: Callable[[Any], Any] | None = None,
+        map_location: str | torch.device | None = None,
+    ) -> LatentDensityEstimator:
+        """Load an estimator saved with :meth:`save`, giving back its encoder and decoder.
 
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, D)
+        The file holds the fitted density model and the shapes, not the callables
+        (code is never stored or run): pass the same ``encoder`` and ``decoder`` again.
+
+        Examples
+        --------
+        >>> import io
+        >>> import numpy as np
+        >>> from ldelib import GMM, LatentDensityEstimator
+        >>> Z = np.random.default_rng(0).normal(size=(200, 3))
+        >>> lde = LatentDensityEstimator(GMM(2, random_state=0)).fit(Z)
+        >>> buffer = io.BytesIO()
+        >>> lde.save(buffer)
+        >>> _ = buffer.seek(0)
+        >>> loaded = LatentDensityEstimator.load(buffer)
+        >>> bool(np.allclose(loaded.log_prob(Z[:5]), lde.log_prob(Z[:5])))
+        True
         """
-        self._check_callables()
-        batch_size = _check_positive_int(self.batch_size, "batch_size")
-        X = _check_rows(X, "X")
-        if self.encoder is None:
-            Z = X.detach().cpu().numpy() if isinstance(X, Tensor) else X
-            if Z.ndim != 2:
-                raise ValueError(
-                    f"Without an encoder the inputs must be latents of shape (n_samples, D), "
-                    f"got shape {tuple(Z.shape)}. Pass encoder=... to encode other inputs."
-                )
-            if Z.dtype.kind not in "biuf":
-                raise TypeError(f"Latents must be real numbers, got an array of dtype {Z.dtype}.")
-            return np.array(Z, dtype=np.float64)
-        return _apply_batched(self.encoder, X, batch_size=batch_size, role="encoder", flat=True)
-
-    def decode(self, Z: ArrayLike) -> np.ndarray:
-        """Decode latents to data, in batches of ``batch_size`` rows.
-
-        Parameters
-        ----------
-        Z : array-like or Tensor of shape (n_samples, D)
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, ...)
-            The decoder's output, as float64.
-
-        Raises
-        ------
-        ValueError
-            If there is no decoder, or ``Z`` is not 2-D (or, once fitted, does not have
-            ``latent_dim_`` columns).
-        """
-        self._check_callables()
-        self._require_decoder("decode latents")
-        batch_size = _check_positive_int(self.batch_size, "batch_size")
-        Z = _check_rows(Z, "Z")
-        if Z.ndim != 2:
-            raise ValueError(f"Latents must have shape (n_samples, D), got {tuple(Z.shape)}.")
-        expected = getattr(self, "latent_dim_", Z.shape[1])
-        if Z.shape[1] != expected:
-            raise ValueError(
-                f"Latents have {Z.shape[1]} dimensions, but the density was fitted on {expected}."
-            )
-        return _apply_batched(self.decoder, Z, batch_size=batch_size, role="decoder", flat=False)
-
-    def reconstruct(self, X: ArrayLike) -> np.ndarray:
-        """Encode then decode: ``decode(encode(X))``, shape like the decoder's output."""
-        self._require_decoder("reconstruct inputs")
-        return self.decode(self.encode(X))
-
-    def _require_decoder(self, what: str) -> None:
-        if self.decoder is None:
-            raise ValueError(
-                f"Cannot {what}: this LatentDensityEstimator has no decoder. Pass "
-                "decoder=... when creating it, or use decode=False to get latents."
-            )
+        return super().load(path, map_location, encoder=encoder, decoder=decoder)
 
     # --------------------------------------------------------------------- fit
     def fit(self, X: ArrayLike, y: Any = None) -> LatentDensityEstimator:
@@ -428,7 +231,7 @@ class LatentDensityEstimator(DensityMixin, BaseEstimator):
         self
         """
         density = self._make_density()
-        X = _check_rows(X, "X")
+        X = check_rows_of(X, "X")
         Z = self.encode(X)
         density.fit(Z)
         self.density_ = density

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "TrainingHistory",
-    "check_max_time",
     "seeded",
     "train_module",
     "train_validation_split",
@@ -47,6 +46,13 @@ class TrainingHistory:
         ``keep_initial`` of :func:`train_module`).
     timed_out : bool
         Whether the ``max_time`` budget ended training.
+    initial_validation_score : float or None
+        Validation score of the untrained module (``keep_initial`` only).
+    validation_steps : list of int
+        Training steps taken at each validation.
+    non_finite : str or None
+        Where a NaN or infinite loss or score stopped training (the best weights were
+        restored), or ``None``.
     """
 
     loss_curve: list[float] = field(default_factory=list)
@@ -55,23 +61,14 @@ class TrainingHistory:
     best_epoch: int = -1
     timed_out: bool = False
     initial_validation_score: float | None = None
+    validation_steps: list[int] = field(default_factory=list)
+    non_finite: str | None = None
 
     @property
     def best_validation_score(self) -> float | None:
         if self.best_epoch < 0:
             return self.initial_validation_score
         return self.validation_scores[self.best_epoch] if self.validation_scores else None
-
-
-def check_max_time(value: object) -> None:
-    """Raise a ValueError unless ``value`` is None or a positive number of seconds."""
-    ok = value is None or (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and value > 0
-    )
-    if not ok:
-        raise ValueError(f"max_time must be None or a positive number of seconds, got {value!r}.")
 
 
 def train_validation_split(
@@ -123,6 +120,9 @@ def train_module(
     lr_decay_patience: int | None = None,
     max_time: float | None = None,
     keep_initial: bool = False,
+    on_step: Callable[[int, int, int], str | None] | None = None,
+    select_from_epoch: int = 0,
+    validate_every: int | None = None,
     verbose: int = 0,
     desc: str = "fit",
 ) -> TrainingHistory:
@@ -140,19 +140,37 @@ def train_module(
         Maps the validation rows to a score to maximise; defaults to minus the mean of
         ``loss_fn`` over validation batches.
     n_iter_no_change : int
-        Stop after this many epochs without a better validation score.
+        Stop after this many validations (epochs, by default) without a better score.
     lr_decay_patience : int, optional
-        Halve the learning rate after this many epochs without a better validation
-        score (and again after as many more), so training can settle into a minimum
-        before early stopping ends it.
+        Halve the learning rate after this many validations without a better score (and
+        again after as many more), so training can settle into a minimum before early
+        stopping ends it.
     max_time : float, optional
-        Wall-clock budget in seconds: no new epoch starts once it is spent (the epoch
-        running then completes), and the best weights so far are kept. The first epoch
-        always runs, unless ``keep_initial`` gives weights worth keeping without it.
+        Wall-clock budget in seconds: no new epoch (or, with ``validate_every``, no new
+        round of steps) starts once it is spent, and the best weights so far are kept.
+        The first epoch always runs, unless ``keep_initial`` gives weights worth keeping
+        without it.
     keep_initial : bool
         Score the untrained module on the validation rows first and keep it unless an
         epoch beats it: for a module that starts as a good model (an anchored mixture
         density network), so training can only improve on its validation score.
+    on_step : callable, optional
+        Called as ``on_step(epoch, batch, n_batches)`` before each training step (all
+        0-based), for schedules that depend on the iteration. It may return a short
+        phrase saying where training is (e.g. ``"of the warm-up"``), shown in the
+        progress bar and in messages, or ``None``.
+    select_from_epoch : int
+        Epochs before this one are trained and validated but never kept as the best
+        weights, and do not count towards early stopping (a warm-up). If training ends
+        before it, the last weights are kept.
+    validate_every : int, optional
+        Validate (and check the time budget) every this many steps instead of at the end
+        of each epoch: for epochs too long to wait for.
+
+    Returns
+    -------
+    TrainingHistory
+        With ``non_finite`` set when a NaN or infinite loss or score ended training.
 
     Raises
     ------
@@ -160,8 +178,8 @@ def train_module(
         If the loss is not finite before any weights worth keeping exist.
     """
     history = TrainingHistory()
-    best_score, best_state = -math.inf, None
     deadline = math.inf if max_time is None else time.perf_counter() + max_time
+    run = _Run(module, history, optimizer, n_iter_no_change, lr_decay_patience, select_from_epoch)
 
     def evaluate(X: Tensor) -> float:
         module.eval()
@@ -172,81 +190,136 @@ def train_module(
             return -total / len(X)
 
     if keep_initial and X_valid is not None:
-        best_score = history.initial_validation_score = evaluate(X_valid)
-        if not math.isfinite(best_score):
+        score = history.initial_validation_score = evaluate(X_valid)
+        if not math.isfinite(score):
             raise FloatingPointError(
                 "The untrained model scores the validation rows as NaN or infinite."
             )
-        best_state = copy.deepcopy(module.state_dict())
+        run.keep(score, epoch=-1)
 
     bar = tqdm(range(max_epochs), desc=desc, disable=verbose <= 0, leave=verbose > 1)
-    for epoch in bar:
-        if time.perf_counter() >= deadline and (epoch > 0 or best_state is not None):
-            history.timed_out = True
-            break
-        module.train()
-        total, seen = 0.0, 0
-        for index in _batches(len(X_train), batch_size, generator):
-            loss = loss_fn(X_train[index])
-            if not torch.isfinite(loss):
-                _recover(module, best_state, epoch, history)
-                bar.close()
-                return history
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(index)
-            seen += len(index)
-        history.loss_curve.append(total / seen)
-        history.n_iter = epoch + 1
-
-        if X_valid is None:
-            history.best_epoch = epoch
-            best_state = copy.deepcopy(module.state_dict())
-            bar.set_postfix(loss=f"{history.loss_curve[-1]:.4g}")
-            continue
-        score = evaluate(X_valid)
-        if not math.isfinite(score):
-            _recover(module, best_state, epoch, history)
-            bar.close()
-            return history
-        history.validation_scores.append(score)
-        if score > best_score:
-            best_score, history.best_epoch = score, epoch
-            best_state = copy.deepcopy(module.state_dict())
-        stalled = epoch - history.best_epoch
-        if lr_decay_patience and stalled and stalled % lr_decay_patience == 0:
-            for group in optimizer.param_groups:
-                group["lr"] *= 0.5
-        bar.set_postfix(loss=f"{history.loss_curve[-1]:.4g}", valid=f"{score:.4g}")
-        if epoch - history.best_epoch >= n_iter_no_change:
-            break
-    bar.close()
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    module.eval()
+    where: str | None = None
+    steps = 0
+    try:
+        for epoch in bar:
+            if time.perf_counter() >= deadline and (epoch > 0 or run.best_state is not None):
+                history.timed_out = True
+                break
+            module.train()
+            total, seen, stop = 0.0, 0, False
+            batches = _batches(len(X_train), batch_size, generator)
+            for b, index in enumerate(batches):
+                if on_step is not None:
+                    where = on_step(epoch, b, len(batches))
+                loss = loss_fn(X_train[index])
+                if not torch.isfinite(loss):
+                    run.recover(epoch, where, "training loss")
+                    return history
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(index)
+                seen += len(index)
+                steps += 1
+                if validate_every and X_valid is not None and steps % validate_every == 0:
+                    stop = run.validate(evaluate(X_valid), epoch, where, steps)
+                    if not stop and time.perf_counter() >= deadline:
+                        history.timed_out = stop = True
+                    if stop:
+                        break
+                    module.train()
+            history.loss_curve.append(total / max(seen, 1))
+            history.n_iter = epoch + 1
+            postfix = {"loss": f"{history.loss_curve[-1]:.4g}"}
+            if where:
+                postfix["at"] = where
+            if X_valid is None:
+                if epoch >= select_from_epoch:
+                    run.keep(None, epoch)
+            elif not validate_every:
+                stop = run.validate(evaluate(X_valid), epoch, where, steps)
+            if history.validation_scores:
+                postfix["valid"] = f"{history.validation_scores[-1]:.4g}"
+            bar.set_postfix(postfix)
+            if stop or history.non_finite is not None:
+                break
+        if history.non_finite is None:
+            run.finish()
+    finally:
+        bar.close()
+        module.eval()
     return history
 
 
-def _recover(
-    module: nn.Module, best_state: dict | None, epoch: int, history: TrainingHistory
-) -> None:
-    if best_state is None:
-        raise FloatingPointError(
-            f"The training loss became NaN or infinite at epoch {epoch} before any usable "
-            "weights existed. Lower learning_rate, or check the data for extreme values "
-            "(standardize=True helps)."
+class _Run:
+    """The bookkeeping of one :func:`train_module` call: best weights, patience, recovery."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        history: TrainingHistory,
+        optimizer: torch.optim.Optimizer,
+        patience: int,
+        lr_decay_patience: int | None,
+        select_from_epoch: int,
+    ) -> None:
+        self.module, self.history, self.optimizer = module, history, optimizer
+        self.patience, self.lr_decay_patience = patience, lr_decay_patience
+        self.select_from_epoch = select_from_epoch
+        self.best_score, self.best_state = -math.inf, None
+        self.best_round = -1  # index of the best validation, for the patience count
+
+    def keep(self, score: float | None, epoch: int) -> None:
+        if score is not None:
+            self.best_score = score
+            self.best_round = len(self.history.validation_scores) - 1
+        self.history.best_epoch = epoch
+        self.best_state = copy.deepcopy(self.module.state_dict())
+
+    def validate(self, score: float, epoch: int, where: str | None, step: int) -> bool:
+        """Record a validation score; return whether early stopping ends training."""
+        history = self.history
+        if not math.isfinite(score):
+            self.recover(epoch, where, "validation score")
+            return True
+        history.validation_scores.append(score)
+        history.validation_steps.append(step)
+        if epoch < self.select_from_epoch:
+            return False
+        if score > self.best_score:
+            self.keep(score, epoch)
+            return False
+        stalled = len(history.validation_scores) - 1 - self.best_round
+        if self.lr_decay_patience and stalled % self.lr_decay_patience == 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= 0.5
+        return stalled >= self.patience
+
+    def recover(self, epoch: int, where: str | None, what: str) -> None:
+        history = self.history
+        at = f"epoch {epoch}" + (f" {where}" if where else "")
+        history.non_finite = f"{what} at {at}"
+        history.n_iter = epoch + 1
+        if self.best_state is None:
+            raise FloatingPointError(
+                f"The {what} became NaN or infinite at {at} before any usable weights "
+                "existed. Lower learning_rate, or check the data for extreme values "
+                "(standardize=True helps)."
+            )
+        self.module.load_state_dict(self.best_state)
+        best = history.best_epoch
+        kept = "untrained weights" if best < 0 else f"weights of epoch {best}"
+        warnings.warn(
+            f"The {what} became NaN or infinite at {at}; training stopped and the {kept} "
+            "(the best validation score) were restored. Lower learning_rate for a longer, "
+            "stable run.",
+            ConvergenceWarning,
+            stacklevel=3,
         )
-    module.load_state_dict(best_state)
-    module.eval()
-    history.n_iter = epoch + 1
-    kept = (
-        "untrained weights" if history.best_epoch < 0 else f"weights of epoch {history.best_epoch}"
-    )
-    warnings.warn(
-        f"The training loss became NaN or infinite at epoch {epoch}; training stopped and the "
-        f"{kept} (the best validation score) were restored. "
-        "Lower learning_rate for a longer, stable run.",
-        ConvergenceWarning,
-        stacklevel=3,
-    )
+
+    def finish(self) -> None:
+        if self.best_state is None:
+            # Training ended before any epoch could be selected: keep the last weights.
+            self.history.best_epoch = self.history.n_iter - 1
+        else:
+            self.module.load_state_dict(self.best_state)

@@ -19,9 +19,11 @@ DIMS = (1, 3, 6)
 def models() -> dict[tuple[str, int], CausalConvMDN]:
     rng = np.random.default_rng(0)
     return {
-        (arch, d): CausalConvMDN(**FAST, architecture=arch, random_state=0).fit(
-            rng.normal(size=(120, d)) * np.arange(1, d + 1)
-        )
+        (arch, d): CausalConvMDN(
+            **{**FAST, "hidden_channels": 8 if arch == "residual" else None},
+            architecture=arch,
+            random_state=0,
+        ).fit(rng.normal(size=(120, d)) * np.arange(1, d + 1))
         for arch in ("residual", "paper")
         for d in DIMS
     }

@@ -11,7 +11,7 @@ GMMN_FAST = {"noise_dim": 2, "hidden_sizes": (8,), "batch_size": 16, "max_epochs
 
 ESTIMATORS = [
     CausalConvMDN(**FAST, random_state=0),
-    CausalConvMDN(**FAST, architecture="paper", random_state=0),
+    CausalConvMDN(**{**FAST, "hidden_channels": None}, architecture="paper", random_state=0),
     GMM(n_components=2, random_state=0),
     GMM([1, 2], covariance_type="diag", init_params="random", random_state=0),
     GMM((1, 2), covariance_type="tied", selection="bic", init_params="random", random_state=0),

@@ -108,7 +108,6 @@ def test_mdn_with_an_absurd_learning_rate_never_returns_a_broken_model():
     X = np.random.default_rng(0).normal(size=(300, 2))
     model = CausalConvMDN(
         n_components=2,
-        hidden_channels=8,
         max_epochs=30,
         device="cpu",
         architecture="paper",
@@ -172,3 +171,123 @@ def test_max_time_is_checked(value):
     for model in (CausalConvMDN(max_time=value), GMMN(max_time=value)):
         with pytest.raises(ValueError, match="max_time"):
             model.fit(X)
+
+
+def test_on_step_sees_every_iteration_and_names_the_phase():
+    module, train, valid = _setup()
+    calls = []
+
+    def on_step(epoch, batch, n_batches):
+        calls.append((epoch, batch, n_batches))
+        return "of the warm-up" if epoch == 0 else None
+
+    train_module(
+        module,
+        _mse(module),
+        train,
+        valid,
+        optimizer=torch.optim.SGD(module.parameters(), lr=0.01),
+        max_epochs=2,
+        batch_size=100,  # 240 rows: 3 batches
+        n_iter_no_change=5,
+        generator=torch.Generator().manual_seed(0),
+        on_step=on_step,
+    )
+    assert calls == [(e, b, 3) for e in range(2) for b in range(3)]
+
+
+def test_epochs_before_select_from_epoch_are_never_kept():
+    module, train, valid = _setup()
+    # The warm-up epochs score best, yet only epochs from 3 on may be kept.
+    scores = iter([9.0, 8.0, 7.0, 1.0, 2.0, 1.5, 1.0])
+    history = train_module(
+        module,
+        _mse(module),
+        train,
+        valid,
+        optimizer=torch.optim.SGD(module.parameters(), lr=0.01),
+        max_epochs=7,
+        batch_size=240,
+        n_iter_no_change=2,
+        generator=torch.Generator().manual_seed(0),
+        score_fn=lambda v: next(scores),
+        select_from_epoch=3,
+    )
+    assert history.best_epoch == 4
+    assert history.validation_scores == [9.0, 8.0, 7.0, 1.0, 2.0, 1.5, 1.0]
+    assert history.n_iter == 7  # patience counts from epoch 4, the best selectable one
+
+
+def test_training_that_ends_before_select_from_epoch_keeps_the_last_weights():
+    module, train, valid = _setup()
+    history = train_module(
+        module,
+        _mse(module),
+        train,
+        valid,
+        optimizer=torch.optim.SGD(module.parameters(), lr=0.01),
+        max_epochs=2,
+        batch_size=60,
+        n_iter_no_change=2,
+        generator=torch.Generator().manual_seed(0),
+        select_from_epoch=5,
+    )
+    assert history.best_epoch == 1 and history.n_iter == 2
+
+
+def test_validate_every_steps():
+    module, train, valid = _setup()
+    history = train_module(
+        module,
+        _mse(module),
+        train,
+        valid,
+        optimizer=torch.optim.SGD(module.parameters(), lr=0.05),
+        max_epochs=3,
+        batch_size=24,  # 10 steps per epoch
+        n_iter_no_change=100,
+        generator=torch.Generator().manual_seed(0),
+        validate_every=4,
+    )
+    assert history.validation_steps == [4, 8, 12, 16, 20, 24, 28]
+    assert len(history.validation_scores) == 7
+    with torch.no_grad():
+        assert -float(_mse(module)(valid)) == pytest.approx(max(history.validation_scores))
+
+
+def test_validate_every_stops_early_by_validations():
+    module, train, valid = _setup()
+    scores = iter([1.0, 2.0, 1.0, 1.0, 1.0, 5.0])
+    history = train_module(
+        module,
+        _mse(module),
+        train,
+        valid,
+        optimizer=torch.optim.SGD(module.parameters(), lr=0.01),
+        max_epochs=50,
+        batch_size=24,
+        n_iter_no_change=3,
+        generator=torch.Generator().manual_seed(0),
+        score_fn=lambda v: next(scores),
+        validate_every=2,
+    )
+    assert history.validation_scores == [1.0, 2.0, 1.0, 1.0, 1.0]
+    assert history.validation_steps[-1] == 10 and history.best_epoch == 0
+
+
+def test_non_finite_is_recorded_in_the_history():
+    module, train, valid = _setup()
+    with pytest.warns(ConvergenceWarning):
+        history = train_module(
+            module,
+            _nan_after(module, epochs=2, batches_per_epoch=4),
+            train,
+            valid,
+            optimizer=torch.optim.Adam(module.parameters(), lr=1e-2),
+            max_epochs=50,
+            batch_size=60,
+            n_iter_no_change=50,
+            generator=torch.Generator().manual_seed(0),
+            score_fn=lambda v: -float(_mse(module)(v)),
+        )
+    assert history.non_finite == "training loss at epoch 2"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +22,17 @@ from ..autoencoders import make_conv_autoencoder
 from ..datasets import load_fashion_mnist, load_mnist
 from ..incremental import IncrementalAutoencoder
 
-__all__ = ["SPLITS", "Images", "TrainedAutoencoder", "autoencoder", "images"]
+__all__ = [
+    "SCHEDULES",
+    "SPLITS",
+    "GridPoint",
+    "Images",
+    "LatentGrid",
+    "TrainedAutoencoder",
+    "autoencoder",
+    "both_schedules",
+    "images",
+]
 
 DATASETS = ("mnist", "fashion", "mnist+fashion")
 
@@ -29,6 +41,9 @@ SPLITS = (
     "train and validation images: disjoint, from a seeded permutation of the official "
     "training split; test images: a seeded subset of the official test split; pixels / 255"
 )
+
+#: The autoencoder schedules the suites compare: plain, and incremental (IAE).
+SCHEDULES = ("plain", "IAE")
 
 
 @dataclass
@@ -137,3 +152,76 @@ def autoencoder(
         model.save(path)
         path.with_suffix(".json").write_text(json.dumps({"fit_s": fit_s}))
     return TrainedAutoencoder(model, fit_s, False)
+
+
+def both_schedules(
+    data: Images, key: str, latent_dim: int, *, epochs: int, seed: int, cache_dir: Path | None
+) -> Iterator[tuple[str, TrainedAutoencoder]]:
+    """The plain, then the incremental reference autoencoder (width 16) of ``data``.
+
+    ``key`` names the training images in the cache (see :func:`autoencoder`). Each is
+    trained (or loaded from the cache) only when the loop reaches it, so work done
+    between the two happens in the same order as in a plain loop.
+    """
+    for schedule in SCHEDULES:
+        ae = autoencoder(
+            data,
+            key=key,
+            latent_dim=latent_dim,
+            incremental=schedule == "IAE",
+            epochs=epochs,
+            seed=seed,
+            cache_dir=cache_dir,
+            width=16,
+        )
+        yield schedule, ae
+
+
+class GridPoint(NamedTuple):
+    """One trained autoencoder of a :class:`LatentGrid`, with the images it was trained on."""
+
+    dataset: str
+    seed: int
+    latent_dim: int
+    schedule: str
+    data: Images
+    ae: TrainedAutoencoder
+
+
+@dataclass(frozen=True)
+class LatentGrid:
+    """Datasets, latent sizes, image counts and epochs of the autoencoder-grid suites.
+
+    ``latents`` and ``ordering`` use the same grid, so whichever runs first trains the
+    autoencoders and the other loads them from the cache.
+    """
+
+    datasets: tuple[str, ...]
+    dims: tuple[int, ...]
+    n_train: int
+    n_valid: int
+    n_test: int
+    epochs: int
+
+    @classmethod
+    def of(cls, quick: bool) -> LatentGrid:
+        """The grid of a ``--quick`` or of a full run."""
+        if quick:
+            return cls(("mnist",), (8,), 2000, 500, 1000, 3)
+        return cls(("mnist", "fashion"), (8, 16, 32, 64), 10_000, 1000, 5000, 12)
+
+    def autoencoders(self, seeds: Sequence[int], cache_dir: Path | None) -> Iterator[GridPoint]:
+        """Every (dataset, seed, latent size, schedule), each autoencoder in turn."""
+        for dataset in self.datasets:
+            for seed in seeds:
+                data = images(dataset, self.n_train, self.n_valid, self.n_test, seed=seed)
+                for d in self.dims:
+                    for schedule, ae in both_schedules(
+                        data,
+                        f"{dataset}-n{self.n_train}",
+                        d,
+                        epochs=self.epochs,
+                        seed=seed,
+                        cache_dir=cache_dir,
+                    ):
+                        yield GridPoint(dataset, seed, d, schedule, data, ae)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..metrics import mean_log_likelihood, parzen_log_likelihood
-from ..models import GMM, GMMN, CausalConvMDN
+from ..models import GMM, CausalConvMDN
+from ..models import make_model as make
 from ._report import Report, measure
 from .peers import KernelDensityPeer, ZukoFlowPeer, zuko_available
 
@@ -63,15 +64,15 @@ def make_model(label: str, *, seed: int, budget: float) -> Any:
     """A fresh estimator for ``label``; neural models get the wall-time ``budget`` (s)."""
     neural = {"max_time": budget, "random_state": seed, "device": "cpu"}
     if label == "LDE (CausalConvMDN)":
-        return CausalConvMDN(**neural)
+        return make("mdn", **neural)
     if label == RANDOM_INIT:
-        return CausalConvMDN(init="random", **neural)
+        return make("mdn", init="random", **neural)
     if label == "LDE, paper network":
-        return CausalConvMDN(architecture="paper", **neural)
+        return make("mdn", architecture="paper", **neural)
     if label == "GMM (validated)":
-        return GMM("auto", reg_covar="auto", random_state=seed)
+        return make("gmm", n_components="auto", reg_covar="auto", random_state=seed)
     if label == "GMMN (Parzen)":
-        return GMMN(**neural)
+        return make("gmmn", **neural)
     if label == "KernelDensity":
         return KernelDensityPeer(random_state=seed)
     if label == "zuko MAF":

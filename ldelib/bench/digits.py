@@ -8,12 +8,10 @@ high-dimensional, it complements the latent sets, where Gaussian mixtures are st
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..datasets import load_digits
-from ._models import MODELS, RANDOM_INIT, available, evaluate
+from ._comparison import Comparison, compares_models
 from ._report import Report
 from ._summary import summarise
 
@@ -26,44 +24,23 @@ def dequantised_digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X[order[:1000]], X[order[1000:1300]], X[order[1300:]]
 
 
-def run(
-    out: Path,
-    quick: bool,
-    seeds: list[int] | None = None,
-    budget_s: float | None = None,
-    models: tuple[str, ...] | None = None,
-) -> Report:
-    seeds = seeds or ([0] if quick else [0, 1, 2])
-    budget = 1.5 if quick else 45.0
-    budget = budget_s or budget
-    labels, missing = available(models or (*MODELS, RANDOM_INIT))
+@compares_models(full_budget=45.0)
+def run(options: Comparison) -> Report:
     report = Report(
         "digits",
-        quick,
+        options.quick,
         {
             "data": "sklearn load_digits (1797 x 64), (v + U(0,1)) / 17",
             "splits": "per seed: shuffled 1000 train / 300 valid / 497 test",
-            "seeds": seeds,
-            "budget_s_per_neural_model": budget,
+            "seeds": options.seeds,
+            "budget_s_per_neural_model": options.budget,
         },
     )
-    for seed in seeds:
+    for seed in options.seeds:
         train, valid, test = dequantised_digits(seed)
-        for label in labels:
-            evaluate(
-                report,
-                label,
-                train,
-                valid,
-                test,
-                seed=seed,
-                budget=budget,
-                quick=quick,
-                data="digits",
-            )
+        options.evaluate(report, train, valid, test, seed=seed, data="digits")
     tabulate(report)
-    if missing:
-        report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
+    options.note_missing(report)
     return report
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import CausalConvMDN
-from ._data import SPLITS, autoencoder, images
+from ._data import SPLITS, both_schedules, images
 from ._report import Report
 
 USES_AUTOENCODERS = True
@@ -23,11 +23,7 @@ PAIRS = (("MNIST-MNIST", 0, 0), ("Fashion-Fashion", 1, 1), ("MNIST-Fashion", 0, 
 
 
 def run(
-    out: Path,
-    quick: bool,
-    seeds: list[int] | None,
-    cache_dir: Path,
-    budget_s: float | None = None,
+    out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path, budget_s: float | None = None
 ) -> Report:
     seeds = seeds or [0]
     if quick:
@@ -66,17 +62,9 @@ def run(
     for seed in seeds:
         data = images("mnist+fashion", n_train, n_valid, n_test, seed=seed)
         rng = np.random.default_rng(seed)
-        for schedule in ("plain", "IAE"):
-            ae = autoencoder(
-                data,
-                key=f"mnist+fashion-n{n_train}",
-                latent_dim=d,
-                incremental=schedule == "IAE",
-                epochs=epochs,
-                seed=seed,
-                cache_dir=cache_dir,
-                width=16,
-            )
+        for schedule, ae in both_schedules(
+            data, f"mnist+fashion-n{n_train}", d, epochs=epochs, seed=seed, cache_dir=cache_dir
+        ):
             lde = CausalConvMDN(max_time=budget, random_state=seed, device="cpu")
             lde.fit(ae.model.encode(data.train))
             Z_test = ae.model.encode(data.test)

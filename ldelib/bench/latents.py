@@ -8,13 +8,15 @@ The validation images' latents serve only the GMMN's Parzen window.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from ..metrics import mean_log_likelihood
-from ._data import SPLITS, autoencoder, images
-from ._models import MODELS, available, evaluate
+from ._comparison import Comparison
+from ._data import SPLITS, LatentGrid
+from ._models import MODELS
 from ._report import Report
 
 USES_AUTOENCODERS = True
@@ -29,84 +31,36 @@ def run(
     models: tuple[str, ...] | None = None,
     dims: list[int] | None = None,
 ) -> Report:
-    seeds = seeds or [0]
-    only_dims = dims
-    if quick:
-        datasets, dims, n_train, n_valid, n_test, epochs, budget = (
-            ("mnist",),
-            (8,),
-            2000,
-            500,
-            1000,
-            3,
-            1.5,
-        )
-    else:
-        datasets, dims, n_train, n_valid, n_test, epochs, budget = (
-            ("mnist", "fashion"),
-            (8, 16, 32, 64),
-            10_000,
-            1000,
-            5000,
-            12,
-            45.0,
-        )
-    budget = budget_s or budget
-    dims = tuple(only_dims) if only_dims else dims
-    labels, missing = available(models or MODELS)
+    grid = LatentGrid.of(quick)
+    if dims:
+        grid = dataclasses.replace(grid, dims=tuple(dims))
+    options = Comparison.of(
+        out, quick, seeds or [0], budget_s or (1.5 if quick else 45.0), models or MODELS
+    )
     report = Report(
         "latents",
         quick,
         {
-            "datasets": datasets,
-            "latent_dims": dims,
-            "n_train_images": n_train,
-            "n_valid_images": n_valid,
-            "n_test_images": n_test,
-            "autoencoder": f"reference conv AE, width 16, {epochs} epochs, Adam 1e-3; "
+            "datasets": grid.datasets,
+            "latent_dims": grid.dims,
+            "n_train_images": grid.n_train,
+            "n_valid_images": grid.n_valid,
+            "n_test_images": grid.n_test,
+            "autoencoder": f"reference conv AE, width 16, {grid.epochs} epochs, Adam 1e-3; "
             "IAE warm-up over the first half",
-            "seeds": seeds,
+            "seeds": options.seeds,
             "splits": SPLITS,
-            "budget_s_per_neural_model": budget,
+            "budget_s_per_neural_model": options.budget,
         },
     )
-    for dataset in datasets:
-        for seed in seeds:
-            data = images(dataset, n_train, n_valid, n_test, seed=seed)
-            for d in dims:
-                for schedule in ("plain", "IAE"):
-                    ae = autoencoder(
-                        data,
-                        key=f"{dataset}-n{n_train}",
-                        latent_dim=d,
-                        incremental=schedule == "IAE",
-                        epochs=epochs,
-                        seed=seed,
-                        cache_dir=cache_dir,
-                        width=16,
-                    )
-                    Z, Z_valid, Z_test = (
-                        ae.model.encode(x) for x in (data.train, data.valid, data.test)
-                    )
-                    fitted = {}
-                    for label in labels:
-                        fitted[label] = evaluate(
-                            report,
-                            label,
-                            Z,
-                            Z_valid,
-                            Z_test,
-                            seed=seed,
-                            budget=budget,
-                            quick=quick,
-                            dataset=dataset,
-                            ae=schedule,
-                            ae_fit_s=ae.fit_s,
-                        )
-                    _paired_lead(fitted, Z_test)
+    for dataset, seed, _, schedule, data, ae in grid.autoencoders(options.seeds, cache_dir):
+        Z, Z_valid, Z_test = (ae.model.encode(x) for x in (data.train, data.valid, data.test))
+        fitted = options.evaluate(
+            report, Z, Z_valid, Z_test, seed=seed, dataset=dataset, ae=schedule, ae_fit_s=ae.fit_s
+        )
+        _paired_lead(fitted, Z_test)
     tabulate(report)
-    if missing:
-        report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
+    options.note_missing(report)
     return report
 
 

@@ -10,74 +10,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._data import SPLITS, autoencoder, images
+from ._data import SPLITS, LatentGrid
 from ._report import Report
 
 USES_AUTOENCODERS = True
 
 
 def run(
-    out: Path,
-    quick: bool,
-    seeds: list[int] | None,
-    cache_dir: Path,
-    budget_s: float | None = None,
+    out: Path, quick: bool, seeds: list[int] | None, cache_dir: Path, budget_s: float | None = None
 ) -> Report:
     seeds = seeds or [0]
-    if quick:
-        datasets, dims, n_train, n_valid, n_test, epochs = ("mnist",), (8,), 2000, 500, 1000, 3
-    else:
-        datasets, dims, n_train, n_valid, n_test, epochs = (
-            ("mnist", "fashion"),
-            (8, 16, 32, 64),
-            10_000,
-            1000,
-            5000,
-            12,
-        )
+    grid = LatentGrid.of(quick)
     report = Report(
         "ordering",
         quick,
         {
-            "datasets": datasets,
-            "latent_dims": dims,
-            "n_train_images": n_train,
-            "n_test_images": n_test,
-            "epochs": epochs,
+            "datasets": grid.datasets,
+            "latent_dims": grid.dims,
+            "n_train_images": grid.n_train,
+            "n_test_images": grid.n_test,
+            "epochs": grid.epochs,
             "seeds": seeds,
             "splits": SPLITS,
             "autoencoder": "reference conv AE, width 16; IAE warm-up over the first half",
         },
     )
     curves: dict[tuple[str, int, str], list[float]] = {}
-    for dataset in datasets:
-        for seed in seeds:
-            data = images(dataset, n_train, n_valid, n_test, seed=seed)
-            for d in dims:
-                for schedule in ("plain", "IAE"):
-                    ae = autoencoder(
-                        data,
-                        key=f"{dataset}-n{n_train}",
-                        latent_dim=d,
-                        incremental=schedule == "IAE",
-                        epochs=epochs,
-                        seed=seed,
-                        cache_dir=cache_dir,
-                        width=16,
-                    )
-                    ks = list(range(1, d + 1))
-                    errors = ae.model.prefix_reconstruction_error(data.test, ks).tolist()
-                    curves[dataset, d, schedule] = errors
-                    marks = [2**i for i in range(d.bit_length()) if 2**i <= d]
-                    report.add(
-                        dataset=dataset,
-                        D=d,
-                        ae=schedule,
-                        seed=seed,
-                        ae_fit_s=ae.fit_s,
-                        mse=errors,
-                        **{f"k={k}": errors[k - 1] for k in marks},
-                    )
+    for dataset, seed, d, schedule, data, ae in grid.autoencoders(seeds, cache_dir):
+        ks = list(range(1, d + 1))
+        errors = ae.model.prefix_reconstruction_error(data.test, ks).tolist()
+        curves[dataset, d, schedule] = errors
+        marks = [2**i for i in range(d.bit_length()) if 2**i <= d]
+        report.add(
+            dataset=dataset,
+            D=d,
+            ae=schedule,
+            seed=seed,
+            ae_fit_s=ae.fit_s,
+            mse=errors,
+            **{f"k={k}": errors[k - 1] for k in marks},
+        )
     marks = sorted(
         {k for r in report.rows for k in r if k.startswith("k=")}, key=lambda s: int(s[2:])
     )
@@ -85,7 +57,7 @@ def run(
         "Test reconstruction MSE ([0, 1] pixels) with only the first k latents",
         ["dataset", "D", "ae", "seed", *marks],
     )
-    _figure(report, out, curves, datasets, dims)
+    _figure(report, out, curves, grid.datasets, grid.dims)
     return report
 
 

@@ -9,15 +9,25 @@ comparison differs only in the model.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .._arrays import torch_generator
+from .._validation import (
+    MAX_TIME,
+    TRAINING_PARAMS,
+    Constraint,
+    Integral,
+    Options,
+    Real,
+    SequenceOf,
+    python_params,
+)
 from ..base import BaseDensityEstimator
-from ..training import check_max_time, seeded, train_module, train_validation_split
+from ..training import seeded, train_module, train_validation_split
 
 __all__ = ["KernelDensityPeer", "ZukoFlowPeer", "zuko_available"]
 
@@ -40,6 +50,14 @@ class KernelDensityPeer(BaseDensityEstimator):
 
     _dtype = torch.float64
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "bandwidths": [
+            SequenceOf(Real(0, None, closed="neither"), min_len=1, types=(list, tuple, np.ndarray))
+        ],
+        "validation_fraction": [Real(0, 1, closed="neither")],  # it chooses the bandwidth
+        **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
+    }
+
     def __init__(
         self,
         bandwidths: tuple[float, ...] = tuple(np.logspace(-1.5, 0.5, 13).round(4)),
@@ -57,7 +75,7 @@ class KernelDensityPeer(BaseDensityEstimator):
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
         from sklearn.neighbors import KernelDensity
 
-        train, valid = train_validation_split(Z, self.validation_fraction, rng)
+        train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         scott = len(train) ** (-1.0 / (Z.shape[1] + 4))
         grid = np.asarray(self.bandwidths, dtype=np.float64) * scott
         scores = [KernelDensity(bandwidth=h).fit(train).score_samples(valid).mean() for h in grid]
@@ -80,6 +98,16 @@ class ZukoFlowPeer(BaseDensityEstimator):
     zuko's own defaults for the architecture (3 transforms, two hidden layers of 64;
     8 spline bins for NSF) and ldelib's training loop and defaults for the fit.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "flow": [Options("maf", "nsf")],
+        "transforms": [Integral(1, None)],
+        "hidden_features": [SequenceOf(Integral(1, None), types=(list, tuple, np.ndarray))],
+        "learning_rate": [Real(0, None, closed="neither")],
+        **TRAINING_PARAMS,
+        "max_time": MAX_TIME,
+        **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
+    }
 
     def __init__(
         self,
@@ -111,27 +139,22 @@ class ZukoFlowPeer(BaseDensityEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self) -> None:
-        if self.flow not in ("maf", "nsf"):
-            raise ValueError(f"flow must be 'maf' or 'nsf', got {self.flow!r}.")
-        check_max_time(self.max_time)
-
     def _make_module(self) -> nn.Module:
         import zuko
 
         kind = zuko.flows.MAF if self.flow == "maf" else zuko.flows.NSF
         return kind(
             features=self.n_features_in_,
-            transforms=self.transforms,
-            hidden_features=tuple(self.hidden_features),
+            transforms=int(self.transforms),
+            hidden_features=tuple(int(h) for h in self.hidden_features),
         )
 
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
         device = torch.device(self.device_)
-        train, valid = train_validation_split(Z, self.validation_fraction, rng)
+        train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         with seeded(rng, device):
             self.module_ = self._make_module().to(device)
-        optimizer = torch.optim.Adam(self.module_.parameters(), lr=self.learning_rate)
+        optimizer = torch.optim.Adam(self.module_.parameters(), lr=float(self.learning_rate))
         d = Z.shape[1]
 
         def tensor(x: np.ndarray | None) -> Tensor | None:
@@ -143,13 +166,11 @@ class ZukoFlowPeer(BaseDensityEstimator):
             tensor(train),
             tensor(valid),
             optimizer=optimizer,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            n_iter_no_change=self.n_iter_no_change,
             generator=torch_generator(rng, torch.device("cpu")),
-            lr_decay_patience=max(1, self.n_iter_no_change // 2),
-            max_time=self.max_time,
-            verbose=self.verbose,
+            lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
+            **python_params(
+                self, "max_epochs", "batch_size", "n_iter_no_change", "max_time", "verbose"
+            ),
             desc=f"zuko {self.flow.upper()}",
         )
         self.n_iter_ = history.n_iter

@@ -16,28 +16,20 @@ import numpy as np
 from ..datasets import make_target
 from ..metrics import mean_log_likelihood
 from ..models import CausalConvMDN
-from ._models import MODELS, RANDOM_INIT, available, evaluate
+from ._comparison import Comparison, compares_models
 from ._report import Report
 from ._summary import summarise
 
 TARGETS = ("ring", "checkerboard", "moons", "spiral")
 
 
-def run(
-    out: Path,
-    quick: bool,
-    seeds: list[int] | None = None,
-    budget_s: float | None = None,
-    models: tuple[str, ...] | None = None,
-) -> Report:
-    seeds = seeds or ([0] if quick else [0, 1, 2])
-    n_train, n_test = (1000, 1000) if quick else (5000, 5000)
-    budget = 1.5 if quick else 30.0
-    budget = budget_s or budget
-    labels, missing = available(models or (*MODELS, RANDOM_INIT))
+@compares_models(full_budget=30.0)
+def run(options: Comparison) -> Report:
+    seeds, budget = options.seeds, options.budget
+    n_train, n_test = (1000, 1000) if options.quick else (5000, 5000)
     report = Report(
         "toy",
-        quick,
+        options.quick,
         {
             "targets": TARGETS,
             "n_train": n_train,
@@ -68,24 +60,12 @@ def run(
                 ll_per_dim=truth / 2,
                 se_per_dim=truth_se / 2,
             )
-            for label in labels:
-                _, model = evaluate(
-                    report,
-                    label,
-                    train,
-                    valid,
-                    test,
-                    seed=seed,
-                    budget=budget,
-                    quick=quick,
-                    target=name,
-                )
-                if seed == seeds[0]:
-                    kept[name, label] = model
+            fitted = options.evaluate(report, train, valid, test, seed=seed, target=name)
+            if seed == seeds[0]:
+                kept.update({(name, label): model for label, (_, model) in fitted.items()})
     tabulate(report)
-    if missing:
-        report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
-    _figure5(report, out, kept, seeds[0], n_train, budget)
+    options.note_missing(report)
+    _figure5(report, options.out, kept, seeds[0], n_train, budget)
     return report
 
 

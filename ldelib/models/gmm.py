@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -12,25 +11,35 @@ from sklearn.mixture import GaussianMixture
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._validation import (
+    Constraint,
+    Integral,
+    Options,
+    Real,
+    SequenceOf,
+    When,
+)
 from ..base import BaseDensityEstimator
+from ..persistence import register
 from ..training import train_validation_split
 
 __all__ = ["GMM"]
 
-_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-_SELECTIONS = ("likelihood", "bic")
-_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 #: Candidate numbers of components of ``n_components="auto"`` (capped by the data).
 AUTO_COMPONENTS = (1, 2, 5, 10, 20, 40, 80, 160)
 #: Candidate regularisations of ``reg_covar="auto"``, in standardised units.
 AUTO_REG_COVAR = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 _LOG_2PI = math.log(2.0 * math.pi)
 
+#: Valid ``n_components``: one K, candidates to choose from, or "auto" (also for the MDN).
+N_COMPONENTS: list[Constraint | None] = [
+    Integral(1, None),
+    SequenceOf(Integral(1, None), min_len=1),
+    Options("auto"),
+]
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
-
+@register("ldelib.GMM")
 class GMM(BaseDensityEstimator):
     r"""Gaussian mixture model with optional selection of the number of components.
 
@@ -151,6 +160,46 @@ class GMM(BaseDensityEstimator):
     _dtype = torch.float64
     _follows_input_device = True
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "n_components": N_COMPONENTS,
+        "covariance_type": [Options("full", "tied", "diag", "spherical")],
+        "selection": [Options("likelihood", "bic")],
+        "validation_fraction": [Real(0, 1, closed="neither")],
+        "n_init": [Integral(1, None)],
+        "reg_covar": [
+            Real(0, None, closed="left"),
+            SequenceOf(Real(0, None, closed="left"), min_len=1),
+            Options("auto"),
+        ],
+        "max_iter": [Integral(1, None)],
+        "tol": [Real(0, None, closed="left")],
+        "init_params": [Options("kmeans", "k-means++", "random", "random_from_data")],
+        **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
+    }
+    _parameter_rules = (
+        When(
+            {"selection": "bic"},
+            "reg_covar",
+            [Real(0, None, closed="left")],
+            "BIC cannot choose reg_covar (it does not change the number of parameters): "
+            "use selection='likelihood' or a single reg_covar.",
+        ),
+    )
+
+    _saved_attributes = (
+        *BaseDensityEstimator._saved_attributes,
+        "n_components_",
+        "reg_covar_",
+        "candidate_scores_",
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_cholesky_",
+        "converged_",
+        "n_iter_",
+        "lower_bound_",
+    )
+
     def __init__(
         self,
         n_components: int | list[int] | tuple[int, ...] | Literal["auto"] = 10,
@@ -180,49 +229,25 @@ class GMM(BaseDensityEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ checks
+    # ------------------------------------------------------------- candidates
     def _candidates(self, n_rows: int | None = None, n_features: int = 1) -> list[int]:
         """The candidate numbers of components, sorted and without repeats.
 
-        ``"auto"`` depends on the fitting rows; without ``n_rows`` it is only checked.
+        ``"auto"`` depends on the fitting rows (without ``n_rows``: only one row).
         """
         value = self.n_components
-        if isinstance(value, str) and value == "auto":
+        if isinstance(value, str):  # "auto"
             cap = max(1, (n_rows or 1) // (2 * n_features))
             return [k for k in AUTO_COMPONENTS if k <= cap]
-        if _is_int(value):
-            values = [value]
-        elif isinstance(value, (list, tuple)):
-            if len(value) == 0:
-                raise ValueError("n_components must not be an empty list; give at least one K.")
-            values = list(value)
-        else:
-            raise ValueError(
-                "n_components must be a positive int, a list/tuple of positive ints or "
-                f"'auto', got {value!r}."
-            )
-        for k in values:
-            if not _is_int(k) or k < 1:
-                raise ValueError(
-                    "n_components must be a positive int, a list/tuple of positive ints or "
-                    f"'auto', got {value!r} (bad entry {k!r})."
-                )
+        values = value if isinstance(value, (list, tuple)) else [value]
         return sorted({int(k) for k in values})
 
     def _reg_candidates(self) -> list[float]:
         """The candidate regularisations, sorted and without repeats."""
         value = self.reg_covar
-        if isinstance(value, str) and value == "auto":
+        if isinstance(value, str):  # "auto"
             return list(AUTO_REG_COVAR)
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        ok = len(values) > 0 and all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0 for v in values
-        )
-        if not ok:
-            raise ValueError(
-                "reg_covar must be a non-negative number, a non-empty list of them or "
-                f"'auto', got {value!r}."
-            )
+        values = value if isinstance(value, (list, tuple)) else [value]
         return sorted({float(v) for v in values})
 
     def _selects(self) -> tuple[bool, bool]:
@@ -230,37 +255,6 @@ class GMM(BaseDensityEstimator):
         many_k = isinstance(self.n_components, (list, tuple, str))
         many_reg = isinstance(self.reg_covar, (list, tuple, str))
         return many_k, many_reg
-
-    def _check_params(self) -> None:
-        self._candidates()
-        self._reg_candidates()
-        if self.covariance_type not in _COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {', '.join(map(repr, _COVARIANCE_TYPES))}, "
-                f"got {self.covariance_type!r}."
-            )
-        if self.selection not in _SELECTIONS:
-            raise ValueError(f"selection must be 'likelihood' or 'bic', got {self.selection!r}.")
-        if self.selection == "bic" and self._selects()[1]:
-            raise ValueError(
-                "BIC cannot choose reg_covar (it does not change the number of parameters): "
-                "use selection='likelihood' or a single reg_covar."
-            )
-        vf = self.validation_fraction
-        if not isinstance(vf, numbers.Real) or isinstance(vf, bool) or not 0 < vf < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {vf!r}.")
-        for name in ("n_init", "max_iter"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        tol = self.tol
-        if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
-            raise ValueError(f"tol must be a non-negative number, got {tol!r}.")
-        if self.init_params not in _INIT_PARAMS:
-            raise ValueError(
-                f"init_params must be one of {', '.join(map(repr, _INIT_PARAMS))}, "
-                f"got {self.init_params!r}."
-            )
 
     # --------------------------------------------------------------------- fit
     def _mixture(
@@ -281,10 +275,10 @@ class GMM(BaseDensityEstimator):
         return GaussianMixture(
             n_components=n_components,
             covariance_type=self.covariance_type,
-            tol=self.tol,
+            tol=float(self.tol),
             reg_covar=reg_covar,
-            max_iter=self.max_iter,
-            n_init=1 if start is not None else self.n_init,
+            max_iter=int(self.max_iter),
+            n_init=1 if start is not None else int(self.n_init),
             init_params=self.init_params,
             random_state=int(rng.integers(2**31 - 1)),
             verbose=max(0, int(self.verbose) - 1),
@@ -309,7 +303,7 @@ class GMM(BaseDensityEstimator):
         by_likelihood = (many_k or many_reg) and self.selection == "likelihood"
         bar = tqdm(desc=type(self).__name__, disable=self.verbose <= 0, leave=self.verbose > 1)
         if by_likelihood:
-            train, valid = train_validation_split(Z, self.validation_fraction, rng)
+            train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
             candidates = self._candidates(len(train), n_features)
             self._check_rows(
                 candidates,

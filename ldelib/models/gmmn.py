@@ -5,21 +5,32 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .._arrays import torch_generator
+from .._validation import (
+    MAX_TIME,
+    TRAINING_PARAMS,
+    Boolean,
+    Constraint,
+    IgnoredWhen,
+    Integral,
+    Options,
+    Real,
+    SequenceOf,
+    python_params,
+)
 from ..base import BaseDensityEstimator
-from ..nn.mmd import median_pairwise_distance, mmd2
-from ..training import check_max_time, seeded, train_module, train_validation_split
+from ..nn.mmd import DEFAULT_BANDWIDTH_FACTORS, median_pairwise_distance, mmd2
+from ..persistence import register
+from ..training import seeded, train_module, train_validation_split
 
 __all__ = ["GMMN", "MLPGenerator"]
 
-#: Multiples of the median pairwise distance used as kernel bandwidths by default.
-DEFAULT_BANDWIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: The authors' generator: noise size and hidden widths (output width is D).
 PAPER_NOISE_DIM = 10
 PAPER_HIDDEN_SIZES = (64, 256, 256, 784)
@@ -91,6 +102,7 @@ class MLPGenerator(nn.Module):
         return self.net(noise)
 
 
+@register("ldelib.GMMN")
 class GMMN(BaseDensityEstimator):
     r"""Generative moment matching network (Li, Swersky & Zemel, 2015).
 
@@ -118,8 +130,9 @@ class GMMN(BaseDensityEstimator):
         ``"mlp"``: the generator given by ``noise_dim``, ``noise`` and ``hidden_sizes``,
         PyTorch's default initialisation, Adam(0.9, 0.999) at learning rate 1e-3 and the
         unbiased MMD² loss. ``"paper"``: the authors' network for reproduction, which
-        ignores ``noise_dim``, ``noise``, ``hidden_sizes`` and ``sqrt_mmd``: U(-1, 1)^10
-        noise, layers 10 -> 64 -> 256 -> 256 -> 784 -> D, weights from N(0, 0.02^2),
+        fixes its own ``noise_dim``, ``noise`` and ``hidden_sizes`` (giving any of them
+        a value other than its default raises) and always takes the square root, so
+        ``sqrt_mmd`` has no effect: U(-1, 1)^10 noise, layers 10 -> 64 -> 256 -> 256 -> 784 -> D, weights from N(0, 0.02^2),
         Adam(0.5, 0.999) at learning rate 2e-4, and the square root of the biased MMD²
         with a single Gaussian kernel (of width the median pairwise distance unless
         ``bandwidths`` is given).
@@ -209,6 +222,43 @@ class GMMN(BaseDensityEstimator):
     score = _unavailable("score")
     sample_and_log_prob = _unavailable("sample_and_log_prob")
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "noise_dim": [Integral(1, None)],
+        "noise": [Options("uniform", "normal")],
+        "hidden_sizes": [SequenceOf(Integral(1, None), types=(list, tuple, np.ndarray))],
+        "architecture": [Options("mlp", "paper")],
+        "bandwidths": [
+            None,
+            Real(0, None, closed="neither"),
+            SequenceOf(
+                Real(0, None, closed="neither"), min_len=1, types=(list, tuple, np.ndarray)
+            ),
+        ],
+        "sqrt_mmd": [Boolean()],
+        "learning_rate": [None, Real(0, None, closed="neither")],
+        **TRAINING_PARAMS,
+        "batch_size": [Integral(2, None)],  # the MMD compares samples
+        "max_time": MAX_TIME,
+        **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
+    }
+    _parameter_rules = (
+        IgnoredWhen(
+            {"architecture": "paper"},
+            ("noise_dim", "noise", "hidden_sizes"),
+            "The paper network has its own noise (U(-1, 1)^10) and layers.",
+        ),
+    )
+
+    _saved_attributes = (
+        *BaseDensityEstimator._saved_attributes,
+        "bandwidths_",
+        "module_",
+        "loss_curve_",
+        "validation_scores_",
+        "best_validation_score_",
+        "n_iter_",
+    )
+
     def __init__(
         self,
         noise_dim: int = 10,
@@ -247,46 +297,6 @@ class GMMN(BaseDensityEstimator):
         self.verbose = verbose
 
     # ----------------------------------------------------------------- hooks
-    def _check_params(self) -> None:
-        for name in ("noise_dim", "batch_size", "max_epochs", "n_iter_no_change"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if self.batch_size < 2:
-            raise ValueError(
-                f"batch_size must be at least 2 (the MMD compares samples), got {self.batch_size}."
-            )
-        check_max_time(self.max_time)
-        if self.noise not in ("uniform", "normal"):
-            raise ValueError(f"noise must be 'uniform' or 'normal', got {self.noise!r}.")
-        if self.architecture not in ("mlp", "paper"):
-            raise ValueError(f"architecture must be 'mlp' or 'paper', got {self.architecture!r}.")
-        sizes = self.hidden_sizes
-        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
-            raise ValueError(
-                f"hidden_sizes must be a sequence of positive integers, got {sizes!r}."
-            )
-        if not all(_is_int(h) and h >= 1 for h in sizes):
-            raise ValueError(f"hidden_sizes must hold positive integers, got {sizes!r}.")
-        if self.bandwidths is not None:
-            try:
-                bw = np.atleast_1d(np.asarray(self.bandwidths, dtype=np.float64))
-            except (TypeError, ValueError):
-                bw = np.array([np.nan])
-            if bw.ndim != 1 or bw.size == 0 or not (np.isfinite(bw).all() and (bw > 0).all()):
-                raise ValueError(
-                    "bandwidths must be None or a non-empty sequence of finite, positive "
-                    f"kernel widths, got {self.bandwidths!r}."
-                )
-        if not isinstance(self.sqrt_mmd, (bool, np.bool_)):
-            raise ValueError(f"sqrt_mmd must be True or False, got {self.sqrt_mmd!r}.")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}."
-            )
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
-
     def _make_module(self) -> MLPGenerator:
         if self.architecture == "paper":
             return MLPGenerator(
@@ -296,7 +306,7 @@ class GMMN(BaseDensityEstimator):
 
     def _noise(self, n_samples: int, generator: torch.Generator) -> Tensor:
         paper = self.architecture == "paper"
-        shape = (n_samples, PAPER_NOISE_DIM if paper else self.noise_dim)
+        shape = (n_samples, PAPER_NOISE_DIM if paper else int(self.noise_dim))
         kwargs = {"generator": generator, "device": generator.device, "dtype": self._dtype}
         if paper or self.noise == "uniform":
             return torch.rand(shape, **kwargs) * 2.0 - 1.0
@@ -311,7 +321,7 @@ class GMMN(BaseDensityEstimator):
 
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
         device = torch.device(self.device_)
-        train, valid = train_validation_split(Z, self.validation_fraction, rng)
+        train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         if self.bandwidths is None:
             self.bandwidths_ = self._default_bandwidths(train)
         else:
@@ -321,7 +331,7 @@ class GMMN(BaseDensityEstimator):
         paper = self.architecture == "paper"
         optimizer = torch.optim.Adam(
             self.module_.parameters(),
-            lr=self.learning_rate or (2e-4 if paper else 1e-3),
+            lr=float(self.learning_rate or (2e-4 if paper else 1e-3)),
             betas=(0.5, 0.999) if paper else (0.9, 0.999),
         )
         shuffle = torch_generator(rng, torch.device("cpu"))
@@ -352,14 +362,12 @@ class GMMN(BaseDensityEstimator):
             X_train,
             X_valid,
             optimizer=optimizer,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            n_iter_no_change=self.n_iter_no_change,
-            max_time=self.max_time,
             generator=shuffle,
             score_fn=score_fn,
-            verbose=self.verbose,
             desc=type(self).__name__,
+            **python_params(
+                self, "max_epochs", "batch_size", "n_iter_no_change", "max_time", "verbose"
+            ),
         )
         self.loss_curve_ = [float(v) for v in history.loss_curve]
         self.validation_scores_ = [float(v) for v in history.validation_scores]
@@ -374,7 +382,3 @@ class GMMN(BaseDensityEstimator):
             count = min(_SAMPLE_BATCH, n_samples - start)
             parts.append(self.module_(self._noise(count, generator)))
         return torch.cat(parts)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

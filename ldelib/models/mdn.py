@@ -4,27 +4,39 @@ from __future__ import annotations
 
 import numbers
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .._arrays import torch_generator
+from .._validation import (
+    MAX_TIME,
+    TRAINING_PARAMS,
+    Constraint,
+    IgnoredWhen,
+    Integral,
+    Options,
+    Real,
+    When,
+    python_params,
+)
 from ..base import BaseDensityEstimator
 from ..nn.autoregressive import AutoregressiveMDN
+from ..persistence import register
 from ..training import (
     TrainingHistory,
-    check_max_time,
     seeded,
     train_module,
     train_validation_split,
 )
-from .gmm import GMM
+from .gmm import GMM, N_COMPONENTS
 
 __all__ = ["CausalConvMDN"]
 
 
+@register("ldelib.CausalConvMDN")
 class CausalConvMDN(BaseDensityEstimator):
     r"""Autoregressive mixture density network with causal dilated convolutions.
 
@@ -59,7 +71,9 @@ class CausalConvMDN(BaseDensityEstimator):
         ``"paper"``: the original network (widths doubling from 16, BatchNorm,
         LeakyReLU(0.2), unbounded :math:`\sigma = e^s`), with its training defaults
         (Adam(0.5, 0.999), learning rate 2e-4), to reproduce the paper; it has no
-        anchor, no dropout, and ignores ``hidden_channels`` and ``n_blocks``.
+        anchor and no dropout, and its own widths, depth and scales: giving
+        ``hidden_channels``, ``n_blocks`` or ``min_scale`` a value other than its
+        default raises.
     hidden_channels : int or None, default=None
         Width of the residual blocks; ``None`` means 16 with the anchor (the mixture
         carries the bulk of the density, so a narrow network is enough) and 64 without.
@@ -67,7 +81,8 @@ class CausalConvMDN(BaseDensityEstimator):
         Residual blocks; ``None`` uses just enough (:math:`\lceil\log_2 D\rceil`, at
         least 1) for every conditional to see all earlier dimensions.
     min_scale : float, default=1e-3
-        Lower bound of every mixture scale without an anchor, in standardised units.
+        Lower bound of every mixture scale of the residual network without an
+        anchor, in standardised units.
         (With the anchor, corrections change each scale by a factor in
         :math:`[e^{-3}, e^3]`.)
     dropout : float or None, default=None
@@ -151,6 +166,65 @@ class CausalConvMDN(BaseDensityEstimator):
     # in cache, which is faster than large batches.
     _eval_batch = 1024
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "n_components": N_COMPONENTS,
+        "init": [Options("auto", "gmm", "random")],
+        "architecture": [Options("residual", "paper")],
+        "hidden_channels": [None, Integral(1, None)],
+        "n_blocks": [None, Integral(1, None)],
+        "min_scale": [Real(0, 1, closed="neither")],
+        "dropout": [None, Real(0, 1, closed="left")],
+        "ordering": [Options("natural", "variance")],
+        "learning_rate": [None, Real(0, None, closed="neither")],
+        "weight_decay": [Real(0, None, closed="left")],
+        **TRAINING_PARAMS,
+        "max_time": MAX_TIME,
+        **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
+    }
+    _parameter_rules = (
+        When(
+            {"architecture": "paper"},
+            "init",
+            [Options("auto", "random")],
+            "The paper network has no mixture anchor: use init='random' (or 'auto') with "
+            "architecture='paper'.",
+        ),
+        When(
+            {"architecture": "paper"},
+            "dropout",
+            [None, Real(0, 0)],
+            "The paper network has no dropout: use dropout=None or 0 with architecture='paper'.",
+        ),
+        IgnoredWhen(
+            {"architecture": "paper"},
+            ("hidden_channels", "n_blocks", "min_scale"),
+            "The paper network has its own widths and depth, and unbounded scales.",
+        ),
+        *(
+            When(
+                condition,
+                "n_components",
+                [Integral(1, None), Options("auto")],
+                "Without a mixture anchor, no mixture chooses among candidates: give one "
+                "K, or 'auto' for 10.",
+            )
+            for condition in ({"init": "random"}, {"architecture": "paper"})
+        ),
+    )
+
+    _saved_attributes = (
+        *BaseDensityEstimator._saved_attributes,
+        "ordering_",
+        "n_components_",
+        "anchor_",
+        "module_",
+        "loss_curve_",
+        "validation_scores_",
+        "best_validation_score_",
+        "best_epoch_",
+        "n_iter_",
+    )
+
     def __init__(
         self,
         n_components: int | list[int] | Literal["auto"] = "auto",
@@ -198,57 +272,6 @@ class CausalConvMDN(BaseDensityEstimator):
     def _anchored(self) -> bool:
         return self.init == "gmm" or (self.init == "auto" and self.architecture == "residual")
 
-    def _check_params(self) -> None:
-        for name in ("hidden_channels", "batch_size", "max_epochs"):
-            value = getattr(self, name)
-            if name == "hidden_channels" and value is None:
-                continue
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if self.architecture not in ("residual", "paper"):
-            raise ValueError(
-                f"architecture must be 'residual' or 'paper', got {self.architecture!r}."
-            )
-        if self.init not in ("auto", "gmm", "random"):
-            raise ValueError(f"init must be 'auto', 'gmm' or 'random', got {self.init!r}.")
-        if self.init == "gmm" and self.architecture == "paper":
-            raise ValueError(
-                "The paper network has no mixture anchor: use init='random' (or 'auto') "
-                "with architecture='paper'."
-            )
-        if self._anchored():
-            self._anchor_estimator()._candidates()  # the mixture's own checks
-        elif not (
-            self.n_components == "auto"
-            or (isinstance(self.n_components, numbers.Integral) and self.n_components >= 1)
-        ) or isinstance(self.n_components, bool):
-            raise ValueError(
-                "Without a mixture anchor, n_components must be a positive int or 'auto', "
-                f"got {self.n_components!r}."
-            )
-        if self.ordering not in ("natural", "variance"):
-            raise ValueError(f"ordering must be 'natural' or 'variance', got {self.ordering!r}.")
-        if self.dropout is not None and not (
-            isinstance(self.dropout, (int, float, np.integer, np.floating))
-            and not isinstance(self.dropout, bool)
-            and 0 <= self.dropout < 1
-        ):
-            raise ValueError(f"dropout must be None or in [0, 1), got {self.dropout!r}.")
-        if self.architecture == "paper" and self.dropout:
-            raise ValueError(
-                "The paper network has no dropout: use dropout=None or 0 with "
-                "architecture='paper'."
-            )
-        if not 0 < self.min_scale < 1:
-            raise ValueError(f"min_scale must be in (0, 1), got {self.min_scale!r}.")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}."
-            )
-        check_max_time(self.max_time)
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
-
     def _anchor_estimator(self, seed: int | None = None) -> GMM:
         return GMM(self.n_components, reg_covar="auto", standardize=False, random_state=seed)
 
@@ -270,11 +293,21 @@ class CausalConvMDN(BaseDensityEstimator):
             self.n_components_,
             self.architecture,
             self._hidden_channels(),
-            self.n_blocks,
-            self.min_scale,
+            None if self.n_blocks is None else int(self.n_blocks),
+            float(self.min_scale),
             self._dropout(),
             anchored=self.anchor_ is not None,
         )
+
+    def _restored(self) -> None:
+        super()._restored()
+        order = self.ordering_
+        if not (
+            isinstance(order, np.ndarray)
+            and order.dtype.kind in "iu"
+            and np.array_equal(np.sort(order), np.arange(self.n_features_in_))
+        ):
+            raise ValueError(f"ordering_ is not a permutation of 0..{self.n_features_in_ - 1}")
 
     # -------------------------------------------------------------------- fit
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
@@ -286,7 +319,7 @@ class CausalConvMDN(BaseDensityEstimator):
             self.ordering_ = np.arange(n_features)
         Z = Z[:, self.ordering_]
         device = torch.device(self.device_)
-        train, valid = train_validation_split(Z, self.validation_fraction, rng)
+        train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         mixture = self._fit_anchor(Z, rng) if self._anchored() else None
         if mixture is None:
             self.anchor_ = None
@@ -301,7 +334,7 @@ class CausalConvMDN(BaseDensityEstimator):
             self.module_.to(device)
             remaining = None
             if self.max_time is not None:
-                remaining = self.max_time - (time.perf_counter() - start)
+                remaining = float(self.max_time) - (time.perf_counter() - start)
             history = self._train(train, valid, rng, device, remaining)
         log_det = self._log_scale_sum()
         self.loss_curve_ = [loss * n_features + log_det for loss in history.loss_curve]
@@ -343,9 +376,9 @@ class CausalConvMDN(BaseDensityEstimator):
         paper = self.architecture == "paper"
         optimizer = torch.optim.Adam(
             self.module_.parameters(),
-            lr=self.learning_rate or (2e-4 if paper else 1e-3),
+            lr=float(self.learning_rate or (2e-4 if paper else 1e-3)),
             betas=(0.5, 0.999) if paper else (0.9, 0.999),
-            weight_decay=self.weight_decay,
+            weight_decay=float(self.weight_decay),
         )
 
         def as_tensor(x: np.ndarray | None) -> Tensor | None:
@@ -358,15 +391,12 @@ class CausalConvMDN(BaseDensityEstimator):
             as_tensor(train),
             as_tensor(valid),
             optimizer=optimizer,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            n_iter_no_change=self.n_iter_no_change,
             max_time=max_time,
             keep_initial=self.anchor_ is not None,
             generator=torch_generator(rng, torch.device("cpu")),
-            lr_decay_patience=max(1, self.n_iter_no_change // 2),
-            verbose=self.verbose,
+            lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
             desc=type(self).__name__,
+            **python_params(self, "max_epochs", "batch_size", "n_iter_no_change", "verbose"),
         )
 
     # ---------------------------------------------------------------- density

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import math
 
@@ -125,6 +127,22 @@ def test_unknown_suite_is_an_error(out):
     }
 
 
+def test_every_suite_keeps_the_options_run_suite_passes():
+    rows = ["out", "quick", "seeds", "budget_s", "models"]
+    images = ["out", "quick", "seeds", "cache_dir", "budget_s"]
+    expected = {
+        "toy": rows,
+        "digits": rows,
+        "latents": [*images, "models", "dims"],
+        "parzen": images,
+        "ordering": images,
+        "interpolation": images,
+    }
+    for name, parameters in expected.items():
+        run = importlib.import_module(f"ldelib.bench.{name}").run
+        assert list(inspect.signature(run).parameters) == parameters, name
+
+
 def test_digits_suite(out):
     payload = _files(run_suite("digits", out, quick=True), out)
     runs = [r for r in payload["rows"] if r.get("kind") != "summary"]
@@ -151,6 +169,9 @@ def test_speed_suite(out):
     lde = [r for r in rows if r["model"] == "LDE (CausalConvMDN)"]
     # Counted arithmetic, and a rate no faster than the matrix products alone allow.
     assert all(0 < r["matmul_share"] < 1.5 and r["gflop_per_row"] > 0 for r in lde)
+    # Cached and naive sampling: the same draws from the same noise, both timed.
+    assert all(r["cached_s"] > 0 and r["naive_s"] > 0 and r["max_abs_diff"] < 1e-3 for r in lde)
+    assert "cached steps against the naive loop" in (out / "speed-quick.md").read_text()
 
 
 def test_a_subset_of_models_and_dims(out, capsys):

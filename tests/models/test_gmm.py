@@ -10,6 +10,7 @@ from sklearn.mixture import GaussianMixture
 
 import ldelib
 from ldelib import GMM
+from ldelib._validation import InvalidParameterError
 from ldelib.datasets import make_target
 from ldelib.metrics import mmd_permutation_test
 
@@ -318,6 +319,12 @@ def test_sample_and_log_prob_agree_with_log_prob(fits, covariance_type):
         ("tol", -1.0),
         ("init_params", "spectral"),
         ("random_state", "seed"),
+        ("random_state", -1),
+        ("tol", float("nan")),
+        ("n_init", np.float64(2.0)),
+        ("standardize", "yes"),
+        ("verbose", None),
+        ("verbose", -1),
     ],
 )
 def test_bad_parameters(mixture, param, value):
@@ -332,6 +339,45 @@ def test_bic_cannot_choose_the_regularisation(mixture):
     with pytest.raises(ValueError, match="BIC cannot choose reg_covar"):
         model.fit(mixture[1][:50])
     assert not hasattr(model, "reg_covar_")
+
+
+@pytest.mark.parametrize("reg_covar", ["auto", (1e-4, 1e-2)])
+def test_bic_refuses_regularisation_candidates_in_any_form(mixture, reg_covar):
+    model = GMM([2, 3], selection="bic", reg_covar=reg_covar)
+    with pytest.raises(InvalidParameterError, match="BIC cannot choose reg_covar") as info:
+        model.fit(mixture[1][:50])
+    assert "parameter reg_covar must be" in str(info.value)
+    assert "selection='bic'" in str(info.value)
+
+
+def test_a_bad_parameter_says_what_is_valid(mixture):
+    with pytest.raises(InvalidParameterError) as info:
+        GMM(covariance_type="banana").fit(mixture[1][:50])
+    assert str(info.value) == (
+        "The GMM parameter covariance_type must be one of 'full', 'tied', 'diag' or "
+        "'spherical'; got 'banana'."
+    )
+
+
+def test_numpy_scalars_work_as_python_ones(mixture, tmp_path):
+    # A grid search passes numpy scalars: as candidates too, and through a save.
+    train = mixture[1][:600]
+    model = GMM(
+        [np.int64(1), np.int64(3)],
+        reg_covar=[np.float32(1e-4), np.float64(1e-2)],
+        n_init=np.int32(1),
+        max_iter=np.int64(50),
+        tol=np.float32(1e-3),
+        validation_fraction=np.float64(0.25),
+        random_state=np.int64(0),
+    ).fit(train)
+    assert model.n_components_ == 3 and type(model.n_components_) is int
+    assert type(model.reg_covar_) is float
+    path = tmp_path / "gmm.ldelib"
+    model.save(path)
+    np.testing.assert_array_equal(
+        ldelib.load(path).score_samples(train[:5]), model.score_samples(train[:5])
+    )
 
 
 def test_regularisation_is_chosen_on_held_out_rows(mixture):

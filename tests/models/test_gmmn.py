@@ -10,6 +10,7 @@ from sklearn.exceptions import NotFittedError
 
 import ldelib
 from ldelib import GMMN
+from ldelib._validation import InvalidParameterError
 from ldelib.metrics import mmd2_unbiased, mmd_permutation_test
 from ldelib.nn.mmd import median_pairwise_distance, mmd2
 
@@ -207,11 +208,53 @@ def test_global_random_state_is_untouched():
         ("validation_fraction", 1.0),
         ("device", "tpu"),
         ("random_state", "seed"),
+        ("noise_dim", np.float64(2.0)),
+        ("hidden_sizes", np.array([[8, 8]])),
+        ("bandwidths", [1.0, float("inf")]),
+        ("learning_rate", "x"),
+        ("max_time", 0),
+        ("verbose", None),
     ],
 )
 def test_bad_parameters(param, value):
     with pytest.raises(ValueError, match=param):
         GMMN(**TINY).set_params(**{param: value}).fit(gaussian(20, 0))
+
+
+@pytest.mark.parametrize(
+    ("param", "value"), [("noise_dim", 3), ("noise", "normal"), ("hidden_sizes", (8, 8))]
+)
+def test_paper_architecture_refuses_what_it_ignores(param, value):
+    model = GMMN(architecture="paper", max_epochs=1, device="cpu", **{param: value})
+    with pytest.raises(InvalidParameterError, match=param) as info:
+        model.fit(gaussian(20, 0))
+    assert "architecture='paper', which ignores it" in str(info.value)
+
+
+def test_numpy_parameters_fit_and_save(tmp_path):
+    model = GMMN(
+        noise_dim=np.int64(3),
+        hidden_sizes=np.array([16, 8]),
+        bandwidths=(np.float32(0.5), np.float64(2.0)),
+        learning_rate=np.float32(1e-3),
+        batch_size=np.int64(32),
+        max_epochs=np.int32(2),
+        n_iter_no_change=np.int64(5),
+        validation_fraction=np.float64(0.2),
+        sqrt_mmd=np.bool_(True),
+        device="cpu",
+        random_state=np.int64(0),
+    ).fit(gaussian(100, 0))
+    assert [m.out_features for m in model.module_.net if isinstance(m, torch.nn.Linear)] == [
+        16,
+        8,
+        2,
+    ]
+    path = tmp_path / "gmmn.ldelib"
+    model.save(path)
+    np.testing.assert_array_equal(
+        ldelib.load(path).sample(5, random_state=1), model.sample(5, random_state=1)
+    )
 
 
 def test_use_before_fit():

@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from ldelib import CausalConvMDN
+from ldelib._validation import InvalidParameterError
 from ldelib.datasets import make_target
 from ldelib.metrics import mmd_permutation_test
 
@@ -248,6 +249,14 @@ def test_anchored_save_load_round_trip(tmp_path, clusters):
         ({"n_components": 0}, "n_components"),
         ({"n_components": "many"}, "n_components"),
         ({"hidden_channels": 0}, "hidden_channels"),
+        ({"hidden_channels": np.float64(8.0)}, "hidden_channels"),
+        ({"n_blocks": 0}, "n_blocks"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change"),
+        ({"learning_rate": "x"}, "learning_rate"),
+        ({"batch_size": np.int64(0)}, "batch_size"),
+        ({"verbose": None}, "verbose"),
+        ({"architecture": "paper", "init": "random", "n_components": [2, 3]}, "Without"),
     ],
 )
 def test_bad_init_and_components(params, match):
@@ -255,6 +264,47 @@ def test_bad_init_and_components(params, match):
     with pytest.raises(ValueError, match=match):
         model.fit(np.random.default_rng(0).normal(size=(50, 2)))
     assert not hasattr(model, "module_") and not hasattr(model, "anchor_")
+
+
+@pytest.mark.parametrize(
+    ("param", "value"), [("hidden_channels", 32), ("n_blocks", 2), ("min_scale", 1e-2)]
+)
+def test_paper_network_refuses_what_it_ignores(param, value):
+    model = CausalConvMDN(architecture="paper", max_epochs=1, device="cpu", **{param: value})
+    with pytest.raises(InvalidParameterError) as info:
+        model.fit(np.random.default_rng(0).normal(size=(50, 2)))
+    assert f"parameter {param} must be" in str(info.value)
+    assert "architecture='paper', which ignores it" in str(info.value)
+    assert not hasattr(model, "module_")
+
+
+def test_paper_network_takes_its_defaults_and_zero_dropout_explicitly():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    params = {"hidden_channels": None, "n_blocks": None, "min_scale": 1e-3, "dropout": 0}
+    model = CausalConvMDN(architecture="paper", max_epochs=1, device="cpu", **params)
+    assert np.isfinite(model.fit(X).score(X))
+
+
+def test_numpy_parameters_reach_torch_as_python_numbers():
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    model = CausalConvMDN(
+        np.int64(2),
+        init="random",
+        hidden_channels=np.int64(8),
+        n_blocks=np.int64(2),
+        min_scale=np.float32(1e-2),
+        dropout=np.float64(0.1),
+        learning_rate=np.float32(1e-3),
+        weight_decay=np.float32(1e-4),
+        batch_size=np.int64(16),
+        max_epochs=np.int32(2),
+        n_iter_no_change=np.int64(2),
+        max_time=np.int64(60),
+        device="cpu",
+        random_state=np.int64(0),
+    ).fit(X)
+    assert model.n_components_ == 2 and type(model.module_.min_scale) is float
+    assert np.isfinite(model.score(X))
 
 
 def test_paper_network_keeps_its_random_start():

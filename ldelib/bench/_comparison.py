@@ -1,0 +1,107 @@
+"""The options and the model loop of the suites that compare density models on rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._models import MODELS, RANDOM_INIT, available, evaluate
+from ._report import Report
+
+__all__ = ["Comparison", "compares_models"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A suite's resolved options: seeds, budget per neural model, models to run."""
+
+    out: Path
+    quick: bool
+    seeds: list[int]
+    budget: float
+    labels: list[str]
+    missing: list[str]
+
+    @classmethod
+    def of(
+        cls, out: Path, quick: bool, seeds: list[int], budget: float, models: Sequence[str]
+    ) -> Comparison:
+        """Options that run those of ``models`` whose package is installed."""
+        labels, missing = available(models)
+        return cls(out, quick, seeds, budget, labels, missing)
+
+    def evaluate(
+        self,
+        report: Report,
+        train: np.ndarray,
+        valid: np.ndarray,
+        test: np.ndarray,
+        *,
+        seed: int,
+        **context: Any,
+    ) -> dict[str, tuple[dict[str, Any], Any]]:
+        """Fit and score every model on the same rows: its row and fitted model, by label.
+
+        One row per model is added to ``report``, in order (see ``_models.evaluate``).
+        """
+        return {
+            label: evaluate(
+                report,
+                label,
+                train,
+                valid,
+                test,
+                seed=seed,
+                budget=self.budget,
+                quick=self.quick,
+                **context,
+            )
+            for label in self.labels
+        }
+
+    def note_missing(self, report: Report) -> None:
+        """Note the models left out because their package is not installed."""
+        if self.missing:
+            report.notes.append(f"Not run (package missing): {', '.join(self.missing)}.")
+
+
+def compares_models(
+    full_budget: float,
+) -> Callable[[Callable[[Comparison], Report]], Callable[..., Report]]:
+    """Turn ``body(options)`` into a suite's ``run``, as :func:`~ldelib.bench.run_suite` calls it.
+
+    The options of a model comparison on rows (``toy``, ``digits``): seeds default to
+    [0] in quick runs and [0, 1, 2] in full ones; the budget per neural model is
+    ``budget_s``, else 1.5 s quick and ``full_budget`` full; the models are ``models``,
+    else every model and the randomly initialised LDE.
+    """
+
+    def decorate(body: Callable[[Comparison], Report]) -> Callable[..., Report]:
+        def run(
+            out: Path,
+            quick: bool,
+            seeds: list[int] | None = None,
+            budget_s: float | None = None,
+            models: tuple[str, ...] | None = None,
+        ) -> Report:
+            return body(
+                Comparison.of(
+                    out,
+                    quick,
+                    seeds or ([0] if quick else [0, 1, 2]),
+                    budget_s or (1.5 if quick else full_budget),
+                    models or (*MODELS, RANDOM_INIT),
+                )
+            )
+
+        # Not functools.wraps: its __wrapped__ would show run_suite the body's signature.
+        run.__module__ = body.__module__
+        run.__qualname__ = body.__qualname__
+        run.__doc__ = body.__doc__
+        return run
+
+    return decorate
