@@ -235,7 +235,7 @@ class Codec:
             ``latent_dim_`` columns).
         """
         batch_size = self._codec_batch_size()
-        self._require_decoder("decode latents")
+        decoder = self._require_decoder("decode latents")
         Z = check_rows_of(Z, "Z")
         if Z.ndim != 2:
             raise ValueError(f"Latents must have shape (n_samples, D), got {tuple(Z.shape)}.")
@@ -244,16 +244,18 @@ class Codec:
             raise ValueError(
                 f"Latents have {Z.shape[1]} dimensions, but the density was fitted on {expected}."
             )
-        return apply_batched(self.decoder, Z, batch_size=batch_size, role="decoder", flat=False)
+        return apply_batched(decoder, Z, batch_size=batch_size, role="decoder", flat=False)
 
     def reconstruct(self, X: ArrayLike) -> np.ndarray:
         """Encode then decode: ``decode(encode(X))``, shape like the decoder's output."""
         self._require_decoder("reconstruct inputs")
         return self.decode(self.encode(X))
 
-    def _require_decoder(self, what: str) -> None:
+    def _require_decoder(self, what: str) -> Callable[[Any], Any]:
+        """The decoder; a ValueError saying that ``what`` needs one if there is none."""
         if self.decoder is None:
             raise ValueError(
                 f"Cannot {what}: this LatentDensityEstimator has no decoder. Pass "
                 "decoder=... when creating it, or use decode=False to get latents."
             )
+        return self.decoder

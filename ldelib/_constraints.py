@@ -12,6 +12,7 @@ import abc
 import math
 import numbers
 import reprlib
+from collections.abc import Collection
 from typing import Any, Literal
 
 import numpy as np
@@ -258,7 +259,7 @@ class SequenceOf(Constraint):
         *items: Constraint | None,
         min_len: int = 0,
         max_len: int | None = None,
-        types: tuple[type, ...] = (list, tuple),
+        types: tuple[type[Collection[Any]], ...] = (list, tuple),
     ) -> None:
         self.items = [_make_constraint(c) for c in items]
         self.min_len, self.max_len, self.types = min_len, max_len, types

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
+from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from ._arrays import (
     Batch,
@@ -115,7 +116,7 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         validate_params(self, self._parameter_constraints, self._parameter_rules)
 
     # ------------------------------------------------------------ public API
-    def fit(self, X: ArrayLike, y: Any = None) -> BaseDensityEstimator:
+    def fit(self, X: ArrayLike, y: Any = None) -> Self:
         """Fit the density model to the rows of ``X``.
 
         Parameters
@@ -149,6 +150,10 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))
         return self
 
+    @overload
+    def score_samples(self, X: Tensor) -> Tensor: ...
+    @overload
+    def score_samples(self, X: ArrayLike) -> np.ndarray: ...
     def score_samples(self, X: ArrayLike) -> np.ndarray | Tensor:
         """Exact log-density of each row of ``X``, in nats and in the units of ``X``.
 
@@ -173,6 +178,10 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             ]
         return batch.output(torch.cat(parts))
 
+    @overload
+    def log_prob(self, X: Tensor) -> Tensor: ...
+    @overload
+    def log_prob(self, X: ArrayLike) -> np.ndarray: ...
     def log_prob(self, X: ArrayLike) -> np.ndarray | Tensor:
         """Alias of :meth:`score_samples`, in the manner of ``torch.distributions``."""
         return self.score_samples(X)

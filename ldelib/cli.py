@@ -48,7 +48,9 @@ def _demo(args: argparse.Namespace) -> int:
     test = target.sample(n_train, random_state=args.seed + 1)
     d = target.n_features
     truth, truth_se = mean_log_likelihood(target.log_prob(test))
-    rows = [("truth (exact density)", truth, truth_se, None)]
+    rows: list[tuple[str, float, float, float | None]] = [
+        ("truth (exact density)", truth, truth_se, None)
+    ]
     models = {
         "CausalConvMDN": CausalConvMDN(
             random_state=args.seed, max_epochs=40 if args.quick else 200
@@ -64,8 +66,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     print(f"target {target.name!r} ({d}-D): {n_train} training rows, {len(test)} test rows")
     print(f"{'model':<28}{'test log-lik (nats/row)':>26}{'nats/dim':>10}{'fit (s)':>9}")
-    for name, mean, se, elapsed in rows:
-        fit = "" if elapsed is None else f"{elapsed:.1f}"
+    for name, mean, se, fit_s in rows:
+        fit = "" if fit_s is None else f"{fit_s:.1f}"
         print(f"{name:<28}{mean:>17.4f} ± {se:<6.4f}{mean / d:>10.4f}{fit:>9}")
 
     if args.out:

@@ -18,6 +18,7 @@ import torch
 from sklearn.base import BaseEstimator, DensityMixin, clone
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
+from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from ._arrays import RandomStateLike, check_n_samples
 from ._batching import Codec, check_rows_of
@@ -172,14 +173,17 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
     # Callables are code: the file holds the density, and load takes them back.
     _unsaved_params: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
 
+    input_shape_: tuple[int, ...]
+
     @classmethod
     def _from_file_params(
         cls,
         params: dict[str, Any],
         encoder: Callable[[Any], Any] | None = None,
         decoder: Callable[[Any], Any] | None = None,
-    ) -> LatentDensityEstimator:
-        return cls(encoder=encoder, decoder=decoder, **params)
+        **extras: Any,
+    ) -> Self:
+        return super()._from_file_params(params, encoder=encoder, decoder=decoder, **extras)
 
     def _restored(self) -> None:
         self.input_shape_ = tuple(int(s) for s in self.input_shape_)
@@ -193,7 +197,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         encoder: Callable[[Any], Any] | None = None,
         decoder: Callable[[Any], Any] | None = None,
         map_location: str | torch.device | None = None,
-    ) -> LatentDensityEstimator:
+    ) -> Self:
         """Load an estimator saved with :meth:`save`, giving back its encoder and decoder.
 
         The file holds the fitted density model and the shapes, not the callables
@@ -216,7 +220,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         return super().load(path, map_location, encoder=encoder, decoder=decoder)
 
     # --------------------------------------------------------------------- fit
-    def fit(self, X: ArrayLike, y: Any = None) -> LatentDensityEstimator:
+    def fit(self, X: ArrayLike, y: Any = None) -> Self:
         """Encode ``X`` in batches and fit the density model on the latents.
 
         Parameters

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -266,7 +267,8 @@ class _Run:
         self.module, self.history, self.optimizer = module, history, optimizer
         self.patience, self.lr_decay_patience = patience, lr_decay_patience
         self.select_from_epoch = select_from_epoch
-        self.best_score, self.best_state = -math.inf, None
+        self.best_score = -math.inf
+        self.best_state: dict[str, Any] | None = None
         self.best_round = -1  # index of the best validation, for the patience count
 
     def keep(self, score: float | None, epoch: int) -> None:

@@ -76,5 +76,5 @@ def run_suite(
             continue
         if option not in accepted:
             raise ValueError(f"suite {name!r} has no --{option} option.")
-        kwargs[option] = select_models(value) if option == "models" else value
+        kwargs[option] = select_models(models) if option == "models" else value
     return module.run(**kwargs)

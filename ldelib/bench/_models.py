@@ -62,7 +62,7 @@ def select_models(names: Sequence[str] | None) -> tuple[str, ...]:
 
 def make_model(label: str, *, seed: int, budget: float) -> Any:
     """A fresh estimator for ``label``; neural models get the wall-time ``budget`` (s)."""
-    neural = {"max_time": budget, "random_state": seed, "device": "cpu"}
+    neural: dict[str, Any] = {"max_time": budget, "random_state": seed, "device": "cpu"}
     if label == "LDE (CausalConvMDN)":
         return make("mdn", **neural)
     if label == RANDOM_INIT:

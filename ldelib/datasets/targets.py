@@ -260,7 +260,9 @@ class _SineChain(Target):
         return head + tail
 
 
-def _norm_logpdf(x: ArrayLike, mean: ArrayLike, std: float) -> NDArray[np.float64]:
+def _norm_logpdf(
+    x: NDArray[np.float64], mean: NDArray[np.float64] | float, std: float
+) -> NDArray[np.float64]:
     z = (np.asarray(x) - mean) / std
     return -0.5 * z * z - math.log(std) - 0.5 * _LOG_2PI
 
@@ -379,6 +381,7 @@ def make_target(name: str, n_features: int | None = None, **kwargs: Any) -> Targ
         "checkerboard": _Checkerboard,
         "banana": _Banana,
     }
+    dim_args: tuple[int, ...]
     if name in builders:
         if n_features not in (None, 2):
             raise ValueError(f"target {name!r} is 2-D only; got n_features={n_features}")

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from ..persistence import LoadError, Persistent
 
@@ -38,6 +39,8 @@ class AutoencoderFiles(Persistent):
     # freshly built modules of the trained architecture.
     _unsaved_params: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
 
+    input_shape_: tuple[int, ...]
+
     def _file_params(self) -> dict[str, Any]:
         params = super()._file_params()
         if callable(params["loss"]):
@@ -53,7 +56,8 @@ class AutoencoderFiles(Persistent):
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
         loss: Literal["mse"] | LossFunction | None = None,
-    ) -> Any:
+        **extras: Any,
+    ) -> Self:
         for name, module in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(module, nn.Module):
                 raise LoadError(
@@ -71,7 +75,9 @@ class AutoencoderFiles(Persistent):
                 stacklevel=5,
             )
             loss = "mse"
-        return cls(encoder=encoder, decoder=decoder, loss=loss or saved_loss, **params)
+        return super()._from_file_params(
+            params, encoder=encoder, decoder=decoder, loss=loss or saved_loss, **extras
+        )
 
     def _load_module(self, name: str, state: dict[str, Tensor]) -> nn.Module:
         role = name.rstrip("_")
@@ -96,7 +102,7 @@ class AutoencoderFiles(Persistent):
         decoder: nn.Module,
         map_location: str | torch.device | None = None,
         loss: Literal["mse"] | LossFunction | None = None,
-    ) -> Any:
+    ) -> Self:
         """Load a model saved with :meth:`save` into modules of the same architecture.
 
         The file stores weights, not code, so it cannot rebuild the user's module

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
+from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from .._arrays import check_rows, make_rng, resolve_device
 from .._batching import apply_batched, placement
@@ -229,7 +230,7 @@ class IncrementalAutoencoder(AutoencoderFiles, BaseEstimator):
         return X.to(dtype)
 
     # --------------------------------------------------------------------- fit
-    def fit(self, X: ArrayLike, y: Any = None) -> IncrementalAutoencoder:
+    def fit(self, X: ArrayLike, y: Any = None) -> Self:
         """Train the encoder and decoder on ``X`` with the incremental schedule.
 
         Parameters

@@ -42,12 +42,13 @@ def train_incrementally(
     n_warmup = 0
     while n_warmup < model.max_epochs and active_dims(D, W, n_warmup, 0, n_batches) < D:
         n_warmup += 1
-    active = {"now": 1, "curve": []}
+    active = {"now": 1}
+    curve: list[int] = []  # the active dimensions at the end of each epoch
 
     def on_step(epoch: int, batch: int, n: int) -> str | None:
         active["now"] = active_dims(D, W, epoch, batch, n)
         if batch == n - 1:
-            active["curve"].append(active["now"])
+            curve.append(active["now"])
         if epoch >= n_warmup:
             return None
         return f"of the warm-up ({active['now']} of {D} latent dims active)"
@@ -91,4 +92,4 @@ def train_incrementally(
             ConvergenceWarning,
             stacklevel=3,
         )
-    return history, active["curve"][: history.n_iter], n_warmup
+    return history, curve[: history.n_iter], n_warmup

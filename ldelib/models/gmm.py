@@ -304,6 +304,7 @@ class GMM(BaseDensityEstimator):
         bar = tqdm(desc=type(self).__name__, disable=self.verbose <= 0, leave=self.verbose > 1)
         if by_likelihood:
             train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
+            assert valid is not None  # validation_fraction > 0: its constraint
             candidates = self._candidates(len(train), n_features)
             self._check_rows(
                 candidates,

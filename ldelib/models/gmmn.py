@@ -307,10 +307,10 @@ class GMMN(BaseDensityEstimator):
     def _noise(self, n_samples: int, generator: torch.Generator) -> Tensor:
         paper = self.architecture == "paper"
         shape = (n_samples, PAPER_NOISE_DIM if paper else int(self.noise_dim))
-        kwargs = {"generator": generator, "device": generator.device, "dtype": self._dtype}
+        device, dtype = generator.device, self._dtype
         if paper or self.noise == "uniform":
-            return torch.rand(shape, **kwargs) * 2.0 - 1.0
-        return torch.randn(shape, **kwargs)
+            return torch.rand(shape, generator=generator, device=device, dtype=dtype) * 2.0 - 1.0
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
     def _default_bandwidths(self, Z: np.ndarray) -> np.ndarray:
         median = median_pairwise_distance(torch.as_tensor(Z))

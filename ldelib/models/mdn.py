@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import time
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -322,12 +322,16 @@ class CausalConvMDN(BaseDensityEstimator):
         train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         mixture = self._fit_anchor(Z, rng) if self._anchored() else None
         if mixture is None:
-            self.anchor_ = None
-            self.n_components_ = 10 if self.n_components == "auto" else int(self.n_components)
+            self.anchor_: dict[str, Any] | None = None
+            n_components = self.n_components
+            # The parameter rules allow a list of candidates only with the mixture anchor.
+            assert not isinstance(n_components, list)
+            self.n_components_ = 10 if n_components == "auto" else int(n_components)
         # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
         with seeded(rng, device):
             self.module_ = self._make_module()
             if mixture is not None:
+                assert self.module_.anchor is not None  # _make_module anchors it (anchor_ is set)
                 self.module_.anchor.set_mixture(
                     mixture.weights_, mixture.means_, mixture.covariances_
                 )
@@ -381,15 +385,15 @@ class CausalConvMDN(BaseDensityEstimator):
             weight_decay=float(self.weight_decay),
         )
 
-        def as_tensor(x: np.ndarray | None) -> Tensor | None:
-            return None if x is None else torch.as_tensor(x, dtype=self._dtype, device=device)
+        def as_tensor(x: np.ndarray) -> Tensor:
+            return torch.as_tensor(x, dtype=self._dtype, device=device)
 
         # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
         return train_module(
             self.module_,
             lambda z: -self.module_(z).mean() / n_features,
             as_tensor(train),
-            as_tensor(valid),
+            None if valid is None else as_tensor(valid),
             optimizer=optimizer,
             max_time=max_time,
             keep_initial=self.anchor_ is not None,

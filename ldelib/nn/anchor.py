@@ -84,6 +84,12 @@ class GaussianMixtureConditionals(nn.Module):
         True
     """
 
+    # Buffers, registered in __init__ (declared for type checkers: nn.Module's
+    # __getattr__ types them as Tensor | Module).
+    log_weights: Tensor
+    means: Tensor
+    inverse_cholesky: Tensor
+
     def __init__(self, features: int, components: int) -> None:
         super().__init__()
         self.features = features

@@ -37,6 +37,7 @@ from .mixture import (
 __all__ = ["AutoregressiveMDN"]
 
 Architecture = Literal["residual", "paper"]
+Parametrization = Literal["softplus", "exp"]
 
 
 class AutoregressiveMDN(nn.Module):
@@ -71,6 +72,9 @@ class AutoregressiveMDN(nn.Module):
         True
     """
 
+    #: The paper network's mask channel (a buffer of that architecture only).
+    mask: Tensor
+
     def __init__(
         self,
         features: int,
@@ -87,11 +91,13 @@ class AutoregressiveMDN(nn.Module):
         self.components = components
         self.min_scale = min_scale
         self.anchor: GaussianMixtureConditionals | None = None
+        self.net: PaperCausalNet | ResidualCausalNet
+        self.parametrization: Parametrization
         out = 3 * components
         if architecture == "paper":
             if dropout or anchored:
                 raise ValueError("The paper network has no dropout and no anchor.")
-            self.net: nn.Module = PaperCausalNet(features, 2, out)
+            self.net = PaperCausalNet(features, 2, out)
             self.n_pad = self.net.n_pad
             self.parametrization = "exp"
             # The paper's second input channel: 1 on real values, 0 on padding.
@@ -173,7 +179,7 @@ class AutoregressiveMDN(nn.Module):
         r""":math:`\log p(z)` of rows of shape (B, D), shape (B,)."""
         return self.log_prob_per_dim(z).sum(dim=-1)
 
-    def _noise(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def _noise(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         ref = self.net.output.weight
         shape = (n, self.features)
         uniform = torch.rand(shape, generator=generator, device=ref.device, dtype=ref.dtype)
@@ -214,6 +220,7 @@ class AutoregressiveMDN(nn.Module):
             j = s - self.n_pad + 1
             x = self._step_input(z, s)
             if self.anchor is not None:
+                assert state is not None  # started above whenever there is an anchor
                 anchor = self.anchor.conditional(state, j)
                 x = torch.cat([x, torch.softmax(anchor.log_weights, dim=-1)], dim=-1)
             out = self.net.step(x, cache)
@@ -227,5 +234,6 @@ class AutoregressiveMDN(nn.Module):
             z[:, j] = mixture_sample(params, uniform[:, j], normal[:, j])
             log_p += mixture_log_prob(z[:, j], params)
             if self.anchor is not None:
+                assert state is not None
                 self.anchor.update(state, j, z[:, j], anchor)
         return z, log_p

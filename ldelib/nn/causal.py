@@ -25,6 +25,7 @@ References:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -234,7 +235,8 @@ class ResidualCausalNet(nn.Module):
     def step(self, x: Tensor, cache: StepCache) -> Tensor:
         h = self._embed(x, self.position[cache.position])
         for block in self.blocks:
-            h = block.step(h, cache)
+            # nn.ModuleList is not generic: mypy sees its items as plain Modules.
+            h = cast(_ResidualBlock, block).step(h, cache)
         return self._head(h)
 
 
@@ -287,5 +289,6 @@ class PaperCausalNet(nn.Module):
         # Stepping from the first position is a left-padded causal convolution; the
         # outputs that differ from the valid convolution are the dropped ones.
         for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = self.act(norm(conv.step(x, cache)))
+            # nn.ModuleList is not generic: mypy sees its items as plain Modules.
+            x = self.act(norm(cast(CausalConv1d, conv).step(x, cache)))
         return self.output(x)

@@ -58,7 +58,7 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
     return torch.addmm(x_sq + y_sq, x, y.T, alpha=-2.0).clamp(min=0.0)
 
 
-def gaussian_kernel(d2: Tensor, bandwidths: Sequence[float] | Tensor) -> Tensor:
+def gaussian_kernel(d2: Tensor, bandwidths: Sequence[float] | np.ndarray | Tensor) -> Tensor:
     r"""Sum of Gaussian kernels :math:`\sum_\sigma \exp(-d^2 / (2\sigma^2))` of squared distances."""
     # One kernel matrix at a time keeps memory at two (m, n) matrices. Exponents are
     # floored at _MIN_EXPONENT: the terms changed are below 1e-26, and computing them

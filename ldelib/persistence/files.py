@@ -44,9 +44,9 @@ def write_model_file(file: File, config: dict[str, Any], tensors: dict[str, Tens
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     data = safetensors.torch.save(flat, metadata=metadata)
     if hasattr(file, "write"):
-        file.write(data)  # type: ignore[union-attr]
+        file.write(data)
         return
-    _write_atomically(os.fspath(file), data)  # type: ignore[arg-type]
+    _write_atomically(os.fspath(file), data)
 
 
 def _write_atomically(path: str, data: bytes) -> None:
@@ -81,13 +81,13 @@ def _article(noun: str) -> str:
 def _describe(file: File) -> str:
     if hasattr(file, "read") or hasattr(file, "write"):
         return repr(getattr(file, "name", "the file object"))
-    return repr(os.fspath(file))  # type: ignore[arg-type]
+    return repr(os.fspath(file))
 
 
 def _read_bytes(file: File) -> bytes:
     if hasattr(file, "read"):
-        return file.read()  # type: ignore[union-attr,no-any-return]
-    path = os.fspath(file)  # type: ignore[arg-type]
+        return file.read()
+    path = os.fspath(file)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {path!r}.")
     if os.path.isdir(path):

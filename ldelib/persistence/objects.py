@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
+from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from .._arrays import resolve_device
 from .._constraints import Integral
@@ -45,7 +46,7 @@ class Persistent:
         return params
 
     @classmethod
-    def _from_file_params(cls, params: dict[str, Any], **extras: Any) -> Persistent:
+    def _from_file_params(cls, params: dict[str, Any], **extras: Any) -> Self:
         """A new instance from the saved parameters and the arguments given to ``load``."""
         return cls(**params, **extras)
 
@@ -71,7 +72,7 @@ class Persistent:
     @classmethod
     def load(
         cls, file: File, map_location: str | torch.device | None = None, **extras: Any
-    ) -> Any:
+    ) -> Self:
         """Load an object saved with :meth:`save`.
 
         Parameters
@@ -139,7 +140,7 @@ def _decode_param(value: Any, restore: _Restore) -> Any:
     if isinstance(value, dict) and set(value) == {"__tuple__"}:
         return tuple(_decode_param(v, restore) for v in value["__tuple__"])
     if isinstance(value, dict) and set(value) == {"__estimator__", "params"}:
-        cls = registered(str(value["__estimator__"]))
+        cls: type[Persistent] = registered(str(value["__estimator__"]))
         return cls._from_file_params(
             {k: _decode_param(v, restore) for k, v in dict(value["params"]).items()}
         )
@@ -206,11 +207,12 @@ class _Restore:
         return device
 
     def decode(self, config: dict[str, Any], prefix: str) -> Any:
-        cls = registered(str(config["class"]))
+        cls: type[Persistent] = registered(str(config["class"]))
         params = {k: _decode_param(v, self) for k, v in dict(config["params"]).items()}
         # Extras (user callables) belong to the outermost object only.
         extras, self.extras = self.extras, {}
-        obj = cls._from_file_params(params, **extras)
+        # Any: the attributes set below by name are the class's own, not Persistent's.
+        obj: Any = cls._from_file_params(params, **extras)
         attributes = dict(config["attributes"])
         allowed = {*cls._saved_attributes, *cls._optional_attributes}
         for name in attributes:
