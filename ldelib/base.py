@@ -17,6 +17,7 @@ back, so every log-likelihood is in the units of the data the user passed.
 
 from __future__ import annotations
 
+import math
 import os
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, overload
@@ -37,6 +38,7 @@ from ._arrays import (
     torch_generator,
     validate_input,
 )
+from ._transaction import transaction
 from ._validation import (
     RANDOM_STATE,
     VERBOSE,
@@ -63,8 +65,6 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
     makes the model live on that device.
     """
 
-    #: Floating dtype of the model's computations.
-    _dtype: ClassVar[torch.dtype] = torch.float32
     #: Whether to compute on the input tensor's device instead of the model's ``device_``.
     _follows_input_device: ClassVar[bool] = False
     #: Rows per forward pass on the numpy path: bounds memory for large inputs.
@@ -73,6 +73,11 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
     #: Fitted attributes every model saves; a model adds its own.
     _saved_attributes: ClassVar[tuple[str, ...]] = ("n_features_in_", "device_", "mean_", "scale_")
     _optional_attributes: ClassVar[tuple[str, ...]] = ("feature_names_in_",)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        """Floating dtype of the model's computations: its ``dtype`` parameter, if any."""
+        return torch.float64 if getattr(self, "dtype", "float32") == "float64" else torch.float32
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -132,22 +137,19 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         """
         self._check_params()
         device = resolve_device(getattr(self, "device", "cpu"))
-        X = validate_input(self, X, reset=True).data.detach().to("cpu", torch.float64).numpy()
-        if len(X) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 samples to fit, got n_samples = {len(X)}."
-            )
-        rng = make_rng(self.random_state)
-        self.device_ = str(device)
-        self.mean_ = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1])
-        if self.standardize:
-            std = X.std(axis=0)
-            # A constant feature keeps unit scale: dividing by ~0 would only blow it up.
-            self.scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
-        else:
-            self.scale_ = np.ones(X.shape[1])
-        self._fit((X - self.mean_) / self.scale_, rng)
-        self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))
+        with transaction(self):
+            X = validate_input(self, X, reset=True).data.detach().to("cpu", torch.float64).numpy()
+            if len(X) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least 2 samples to fit, got n_samples = "
+                    f"{len(X)}."
+                )
+            rng = make_rng(self.random_state)
+            self.device_ = str(device)
+            self.mean_, self.scale_, Z = _standardize(X, self.standardize)
+            self._fit(Z, rng)
+            self._check_sound(Z)
+            self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))
         return self
 
     @overload
@@ -226,16 +228,68 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         rng = self._sample_rng_ if random_state is None else make_rng(random_state)
         device = torch.device(self.device_)
         generator = torch_generator(rng, device)
-        with torch.no_grad():
-            if with_log_prob:
-                Z, log_prob = self._sample_and_log_prob(n_samples, generator)
-                log_prob = log_prob.to("cpu", torch.float64) - self._log_scale_sum()
-            else:
-                Z, log_prob = self._sample(n_samples, generator), torch.empty(0)
-        X = Z.to("cpu", torch.float64).numpy() * self.scale_ + self.mean_
-        return X, log_prob.numpy()
+        try:
+            with torch.no_grad():
+                if with_log_prob:
+                    Z, log_prob = self._sample_and_log_prob(n_samples, generator)
+                    log_prob = log_prob.to("cpu", torch.float64) - self._log_scale_sum()
+                else:
+                    Z, log_prob = self._sample(n_samples, generator), torch.empty(0)
+        except (MemoryError, RuntimeError) as error:
+            if not isinstance(error, MemoryError) and "allocate" not in str(error):
+                raise
+            gigabytes = n_samples * self.n_features_in_ * 8 / 1e9
+            raise MemoryError(
+                f"Not enough memory to draw {n_samples} samples of {self.n_features_in_} "
+                f"dims ({gigabytes:.3g} GB as float64); draw them in smaller batches."
+            ) from error
+        with np.errstate(over="ignore"):
+            X = Z.to("cpu", torch.float64).numpy() * self.scale_ + self.mean_
+        # Data near float64's limit can have samples beyond it: keep them at the limit.
+        limit = np.finfo(np.float64).max
+        return np.clip(X, -limit, limit), log_prob.numpy()
 
     # ------------------------------------------------------------- internals
+    def _check_sound(self, Z: np.ndarray) -> None:
+        """Raise FloatingPointError if training left a numerically broken model.
+
+        A model whose samples are not finite or fly off far beyond the data, or that
+        scores its own training rows far below a diagonal Gaussian, diverged: training
+        kept the best weights it saw, and even those are unusable.
+        """
+        generator = torch.Generator(device=torch.device(self.device_)).manual_seed(0)
+        with torch.no_grad():
+            S = self._sample(256, generator).to("cpu", torch.float64).numpy()
+        reach = float(np.abs(S).max()) if np.isfinite(S).all() else math.inf
+        problem = None
+        if reach > 1e3 * max(1.0, float(np.abs(Z).max())):
+            problem = (
+                "its samples hold NaN or infinite values"
+                if math.isinf(reach)
+                else f"its samples reach {reach:.3g} standard deviations from the mean"
+            )
+        elif type(self)._log_prob is not BaseDensityEstimator._log_prob:
+            rows = torch.as_tensor(Z[:1024], dtype=self._dtype, device=torch.device(self.device_))
+            with torch.no_grad():
+                score = float(self._log_prob(rows).mean()) / Z.shape[1]
+            # A diagonal Gaussian of the same rows, columns floored at 1e-3 std (a
+            # constant column would make it infinite).
+            gaussian = -0.5 * (math.log(2 * math.pi) + 1) - float(
+                np.log(np.maximum(Z.std(axis=0), 1e-3)).mean()
+            )
+            if not score > gaussian - 10.0:
+                problem = (
+                    f"it scores its training rows at {score:.4g} nats per dimension (in "
+                    f"standard units), far below a diagonal Gaussian's {gaussian:.4g}"
+                )
+        if problem is not None:
+            lr = getattr(self, "learning_rate", None)
+            hint = f" (now {lr})" if lr is not None else ""
+            raise FloatingPointError(
+                f"{type(self).__name__} diverged while training: {problem}. Lower "
+                f"learning_rate{hint}, or check the data for extreme values."
+            )
+
     def _log_scale_sum(self) -> float:
         return float(np.log(self.scale_).sum())
 
@@ -245,11 +299,18 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         # Standardise in the input's precision before any cast to the model dtype.
         mean = torch.as_tensor(self.mean_, dtype=X.dtype, device=X.device)
         scale = torch.as_tensor(self.scale_, dtype=X.dtype, device=X.device)
-        Z = ((X - mean) / scale).to(device=device, dtype=self._dtype)
-        return self._log_prob(Z).to(X.dtype) - self._log_scale_sum()
+        Z = (X - mean) / scale
+        # Rows beyond what the model's dtype can carry through the network have a
+        # density that underflows to 0 in it: -inf, never a NaN from inf - inf inside.
+        limit = math.sqrt(torch.finfo(self._dtype).max) / 1e3
+        far = ~(Z.abs() <= limit).all(dim=1)
+        Z = torch.where(far[:, None], 0.0, Z).to(device=device, dtype=self._dtype)
+        log_prob = self._log_prob(Z).to(X.dtype).masked_fill(far.to(Z.device), -math.inf)
+        return log_prob - self._log_scale_sum()
 
     # ------------------------------------------------------------ persistence
     def _restored(self) -> None:
+        self._check_params()
         d = self.n_features_in_
         if not Integral(1, None).is_satisfied_by(d):
             raise ValueError(f"n_features_in_ = {d!r} is not a positive integer")
@@ -260,6 +321,31 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         if not (self.scale_ > 0).all():
             raise ValueError("scale_ must be positive")
         self._sample_rng_ = make_rng(self.random_state)
+
+
+def _standardize(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column means, scales and the standardised rows, for any finite float64 ``X``.
+
+    Columns are first divided by their largest magnitude, so no sum or square can
+    overflow or underflow whatever the units (1e-300 or 1e300).
+    """
+    d = X.shape[1]
+    if not standardize:
+        return np.zeros(d), np.ones(d), X
+    size = np.abs(X).max(axis=0)
+    size = np.where(size > 0, size, 1.0)
+    Y = X / size
+    mean, std = Y.mean(axis=0), Y.std(axis=0)
+    # Constant: all values equal, or a spread below float64's smallest normal number
+    # (its log would be -inf). Such a column keeps unit scale; dividing by a spread of
+    # rounding errors would only blow them up.
+    equal = (X == X[:1]).all(axis=0)
+    constant = equal | (std * size < np.finfo(np.float64).tiny)
+    scale = np.where(constant, 1.0, std * size)
+    Z = (Y - mean) / np.where(constant, 1.0, std)
+    Z[:, constant] *= size[constant]
+    Z[:, equal] = 0.0
+    return mean * size, scale, Z
 
 
 def load(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -33,8 +34,34 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _load_array(path: str) -> np.ndarray:
+    """The 2-D float array in the ``.npy`` file at ``path``, or one clear error."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a folder; give the path of a .npy file.")
+    with open(path, "rb") as f:  # a missing or unreadable file raises its own OSError
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise ValueError(f"{path!r} is not a .npy file; save arrays with numpy.save.")
     # allow_pickle=False: an .npy file must never run code either.
-    return np.load(path, allow_pickle=False)
+    try:
+        X = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(f"{path!r} holds Python objects, which are refused: {error}") from None
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{path!r} holds a {X.ndim}-D {X.dtype} array of shape {X.shape}; a 2-D numeric "
+            "array of shape (n_rows, n_dims) is needed."
+        )
+    return X
+
+
+def _save_array(path: str, array: np.ndarray) -> str:
+    """Write ``array`` to exactly ``path`` (numpy.save would append .npy); return it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist.")
+    with open(path, "wb") as f:
+        np.save(f, array)
+    return path
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -120,18 +147,24 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from .base import BaseDensityEstimator
     from .metrics import mean_log_likelihood
     from .persistence import load
 
     model = load(args.model)
     X = _load_array(args.data)
+    if type(model)._log_prob is BaseDensityEstimator._log_prob:
+        raise ValueError(
+            f"{type(model).__name__} has no tractable density, so it cannot score rows; "
+            "fit --model mdn or gmm for exact log-likelihoods."
+        )
     log_prob = model.score_samples(X)
     mean, se = mean_log_likelihood(log_prob)
     print(
         f"mean log-likelihood: {mean:.4f} ± {se:.4f} nats/row ({mean / X.shape[1]:.4f} nats/dim)"
     )
     if args.out:
-        np.save(args.out, log_prob)
+        print(f"wrote {log_prob.shape[0]} log-likelihoods to {_save_array(args.out, log_prob)}")
     return 0
 
 
@@ -140,8 +173,8 @@ def _sample(args: argparse.Namespace) -> int:
 
     model = load(args.model)
     samples = model.sample(args.n, random_state=args.seed)
-    np.save(args.out, samples)
-    print(f"wrote {args.n} samples of {samples.shape[1]} dims to {args.out}")
+    path = _save_array(args.out, samples)
+    print(f"wrote {args.n} samples of {samples.shape[1]} dims to {path}")
     return 0
 
 
@@ -178,6 +211,9 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="ldelib", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ldelib {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the full traceback"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="fit on a 2-D target with a known density, compare")
@@ -240,14 +276,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors that mean the input was wrong (exit status 2); any other failed computation
+#: exits with 1.
+_INPUT_ERRORS = (ValueError, TypeError, OSError, KeyError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default: ``sys.argv[1:]``)."""
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``).
+
+    Every error ends here: one line on stderr and exit status 2 for bad input (a missing
+    or foreign file, bad data, an unknown parameter), 1 for a computation that failed
+    (a diverged fit, memory); ``--debug`` shows the traceback instead.
+    """
     args = _parser().parse_args(argv)
     try:
-        return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"ldelib {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print(f"ldelib {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        message = str(error)
+        if isinstance(error, OSError) and error.strerror:  # without the "[Errno N]"
+            message = error.strerror + (f": {error.filename!r}" if error.filename else "")
+        message = " ".join(message.split()) or type(error).__name__
+        if not isinstance(error, (*_INPUT_ERRORS, FloatingPointError, MemoryError)):
+            message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
+        print(f"ldelib {args.command}: error: {message}", file=sys.stderr)
+        return 2 if isinstance(error, _INPUT_ERRORS) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -89,16 +89,27 @@ def train_validation_split(
 
 
 @contextmanager
-def seeded(rng: np.random.Generator, device: torch.device) -> Iterator[None]:
+def seeded(
+    rng: np.random.Generator, device: torch.device, dtype: torch.dtype | None = None
+) -> Iterator[None]:
     """Run a block with torch's global RNG seeded from ``rng``, then put it back.
 
     Module constructors and dropout draw from torch's global generator; forking it keeps
-    fits reproducible without changing the user's random state.
+    fits reproducible without changing the user's random state. With ``dtype``, modules
+    built in the block are initialised in that dtype whatever the user's default dtype
+    (so a float32 model draws the same initial weights either way); the default is put
+    back afterwards.
     """
     devices = [device] if device.type == "cuda" else []
+    previous = torch.get_default_dtype()
     with torch.random.fork_rng(devices=devices, device_type=device.type):
         torch.manual_seed(int(rng.integers(2**63 - 1)))
-        yield
+        if dtype is not None:
+            torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(previous)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:

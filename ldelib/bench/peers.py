@@ -48,7 +48,9 @@ class KernelDensityPeer(BaseDensityEstimator):
     estimator is refitted on every row.
     """
 
-    _dtype = torch.float64
+    @property
+    def _dtype(self) -> torch.dtype:
+        return torch.float64
 
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
         "bandwidths": [
@@ -152,8 +154,8 @@ class ZukoFlowPeer(BaseDensityEstimator):
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
         device = torch.device(self.device_)
         train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
-        with seeded(rng, device):
-            self.module_ = self._make_module().to(device)
+        with seeded(rng, device, self._dtype):
+            self.module_ = self._make_module().to(device=device, dtype=self._dtype)
         optimizer = torch.optim.Adam(self.module_.parameters(), lr=float(self.learning_rate))
         d = Z.shape[1]
 

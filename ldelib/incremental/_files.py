@@ -92,6 +92,7 @@ class AutoencoderFiles(Persistent):
         return module
 
     def _restored(self) -> None:
+        self._check_params()  # type: ignore[attr-defined]
         self.input_shape_ = tuple(int(s) for s in self.input_shape_)
 
     @classmethod

@@ -57,6 +57,10 @@ def _pooled_kernel(X: Any, Y: Any, bandwidths: Any) -> tuple[torch.Tensor, np.nd
     if m < 2 or n < 2:
         raise ValueError(f"The unbiased MMD² needs at least 2 points per sample; got {m} and {n}.")
     z = torch.from_numpy(np.concatenate([x, y]))  # a fresh array torch can share
+    # The kernel depends on distances relative to the bandwidths only: measure both in
+    # units of the data's largest magnitude, so no square overflows or underflows.
+    unit = float(z.abs().max()) or 1.0
+    z = z / unit
     z = z - z.mean(dim=0)  # translation invariant; limits cancellation below
     d2 = squared_distances(z, z).fill_diagonal_(0.0)
     if bandwidths is None:
@@ -70,8 +74,8 @@ def _pooled_kernel(X: Any, Y: Any, bandwidths: Any) -> tuple[torch.Tensor, np.nd
             )
         bw = sigma * np.array(DEFAULT_BANDWIDTH_FACTORS)
     else:
-        bw = check_bandwidths(bandwidths, "bandwidths")
-    return gaussian_kernel(d2, bw), bw, m
+        bw = check_bandwidths(bandwidths, "bandwidths") / unit
+    return gaussian_kernel(d2, bw), bw * unit, m
 
 
 def _float64_numpy(a: np.ndarray | torch.Tensor) -> np.ndarray:

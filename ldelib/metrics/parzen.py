@@ -70,16 +70,18 @@ def _parzen_lse(
     centre: torch.Tensor,
     bandwidths: np.ndarray,
     batch_size: int,
+    unit: float = 1.0,
 ) -> torch.Tensor:
     """Return ``logsumexp_i(-||x - s_i||^2 / (2 h^2))`` of shape (n_bandwidths, n_x).
 
-    ``s`` is already centred; ``x`` is centred block by block so no full copy is made.
+    ``s`` is already divided by ``unit`` and centred; ``x`` is divided and centred block
+    by block, so no full copy is made.
     """
     coefs = [-0.5 / float(h) ** 2 for h in bandwidths]
     s_sq = (s * s).sum(dim=1)
     out = torch.empty(len(coefs), x.shape[0], dtype=torch.float64, device=x.device)
     for i0 in range(0, x.shape[0], batch_size):
-        xb = x[i0 : i0 + batch_size].to(torch.float64) - centre
+        xb = x[i0 : i0 + batch_size].to(torch.float64) / unit - centre
         x_sq = (xb * xb).sum(dim=1, keepdim=True)
         acc = torch.full(
             (len(coefs), xb.shape[0]), -math.inf, dtype=torch.float64, device=x.device
@@ -223,9 +225,10 @@ def parzen_log_likelihood(
     dev = torch.device(device)
 
     def to_x(a: np.ndarray | torch.Tensor) -> torch.Tensor:
-        if isinstance(a, np.ndarray) and not a.flags.writeable:
-            # torch cannot share a read-only buffer (e.g. np.load(..., mmap_mode="r")).
-            a = np.array(a)
+        if isinstance(a, np.ndarray) and not (a.flags.writeable and a.flags.c_contiguous):
+            # torch cannot share a read-only buffer (np.load(..., mmap_mode="r")) nor
+            # negative strides (X[::-1]).
+            a = np.array(a, order="C")
         # Stay in the caller's dtype until a block is cut out, to avoid a float64 copy.
         return torch.as_tensor(a).to(device=dev)
 
@@ -233,6 +236,10 @@ def parzen_log_likelihood(
         return to_x(a).to(dtype=torch.float64)
 
     s_t = to_t(s)
+    # Distances in units of the samples' largest magnitude (bandwidths alike), so no
+    # square overflows or underflows whatever the data's units.
+    unit = float(s_t.abs().max()) or 1.0
+    s_t = s_t / unit
     # Distances are translation invariant; centring shrinks ||x||^2 and ||s||^2 and with
     # them the cancellation in the expanded form.
     centre = s_t.mean(dim=0)
@@ -248,7 +255,7 @@ def parzen_log_likelihood(
         x_valid = check_points(X_valid, "X_valid")
         check_same_dims(s, x_valid, "samples and X_valid must have the same number of dimensions")
         if bandwidths is None:
-            scale = math.sqrt(float(s_t.square().mean()))
+            scale = math.sqrt(float(s_t.square().mean())) * unit
             if scale == 0.0:
                 raise ValueError(
                     "All samples are identical, so no default bandwidth grid can be derived; "
@@ -257,8 +264,8 @@ def parzen_log_likelihood(
             grid = scale * np.logspace(-2.0, 0.5, 21)
         else:
             grid = check_bandwidths(bandwidths, "bandwidths")
-        lse = _parzen_lse(to_x(x_valid), s_t, centre, grid, batch_size).cpu().numpy()
-        scores = lse.mean(axis=1) + log_norm(grid)
+        lse = _parzen_lse(to_x(x_valid), s_t, centre, grid / unit, batch_size, unit)
+        scores = lse.cpu().numpy().mean(axis=1) + log_norm(grid)
         best = int(np.argmax(scores))
         h = float(grid[best])
         if grid.size > 1 and h in (grid.min(), grid.max()):
@@ -273,7 +280,7 @@ def parzen_log_likelihood(
             raise ValueError("bandwidth must be a scalar; use X_valid and bandwidths to search.")
         h = float(check_bandwidths(bandwidth, "bandwidth")[0])
 
-    lse_test = _parzen_lse(to_x(x_test), s_t, centre, np.array([h]), batch_size)[0]
+    lse_test = _parzen_lse(to_x(x_test), s_t, centre, np.array([h / unit]), batch_size, unit)[0]
     ll = lse_test.cpu().numpy() + log_norm(np.array([h]))[0]
     mean, se = mean_log_likelihood(ll)
     return ParzenResult(

@@ -157,7 +157,10 @@ class GMM(BaseDensityEstimator):
     (4, 2)
     """
 
-    _dtype = torch.float64
+    @property
+    def _dtype(self) -> torch.dtype:
+        return torch.float64
+
     _follows_input_device = True
 
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
@@ -382,6 +385,21 @@ class GMM(BaseDensityEstimator):
         for reg in regs[1:]:
             previous = try_fit(best[0], reg, previous)
         return scores, best, best_mixture
+
+    # ------------------------------------------------------------- persistence
+    def _restored(self) -> None:
+        super()._restored()
+        K, d = self.n_components_, self.n_features_in_
+        cov_shapes = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}
+        cov_shape = cov_shapes[self.covariance_type]
+        for name, shape in (("weights_", (K,)), ("means_", (K, d)), ("covariances_", cov_shape)):
+            value = getattr(self, name)
+            if not (isinstance(value, np.ndarray) and value.shape == shape):
+                raise ValueError(f"{name} must be an array of shape {shape}")
+        if self.precisions_cholesky_.shape != cov_shape:
+            raise ValueError(f"precisions_cholesky_ must be an array of shape {cov_shape}")
+        if not ((self.weights_ > 0).all() and abs(self.weights_.sum() - 1.0) < 1e-6):
+            raise ValueError("weights_ must be positive and sum to 1")
 
     # ------------------------------------------------------------- densities
     def _log_prob(self, Z: Tensor) -> Tensor:

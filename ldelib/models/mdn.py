@@ -113,6 +113,10 @@ class CausalConvMDN(BaseDensityEstimator):
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network, whatever torch's global default dtype is.
+        ``"float64"`` carries inputs far outside the data (beyond about 1e16 standard
+        deviations, where float32 gives a log-density of -inf) at about half the speed.
     random_state : int, Generator or None, default=None
         Seeds the mixture, initialisation, splits, shuffling and the sampling stream.
     verbose : int, default=0
@@ -178,6 +182,7 @@ class CausalConvMDN(BaseDensityEstimator):
         "learning_rate": [None, Real(0, None, closed="neither")],
         "weight_decay": [Real(0, None, closed="left")],
         **TRAINING_PARAMS,
+        "dtype": [Options("float32", "float64")],
         "max_time": MAX_TIME,
         **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
     }
@@ -245,6 +250,7 @@ class CausalConvMDN(BaseDensityEstimator):
         max_time: float | None = None,
         standardize: bool = True,
         device: str = "auto",
+        dtype: Literal["float32", "float64"] = "float32",
         random_state: int | np.random.Generator | None = None,
         verbose: int = 0,
     ) -> None:
@@ -265,6 +271,7 @@ class CausalConvMDN(BaseDensityEstimator):
         self.max_time = max_time
         self.standardize = standardize
         self.device = device
+        self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -328,14 +335,14 @@ class CausalConvMDN(BaseDensityEstimator):
             assert not isinstance(n_components, list)
             self.n_components_ = 10 if n_components == "auto" else int(n_components)
         # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
-        with seeded(rng, device):
+        with seeded(rng, device, self._dtype):
             self.module_ = self._make_module()
             if mixture is not None:
                 assert self.module_.anchor is not None  # _make_module anchors it (anchor_ is set)
                 self.module_.anchor.set_mixture(
                     mixture.weights_, mixture.means_, mixture.covariances_
                 )
-            self.module_.to(device)
+            self.module_.to(device=device, dtype=self._dtype)
             remaining = None
             if self.max_time is not None:
                 remaining = float(self.max_time) - (time.perf_counter() - start)

@@ -53,6 +53,7 @@ class Persistent:
     def _load_module(self, name: str, state: dict[str, Tensor]) -> nn.Module:
         """Rebuild the module saved as attribute ``name`` and load ``state`` into it."""
         module: nn.Module = self._make_module()  # type: ignore[attr-defined]
+        module.to(dtype=self._dtype)  # type: ignore[attr-defined]
         module.load_state_dict(state, strict=True)
         return module
 
