@@ -22,13 +22,10 @@ from .._validation import (
 from ..base import BaseDensityEstimator
 from ..persistence import register
 from ..training import train_validation_split
+from ._selection import check_rows, component_candidates, is_search, reg_candidates, select
 
 __all__ = ["GMM"]
 
-#: Candidate numbers of components of ``n_components="auto"`` (capped by the data).
-AUTO_COMPONENTS = (1, 2, 5, 10, 20, 40, 80, 160)
-#: Candidate regularisations of ``reg_covar="auto"``, in standardised units.
-AUTO_REG_COVAR = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 _LOG_2PI = math.log(2.0 * math.pi)
 
 #: Valid ``n_components``: one K, candidates to choose from, or "auto" (also for the MDN).
@@ -232,32 +229,9 @@ class GMM(BaseDensityEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------- candidates
-    def _candidates(self, n_rows: int | None = None, n_features: int = 1) -> list[int]:
-        """The candidate numbers of components, sorted and without repeats.
-
-        ``"auto"`` depends on the fitting rows (without ``n_rows``: only one row).
-        """
-        value = self.n_components
-        if isinstance(value, str):  # "auto"
-            cap = max(1, (n_rows or 1) // (2 * n_features))
-            return [k for k in AUTO_COMPONENTS if k <= cap]
-        values = value if isinstance(value, (list, tuple)) else [value]
-        return sorted({int(k) for k in values})
-
-    def _reg_candidates(self) -> list[float]:
-        """The candidate regularisations, sorted and without repeats."""
-        value = self.reg_covar
-        if isinstance(value, str):  # "auto"
-            return list(AUTO_REG_COVAR)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        return sorted({float(v) for v in values})
-
     def _selects(self) -> tuple[bool, bool]:
         """Whether there are candidates for K, and for the regularisation."""
-        many_k = isinstance(self.n_components, (list, tuple, str))
-        many_reg = isinstance(self.reg_covar, (list, tuple, str))
-        return many_k, many_reg
+        return is_search(self.n_components), is_search(self.reg_covar)
 
     # --------------------------------------------------------------------- fit
     def _mixture(
@@ -288,38 +262,36 @@ class GMM(BaseDensityEstimator):
             **warm,
         )
 
-    @staticmethod
-    def _check_rows(candidates: list[int], n_rows: int, where: str) -> None:
-        too_many = [k for k in candidates if k > n_rows]
-        if too_many:
-            raise ValueError(
-                f"n_components={too_many[0] if len(too_many) == 1 else too_many} exceeds "
-                f"the {n_rows} rows {where}; a mixture cannot have more components than "
-                "training rows. Use fewer components or more data."
-            )
-
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
         n, n_features = Z.shape
         log_det = self._log_scale_sum()
-        regs = self._reg_candidates()
+        regs = reg_candidates(self.reg_covar)
         many_k, many_reg = self._selects()
         by_likelihood = (many_k or many_reg) and self.selection == "likelihood"
         bar = tqdm(desc=type(self).__name__, disable=self.verbose <= 0, leave=self.verbose > 1)
         if by_likelihood:
             train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
             assert valid is not None  # validation_fraction > 0: its constraint
-            candidates = self._candidates(len(train), n_features)
-            self._check_rows(
+            candidates = component_candidates(self.n_components, len(train), n_features)
+            check_rows(
                 candidates,
                 len(train),
                 f"left for fitting after holding out validation_fraction="
                 f"{self.validation_fraction} of {n} for selection by likelihood",
             )
-            scores, (best_k, reg), start = self._select(train, valid, candidates, regs, rng, bar)
+            scores, (best_k, reg), start = select(
+                lambda k, reg, start: self._mixture(k, reg, rng, start).fit(train),
+                valid,
+                candidates,
+                regs,
+                log_det,
+                many_reg,
+                bar,
+            )
             mixture = self._mixture(best_k, reg, rng, start).fit(Z)
         elif many_k:
-            candidates = self._candidates(n, n_features)
-            self._check_rows(candidates, n, "of training data")
+            candidates = component_candidates(self.n_components, n, n_features)
+            check_rows(candidates, n, "of training data")
             reg, scores, fitted = regs[0], {}, {}
             for k in candidates:
                 fitted[k] = self._mixture(k, reg, rng).fit(Z)
@@ -329,8 +301,8 @@ class GMM(BaseDensityEstimator):
                 bar.set_postfix(K=k, score=f"{scores[str(k)]:.4g}")
             mixture = fitted[min(candidates, key=lambda k: scores[str(k)])]
         else:
-            candidates = self._candidates(n, n_features)
-            self._check_rows(candidates, n, "of training data")
+            candidates = component_candidates(self.n_components, n, n_features)
+            check_rows(candidates, n, "of training data")
             reg, scores = regs[0], {}
             mixture = self._mixture(candidates[0], reg, rng).fit(Z)
         bar.close()
@@ -345,46 +317,6 @@ class GMM(BaseDensityEstimator):
         self.converged_ = bool(mixture.converged_)
         self.n_iter_ = int(mixture.n_iter_)
         self.lower_bound_ = float(mixture.lower_bound_) - log_det
-
-    def _select(
-        self,
-        train: np.ndarray,
-        valid: np.ndarray,
-        candidates: list[int],
-        regs: list[float],
-        rng: np.random.Generator,
-        bar: tqdm,
-    ) -> tuple[dict[str, float], tuple[int, float], GaussianMixture]:
-        """Held-out scores of the candidates tried, the best pair and its mixture."""
-        log_det = self._log_scale_sum()
-        many_reg = self._selects()[1]
-        scores: dict[str, float] = {}
-        best_score, best, best_mixture = -math.inf, (candidates[0], regs[0]), None
-
-        def try_fit(k: int, reg: float, start: GaussianMixture | None) -> GaussianMixture:
-            nonlocal best_score, best, best_mixture
-            mixture = self._mixture(k, reg, rng, start).fit(train)
-            key = f"K={k}, reg_covar={reg:g}" if many_reg else str(k)
-            scores[key] = float(mixture.score(valid)) - log_det
-            if scores[key] > best_score:
-                best_score, best, best_mixture = scores[key], (k, reg), mixture
-            bar.update()
-            bar.set_postfix(K=k, reg=f"{reg:g}", score=f"{scores[key]:.4g}")
-            return mixture
-
-        stalled = 0
-        for k in candidates:
-            before = best_score
-            try_fit(k, regs[0], None)
-            stalled = 0 if best_score > before else stalled + 1
-            if stalled == 2:
-                break
-        # Each regularisation starts from the previous one's solution: a few EM steps
-        # instead of a fresh k-means and EM.
-        previous = best_mixture
-        for reg in regs[1:]:
-            previous = try_fit(best[0], reg, previous)
-        return scores, best, best_mixture
 
     # ------------------------------------------------------------- persistence
     def _restored(self) -> None:
