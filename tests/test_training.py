@@ -81,6 +81,7 @@ def test_non_finite_loss_recovers_the_best_weights():
             score_fn=lambda v: -float(_mse(module)(v)),
         )
     assert history.n_iter == 4
+    assert history.non_finite == "training loss at epoch 3"
     assert all(torch.isfinite(p).all() for p in module.parameters())
     with torch.no_grad():
         assert -float(_mse(module)(valid)) == pytest.approx(max(history.validation_scores))
@@ -173,6 +174,19 @@ def test_max_time_is_checked(value):
             model.fit(X)
 
 
+def _train(module, train, valid, **options):
+    """train_module with SGD and the options of these tests, overridable."""
+    settings = {
+        "optimizer": torch.optim.SGD(module.parameters(), lr=options.pop("lr", 0.01)),
+        "max_epochs": 2,
+        "batch_size": 240,
+        "n_iter_no_change": 100,
+        "generator": torch.Generator().manual_seed(0),
+        **options,
+    }
+    return train_module(module, _mse(module), train, valid, **settings)
+
+
 def test_on_step_sees_every_iteration_and_names_the_phase():
     module, train, valid = _setup()
     calls = []
@@ -181,16 +195,13 @@ def test_on_step_sees_every_iteration_and_names_the_phase():
         calls.append((epoch, batch, n_batches))
         return "of the warm-up" if epoch == 0 else None
 
-    train_module(
+    _train(
         module,
-        _mse(module),
         train,
         valid,
-        optimizer=torch.optim.SGD(module.parameters(), lr=0.01),
         max_epochs=2,
-        batch_size=100,  # 240 rows: 3 batches
+        batch_size=100,  # 240 rows: 3 batches,
         n_iter_no_change=5,
-        generator=torch.Generator().manual_seed(0),
         on_step=on_step,
     )
     assert calls == [(e, b, 3) for e in range(2) for b in range(3)]
@@ -200,16 +211,13 @@ def test_epochs_before_select_from_epoch_are_never_kept():
     module, train, valid = _setup()
     # The warm-up epochs score best, yet only epochs from 3 on may be kept.
     scores = iter([9.0, 8.0, 7.0, 1.0, 2.0, 1.5, 1.0])
-    history = train_module(
+    history = _train(
         module,
-        _mse(module),
         train,
         valid,
-        optimizer=torch.optim.SGD(module.parameters(), lr=0.01),
         max_epochs=7,
         batch_size=240,
         n_iter_no_change=2,
-        generator=torch.Generator().manual_seed(0),
         score_fn=lambda v: next(scores),
         select_from_epoch=3,
     )
@@ -220,16 +228,13 @@ def test_epochs_before_select_from_epoch_are_never_kept():
 
 def test_training_that_ends_before_select_from_epoch_keeps_the_last_weights():
     module, train, valid = _setup()
-    history = train_module(
+    history = _train(
         module,
-        _mse(module),
         train,
         valid,
-        optimizer=torch.optim.SGD(module.parameters(), lr=0.01),
         max_epochs=2,
         batch_size=60,
         n_iter_no_change=2,
-        generator=torch.Generator().manual_seed(0),
         select_from_epoch=5,
     )
     assert history.best_epoch == 1 and history.n_iter == 2
@@ -237,16 +242,14 @@ def test_training_that_ends_before_select_from_epoch_keeps_the_last_weights():
 
 def test_validate_every_steps():
     module, train, valid = _setup()
-    history = train_module(
+    history = _train(
         module,
-        _mse(module),
         train,
         valid,
-        optimizer=torch.optim.SGD(module.parameters(), lr=0.05),
+        lr=0.05,
         max_epochs=3,
-        batch_size=24,  # 10 steps per epoch
+        batch_size=24,  # 10 steps per epoch,
         n_iter_no_change=100,
-        generator=torch.Generator().manual_seed(0),
         validate_every=4,
     )
     assert history.validation_steps == [4, 8, 12, 16, 20, 24, 28]
@@ -258,36 +261,15 @@ def test_validate_every_steps():
 def test_validate_every_stops_early_by_validations():
     module, train, valid = _setup()
     scores = iter([1.0, 2.0, 1.0, 1.0, 1.0, 5.0])
-    history = train_module(
+    history = _train(
         module,
-        _mse(module),
         train,
         valid,
-        optimizer=torch.optim.SGD(module.parameters(), lr=0.01),
         max_epochs=50,
         batch_size=24,
         n_iter_no_change=3,
-        generator=torch.Generator().manual_seed(0),
         score_fn=lambda v: next(scores),
         validate_every=2,
     )
     assert history.validation_scores == [1.0, 2.0, 1.0, 1.0, 1.0]
     assert history.validation_steps[-1] == 10 and history.best_epoch == 0
-
-
-def test_non_finite_is_recorded_in_the_history():
-    module, train, valid = _setup()
-    with pytest.warns(ConvergenceWarning):
-        history = train_module(
-            module,
-            _nan_after(module, epochs=2, batches_per_epoch=4),
-            train,
-            valid,
-            optimizer=torch.optim.Adam(module.parameters(), lr=1e-2),
-            max_epochs=50,
-            batch_size=60,
-            n_iter_no_change=50,
-            generator=torch.Generator().manual_seed(0),
-            score_fn=lambda v: -float(_mse(module)(v)),
-        )
-    assert history.non_finite == "training loss at epoch 2"
