@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, overload
 
 import numpy as np
@@ -27,6 +30,7 @@ import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from ._arrays import (
@@ -38,6 +42,7 @@ from ._arrays import (
     torch_generator,
     validate_input,
 )
+from ._sources import OnDisk, Standardizer, chunks, describe, is_on_disk, open_rows
 from ._transaction import transaction
 from ._validation import (
     RANDOM_STATE,
@@ -138,6 +143,9 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         self._check_params()
         device = resolve_device(getattr(self, "device", "cpu"))
         with transaction(self):
+            if is_on_disk(X):
+                self._fit_from_disk(X, device, make_rng(self.random_state))
+                return self
             X = validate_input(self, X, reset=True).data.detach().to("cpu", torch.float64).numpy()
             if len(X) < 2:
                 raise ValueError(
@@ -153,15 +161,23 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         return self
 
     @overload
-    def score_samples(self, X: Tensor) -> Tensor: ...
+    def score_samples(self, X: Tensor, out: None = None) -> Tensor: ...
     @overload
-    def score_samples(self, X: ArrayLike) -> np.ndarray: ...
-    def score_samples(self, X: ArrayLike) -> np.ndarray | Tensor:
+    def score_samples(
+        self, X: ArrayLike, out: str | os.PathLike[str] | None = None
+    ) -> np.ndarray: ...
+    def score_samples(
+        self, X: ArrayLike, out: str | os.PathLike[str] | None = None
+    ) -> np.ndarray | Tensor:
         """Exact log-density of each row of ``X``, in nats and in the units of ``X``.
 
         Parameters
         ----------
-        X : array-like or Tensor of shape (n_samples, n_features)
+        X : array-like, Tensor, path of a ``.npy`` file or memmap, shape (n_samples, n_features)
+            A path or memmap is read in chunks, never whole (see the scaling guide).
+        out : path, optional
+            Write the log-likelihoods to this ``.npy`` file, chunk by chunk, and return
+            it memory-mapped. The file appears only once every row is scored.
 
         Returns
         -------
@@ -170,6 +186,8 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             its dtype, differentiable with respect to ``X`` and the model.
         """
         check_is_fitted(self)
+        if out is not None or is_on_disk(X):
+            return self._score_in_chunks(X, out)
         batch = validate_input(self, X, reset=False)
         if batch.is_tensor:
             return batch.output(self._log_prob_user(batch))
@@ -179,6 +197,27 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
                 for chunk in batch.data.split(self._eval_batch)
             ]
         return batch.output(torch.cat(parts))
+
+    def _score_in_chunks(self, X: Any, out: str | os.PathLike[str] | None) -> np.ndarray:
+        if is_on_disk(X):
+            rows, where = open_rows(X), describe(X)
+        else:
+            rows = validate_input(self, X, reset=False).data.detach().to("cpu").numpy()
+            where = "X"
+        if rows.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{where} has {rows.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        with _result_file(out, len(rows)) as result:
+            bar = tqdm(total=len(rows), desc="score", unit="rows", disable=self.verbose <= 0)
+            with torch.no_grad(), bar:
+                for start, chunk in chunks(rows, where, self._eval_batch):
+                    data = torch.from_numpy(chunk)
+                    scores = self._log_prob_user(Batch(data, False, data.device, data.dtype))
+                    result[start : start + len(chunk)] = scores.numpy()
+                    bar.update(len(chunk))
+        return np.load(os.fspath(out), mmap_mode="r") if out is not None else result
 
     @overload
     def log_prob(self, X: Tensor) -> Tensor: ...
@@ -250,6 +289,34 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         return np.clip(X, -limit, limit), log_prob.numpy()
 
     # ------------------------------------------------------------- internals
+    def _fit_from_disk(
+        self, X: str | os.PathLike[str] | np.memmap, device: torch.device, rng: np.random.Generator
+    ) -> None:
+        rows = open_rows(X)
+        where = describe(X)
+        if len(rows) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 samples; {where} has 1.")
+        if self.standardize:
+            st = Standardizer.of_rows(rows, where)
+        else:
+            for _ in chunks(rows, where):  # the finiteness check alone
+                pass
+            st = Standardizer.identity(rows.shape[1])
+        self.n_features_in_ = rows.shape[1]
+        self.device_ = str(device)
+        self.mean_, self.scale_ = st.data_mean, st.data_scale
+        source = OnDisk(rows, st, where)
+        self._fit_on_disk(source, rng)
+        self._check_sound(source.take(np.arange(min(len(rows), 4096))))
+        self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))
+
+    def _fit_on_disk(self, source: OnDisk, rng: np.random.Generator) -> None:
+        """Fit on rows on disk; by default, read them all into memory and ``_fit``.
+
+        A model that can stream (``CausalConvMDN``) or subsample (``GMM``) overrides it.
+        """
+        self._fit(source.take(np.arange(len(source))), rng)
+
     def _check_sound(self, Z: np.ndarray) -> None:
         """Raise FloatingPointError if training left a numerically broken model.
 
@@ -323,29 +390,44 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         self._sample_rng_ = make_rng(self.random_state)
 
 
+@contextmanager
+def _result_file(out: str | os.PathLike[str] | None, n: int) -> Iterator[np.ndarray]:
+    """An array of ``n`` results: in memory, or a ``.npy`` at ``out`` that appears whole.
+
+    The file is written next to ``out`` and renamed over it only when the block ends
+    without error, so a failure leaves nothing (and no partial file) behind.
+    """
+    if out is None:
+        yield np.empty(n)
+        return
+    path = os.fspath(out)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=".ldelib-", suffix=".npy", dir=folder)
+    os.close(fd)
+    try:
+        result = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n,))
+        yield result
+        result.flush()
+        del result
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 is for the temporary name only
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _standardize(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Column means, scales and the standardised rows, for any finite float64 ``X``.
 
-    Columns are first divided by their largest magnitude, so no sum or square can
-    overflow or underflow whatever the units (1e-300 or 1e300).
+    See :class:`ldelib._sources.Standardizer`: no sum or square overflows or underflows
+    whatever the units (1e-300 or 1e300), and constant columns keep unit scale.
     """
-    d = X.shape[1]
-    if not standardize:
-        return np.zeros(d), np.ones(d), X
-    size = np.abs(X).max(axis=0)
-    size = np.where(size > 0, size, 1.0)
-    Y = X / size
-    mean, std = Y.mean(axis=0), Y.std(axis=0)
-    # Constant: all values equal, or a spread below float64's smallest normal number
-    # (its log would be -inf). Such a column keeps unit scale; dividing by a spread of
-    # rounding errors would only blow them up.
-    equal = (X == X[:1]).all(axis=0)
-    constant = equal | (std * size < np.finfo(np.float64).tiny)
-    scale = np.where(constant, 1.0, std * size)
-    Z = (Y - mean) / np.where(constant, 1.0, std)
-    Z[:, constant] *= size[constant]
-    Z[:, equal] = 0.0
-    return mean * size, scale, Z
+    st = Standardizer.of_array(X) if standardize else Standardizer.identity(X.shape[1])
+    return st.data_mean, st.data_scale, st.transform(X)
 
 
 def load(

@@ -34,24 +34,10 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _load_array(path: str) -> np.ndarray:
-    """The 2-D float array in the ``.npy`` file at ``path``, or one clear error."""
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path!r} is a folder; give the path of a .npy file.")
-    with open(path, "rb") as f:  # a missing or unreadable file raises its own OSError
-        magic = f.read(6)
-    if magic != b"\x93NUMPY":
-        raise ValueError(f"{path!r} is not a .npy file; save arrays with numpy.save.")
-    # allow_pickle=False: an .npy file must never run code either.
-    try:
-        X = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        raise ValueError(f"{path!r} holds Python objects, which are refused: {error}") from None
-    if X.ndim != 2 or X.dtype.kind not in "biuf":
-        raise ValueError(
-            f"{path!r} holds a {X.ndim}-D {X.dtype} array of shape {X.shape}; a 2-D numeric "
-            "array of shape (n_rows, n_dims) is needed."
-        )
-    return X
+    """The 2-D numeric array of the ``.npy`` file at ``path``, memory-mapped and checked."""
+    from ._sources import open_rows
+
+    return open_rows(path)
 
 
 def _save_array(path: str, array: np.ndarray) -> str:
@@ -136,7 +122,8 @@ def _fit(args: argparse.Namespace) -> int:
     params = {"verbose": 1, **_parse_params(args.param)}
     from .models import make_model
 
-    model = make_model(args.model, **params).fit(X)
+    # The path, not the array: models read a file in chunks (a memmap, never whole).
+    model = make_model(args.model, **params).fit(args.data)
     model.save(args.out)
     print(
         f"fitted {type(model).__name__} on {X.shape[0]} rows x {X.shape[1]} dims; saved {args.out}"
@@ -158,13 +145,14 @@ def _score(args: argparse.Namespace) -> int:
             f"{type(model).__name__} has no tractable density, so it cannot score rows; "
             "fit --model mdn or gmm for exact log-likelihoods."
         )
-    log_prob = model.score_samples(X)
+    model.verbose = 1  # a progress bar over the rows
+    log_prob = model.score_samples(args.data, out=args.out)
     mean, se = mean_log_likelihood(log_prob)
     print(
         f"mean log-likelihood: {mean:.4f} ± {se:.4f} nats/row ({mean / X.shape[1]:.4f} nats/dim)"
     )
     if args.out:
-        print(f"wrote {log_prob.shape[0]} log-likelihoods to {_save_array(args.out, log_prob)}")
+        print(f"wrote {log_prob.shape[0]} log-likelihoods to {args.out}")
     return 0
 
 

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 __all__ = [
     "TrainingHistory",
     "seeded",
+    "split_positions",
     "train_module",
     "train_validation_split",
 ]
@@ -72,20 +73,30 @@ class TrainingHistory:
         return self.validation_scores[self.best_epoch] if self.validation_scores else None
 
 
-def train_validation_split(
-    X: np.ndarray, validation_fraction: float, rng: np.random.Generator
+def split_positions(
+    n: int, validation_fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Shuffle-split rows into a training and a validation part.
+    """Shuffled positions of the training and the validation rows among ``n``.
 
     With ``validation_fraction=0`` there is no validation part. At least one row is kept
     on each side, so two rows are the minimum.
     """
     if validation_fraction == 0:
-        return X, None
-    n = len(X)
+        return np.arange(n), None
     n_valid = min(max(1, round(validation_fraction * n)), n - 1)
     order = rng.permutation(n)
-    return X[order[n_valid:]], X[order[:n_valid]]
+    return order[n_valid:], order[:n_valid]
+
+
+def train_validation_split(
+    X: np.ndarray, validation_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Shuffle-split rows into a training and a validation part (see :func:`split_positions`)."""
+    if validation_fraction == 0:
+        return X, None
+    train, valid = split_positions(len(X), validation_fraction, rng)
+    assert valid is not None
+    return X[train], X[valid]
 
 
 @contextmanager
@@ -117,10 +128,18 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list
     return list(order.split(batch_size))
 
 
+class Rows(Protocol):
+    """Training rows gathered by index, as a tensor is: rows on disk stand in for one."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: Tensor) -> Tensor: ...
+
+
 def train_module(
     module: nn.Module,
     loss_fn: Callable[[Tensor], Tensor],
-    X_train: Tensor,
+    X_train: Tensor | Rows,
     X_valid: Tensor | None,
     *,
     optimizer: torch.optim.Optimizer,
@@ -147,7 +166,8 @@ def train_module(
     loss_fn : callable
         Maps a batch to a scalar loss to minimise.
     X_train, X_valid : Tensor
-        Training rows, and validation rows for early stopping (or ``None``).
+        Training rows (a tensor, or any :class:`Rows` such as rows read from disk on
+        demand), and validation rows for early stopping (or ``None``).
     score_fn : callable, optional
         Maps the validation rows to a score to maximise; defaults to minus the mean of
         ``loss_fn`` over validation batches.

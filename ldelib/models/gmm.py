@@ -11,6 +11,7 @@ from sklearn.mixture import GaussianMixture
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._sources import OnDisk
 from .._validation import (
     Constraint,
     Integral,
@@ -25,6 +26,9 @@ from ..training import train_validation_split
 from ._selection import check_rows, component_candidates, is_search, reg_candidates, select
 
 __all__ = ["GMM"]
+
+#: Rows EM sees by default when the data is on disk (``max_fit_rows=None``).
+_MAX_DISK_ROWS = 1_000_000
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -69,6 +73,10 @@ class GMM(BaseDensityEstimator):
         criterion (a single ``reg_covar`` only). Unused without candidates.
     validation_fraction : float, default=0.2
         Fraction of rows held out for ``selection="likelihood"``, in (0, 1).
+    max_fit_rows : int or None, default=None
+        Fit EM (and the selection) on a seeded subsample of at most this many rows, and
+        score every row. ``None``: every row of an array; for rows on disk (a ``.npy``
+        path or memmap; see the scaling guide), a subsample of at most 1,000,000.
     n_init : int, default=1
         EM restarts per fit; the best is kept.
     reg_covar : float, list of float or "auto", default=1e-6
@@ -165,6 +173,7 @@ class GMM(BaseDensityEstimator):
         "covariance_type": [Options("full", "tied", "diag", "spherical")],
         "selection": [Options("likelihood", "bic")],
         "validation_fraction": [Real(0, 1, closed="neither")],
+        "max_fit_rows": [None, Integral(2, None)],
         "n_init": [Integral(1, None)],
         "reg_covar": [
             Real(0, None, closed="left"),
@@ -207,6 +216,7 @@ class GMM(BaseDensityEstimator):
         covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
         selection: Literal["likelihood", "bic"] = "likelihood",
         validation_fraction: float = 0.2,
+        max_fit_rows: int | None = None,
         n_init: int = 1,
         reg_covar: float | list[float] | tuple[float, ...] | Literal["auto"] = 1e-6,
         max_iter: int = 100,
@@ -220,6 +230,7 @@ class GMM(BaseDensityEstimator):
         self.covariance_type = covariance_type
         self.selection = selection
         self.validation_fraction = validation_fraction
+        self.max_fit_rows = max_fit_rows
         self.n_init = n_init
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -262,7 +273,17 @@ class GMM(BaseDensityEstimator):
             **warm,
         )
 
+    def _fit_on_disk(self, source: OnDisk, rng: np.random.Generator) -> None:
+        cap = _MAX_DISK_ROWS if self.max_fit_rows is None else int(self.max_fit_rows)
+        self._fit_em(source.subsample(cap, rng), rng)
+
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+        if self.max_fit_rows is not None and len(Z) > self.max_fit_rows:
+            chosen = rng.choice(len(Z), size=int(self.max_fit_rows), replace=False)
+            Z = Z[np.sort(chosen)]
+        self._fit_em(Z, rng)
+
+    def _fit_em(self, Z: np.ndarray, rng: np.random.Generator) -> None:
         n, n_features = Z.shape
         log_det = self._log_scale_sum()
         regs = reg_candidates(self.reg_covar)

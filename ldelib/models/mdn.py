@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .._arrays import torch_generator
+from .._sources import DiskRows, OnDisk
 from .._validation import (
     MAX_TIME,
     TRAINING_PARAMS,
@@ -28,12 +29,18 @@ from ..persistence import register
 from ..training import (
     TrainingHistory,
     seeded,
+    split_positions,
     train_module,
     train_validation_split,
 )
 from .gmm import GMM, N_COMPONENTS
 
 __all__ = ["CausalConvMDN"]
+
+# Rows on disk: at most this many validation rows (scored at every validation), and
+# this many rows for the anchor's EM.
+_MAX_DISK_VALID = 65_536
+_MAX_DISK_ANCHOR = 100_000
 
 
 @register("ldelib.CausalConvMDN")
@@ -105,6 +112,10 @@ class CausalConvMDN(BaseDensityEstimator):
         Epochs without a better validation log-likelihood before stopping; after
         ``n_iter_no_change // 2`` of them the learning rate halves, which lets the
         mixture parameters settle before training ends.
+    validate_every : int or None, default=None
+        Validate (and check ``max_time``) every this many training steps instead of at
+        the end of each epoch, for epochs too long to wait for (millions of rows);
+        ``n_iter_no_change`` then counts validations.
     max_time : float or None, default=None
         Wall-clock budget of the whole fit in seconds, the mixture's EM included: no
         epoch starts after it is spent, and the best weights so far are kept.
@@ -183,6 +194,7 @@ class CausalConvMDN(BaseDensityEstimator):
         "weight_decay": [Real(0, None, closed="left")],
         **TRAINING_PARAMS,
         "dtype": [Options("float32", "float64")],
+        "validate_every": [None, Integral(1, None)],
         "max_time": MAX_TIME,
         **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
     }
@@ -247,6 +259,7 @@ class CausalConvMDN(BaseDensityEstimator):
         max_epochs: int = 200,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 20,
+        validate_every: int | None = None,
         max_time: float | None = None,
         standardize: bool = True,
         device: str = "auto",
@@ -268,6 +281,7 @@ class CausalConvMDN(BaseDensityEstimator):
         self.max_epochs = max_epochs
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.validate_every = validate_every
         self.max_time = max_time
         self.standardize = standardize
         self.device = device
@@ -318,16 +332,49 @@ class CausalConvMDN(BaseDensityEstimator):
 
     # -------------------------------------------------------------------- fit
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+        self._fit_rows(Z, rng)
+
+    def _fit_on_disk(self, source: OnDisk, rng: np.random.Generator) -> None:
+        self._fit_rows(source, rng)
+
+    def _fit_rows(self, data: np.ndarray | OnDisk, rng: np.random.Generator) -> None:
+        """Fit on standardised rows in memory, or on rows read from disk as needed.
+
+        Both take the same steps with the same random draws, so a file and the array it
+        holds give the same model; on disk, the validation rows are at most
+        ``_MAX_DISK_VALID`` and the mixture anchor sees a subsample of at most
+        ``_MAX_DISK_ANCHOR`` rows (EM on every row of a huge file would not fit).
+        """
         start = time.perf_counter()
-        n_features = Z.shape[1]
+        n_features = self.n_features_in_
         if self.ordering == "variance":
-            self.ordering_ = np.argsort(-(Z.std(axis=0) * self.scale_), kind="stable")
+            # In standard units every column has spread 1, a constant one 0.
+            spread = (
+                np.where(data.standardizer.constant, 0.0, 1.0)
+                if isinstance(data, OnDisk)
+                else data.std(axis=0)
+            )
+            self.ordering_ = np.argsort(-(spread * self.scale_), kind="stable")
         else:
             self.ordering_ = np.arange(n_features)
-        Z = Z[:, self.ordering_]
         device = torch.device(self.device_)
-        train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
-        mixture = self._fit_anchor(Z, rng) if self._anchored() else None
+        vf = float(self.validation_fraction)
+        train: np.ndarray | DiskRows
+        if isinstance(data, OnDisk):
+            data.columns = self.ordering_
+            train_pos, valid_pos = split_positions(len(data), vf, rng)
+            valid = None if valid_pos is None else data.take(valid_pos[:_MAX_DISK_VALID])
+            train = data.gather(train_pos, self._dtype, device)
+            anchor_rows = data.subsample(_MAX_DISK_ANCHOR, rng) if self._anchored() else None
+        else:
+            Z = data[:, self.ordering_]
+            train, valid = train_validation_split(Z, vf, rng)
+            anchor_rows = Z
+        mixture = (
+            self._fit_anchor(anchor_rows, rng)
+            if anchor_rows is not None and self._anchored()
+            else None
+        )
         if mixture is None:
             self.anchor_: dict[str, Any] | None = None
             n_components = self.n_components
@@ -377,13 +424,13 @@ class CausalConvMDN(BaseDensityEstimator):
 
     def _train(
         self,
-        train: np.ndarray,
+        train: np.ndarray | DiskRows,
         valid: np.ndarray | None,
         rng: np.random.Generator,
         device: torch.device,
         max_time: float | None,
     ) -> TrainingHistory:
-        n_features = train.shape[1]
+        n_features = self.n_features_in_
         paper = self.architecture == "paper"
         optimizer = torch.optim.Adam(
             self.module_.parameters(),
@@ -399,7 +446,7 @@ class CausalConvMDN(BaseDensityEstimator):
         return train_module(
             self.module_,
             lambda z: -self.module_(z).mean() / n_features,
-            as_tensor(train),
+            train if isinstance(train, DiskRows) else as_tensor(train),
             None if valid is None else as_tensor(valid),
             optimizer=optimizer,
             max_time=max_time,
@@ -407,7 +454,9 @@ class CausalConvMDN(BaseDensityEstimator):
             generator=torch_generator(rng, torch.device("cpu")),
             lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
             desc=type(self).__name__,
-            **python_params(self, "max_epochs", "batch_size", "n_iter_no_change", "verbose"),
+            **python_params(
+                self, "max_epochs", "batch_size", "n_iter_no_change", "validate_every", "verbose"
+            ),
         )
 
     # ---------------------------------------------------------------- density

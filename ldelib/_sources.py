@@ -1,0 +1,209 @@
+"""Rows that stay on disk: a ``.npy`` file or memmap, read chunk by chunk.
+
+A latent set larger than memory is passed to ``fit`` or ``score_samples`` as the path of
+a ``.npy`` file (opened with ``mmap_mode="r"``) or as an ``np.memmap``. Nothing reads
+all of it at once: the statistics of the standardisation come from one streaming pass
+(exact, float64), training gathers its minibatches by index, and scores are written
+chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["DiskRows", "OnDisk", "Standardizer", "is_on_disk", "open_rows"]
+
+#: Rows read at once by the streaming passes (64 columns: 32 MB as float64).
+CHUNK = 65_536
+
+
+def is_on_disk(X: object) -> bool:
+    """Whether ``X`` names rows on disk: a path or a memmap."""
+    return isinstance(X, (str, os.PathLike, np.memmap))
+
+
+def open_rows(X: str | os.PathLike[str] | np.memmap, name: str = "X") -> np.ndarray:
+    """The rows of a ``.npy`` path (memory-mapped, read-only) or of a memmap, checked.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+        For a missing path or a folder.
+    ValueError
+        For a file that is not a ``.npy``, or an array that is not 2-D and numeric.
+    """
+    if isinstance(X, np.memmap):
+        rows, where = X, f"the memmap {name}"
+    else:
+        path = os.fspath(X)
+        where = repr(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{where} is a folder; give the path of a .npy file.")
+        with open(path, "rb") as f:  # a missing or unreadable file raises its own OSError
+            magic = f.read(6)
+        if magic != b"\x93NUMPY":
+            raise ValueError(f"{where} is not a .npy file; save arrays with numpy.save.")
+        try:
+            rows = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            raise ValueError(f"{where} cannot be memory-mapped: {error}") from None
+    if rows.ndim != 2 or rows.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{where} holds a {rows.ndim}-D {rows.dtype} array of shape {rows.shape}; a 2-D "
+            "numeric array of shape (n_rows, n_dims) is needed."
+        )
+    if 0 in rows.shape:
+        raise ValueError(f"{where} is empty (shape {rows.shape}).")
+    return rows
+
+
+def describe(X: str | os.PathLike[str] | np.memmap, name: str = "X") -> str:
+    """How messages name a source of rows."""
+    return f"the memmap {name}" if isinstance(X, np.memmap) else repr(os.fspath(X))
+
+
+def chunks(rows: np.ndarray, where: str, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, float64 chunk)`` over the rows, refusing NaN and infinity by row range."""
+    for start in range(0, len(rows), size):
+        # A copy even when the rows already are float64: torch cannot share read-only
+        # memory, and a chunk must not change under a caller that keeps it.
+        chunk = np.array(rows[start : start + size], dtype=np.float64)
+        if not np.isfinite(chunk).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            raise ValueError(
+                f"{where} holds NaN or infinity at row {bad} (in rows {start}:"
+                f"{start + len(chunk)}); density models need finite values."
+            )
+        yield start, chunk
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Column statistics and the map to standard units, as :func:`ldelib.base` uses them.
+
+    Columns are divided by their largest magnitude (``size``) before anything is summed
+    or squared, so no finite float64 input overflows; ``mean`` and ``std`` are those of
+    the divided columns. A column whose values are all equal, or whose spread is below
+    float64's smallest normal number, is constant: unit scale, deviations kept.
+    """
+
+    size: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    equal: np.ndarray
+
+    @property
+    def constant(self) -> np.ndarray:
+        return self.equal | (self.std * self.size < np.finfo(np.float64).tiny)
+
+    @property
+    def data_mean(self) -> np.ndarray:
+        return self.mean * self.size
+
+    @property
+    def data_scale(self) -> np.ndarray:
+        return np.where(self.constant, 1.0, self.std * self.size)
+
+    @classmethod
+    def identity(cls, d: int) -> Standardizer:
+        """No standardisation (``standardize=False``)."""
+        one = np.ones(d)
+        return cls(one, np.zeros(d), one, np.zeros(d, dtype=bool))
+
+    @classmethod
+    def of_array(cls, X: np.ndarray) -> Standardizer:
+        """The statistics of rows in memory."""
+        size = np.abs(X).max(axis=0)
+        size = np.where(size > 0, size, 1.0)
+        Y = X / size
+        return cls(size, Y.mean(axis=0), Y.std(axis=0), (X == X[:1]).all(axis=0))
+
+    @classmethod
+    def of_rows(cls, rows: np.ndarray, where: str) -> Standardizer:
+        """The statistics of rows on disk, in two streaming passes (exact, float64).
+
+        The first pass finds each column's largest magnitude and whether its values are
+        all equal; the second merges per-chunk means and squared deviations (Chan et
+        al., 1979), which agrees with numpy's two-pass result to rounding.
+        """
+        d = rows.shape[1]
+        size, low, high = np.zeros(d), np.full(d, np.inf), np.full(d, -np.inf)
+        for _, chunk in chunks(rows, where):
+            size = np.maximum(size, np.abs(chunk).max(axis=0))
+            low, high = np.minimum(low, chunk.min(axis=0)), np.maximum(high, chunk.max(axis=0))
+        size = np.where(size > 0, size, 1.0)
+        n, mean, m2 = 0, np.zeros(d), np.zeros(d)
+        for _, chunk in chunks(rows, where):
+            Y = chunk / size
+            k, chunk_mean = len(Y), Y.mean(axis=0)
+            delta = chunk_mean - mean
+            mean = mean + delta * (k / (n + k))
+            m2 = m2 + ((Y - chunk_mean) ** 2).sum(axis=0) + delta**2 * (n * k / (n + k))
+            n += k
+        return cls(size, mean, np.sqrt(m2 / n), low == high)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Rows in standard units (float64)."""
+        constant = self.constant
+        Z = (X / self.size - self.mean) / np.where(constant, 1.0, self.std)
+        Z[:, constant] *= self.size[constant]
+        Z[:, self.equal] = 0.0
+        return Z
+
+
+class DiskRows:
+    """Standardised rows of a file, gathered by index: ``rows[index]`` is a tensor.
+
+    It stands where :func:`ldelib.training.train_module` takes a tensor of training
+    rows: ``len(rows)`` and ``rows[index_tensor]``. Only the rows asked for are read.
+    """
+
+    def __init__(
+        self, source: OnDisk, positions: np.ndarray, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        self.source, self.positions, self.dtype, self.device = source, positions, dtype, device
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: Tensor) -> Tensor:
+        Z = self.source.take(self.positions[index.numpy()])
+        return torch.as_tensor(Z, dtype=self.dtype, device=self.device)
+
+
+@dataclass
+class OnDisk:
+    """A fit's view of rows on disk: where they are, their standardisation, a column order.
+
+    What a model's ``_fit_on_disk`` hook receives in place of the standardised array.
+    """
+
+    rows: np.ndarray
+    standardizer: Standardizer
+    where: str
+    columns: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """The standardised rows at ``positions`` (in that order), float64."""
+        Z = self.standardizer.transform(np.asarray(self.rows[positions], dtype=np.float64))
+        return Z if self.columns is None else Z[:, self.columns]
+
+    def subsample(self, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+        """All rows, or a seeded subsample of ``max_rows`` of them, standardised."""
+        if len(self) <= max_rows:
+            return self.take(np.arange(len(self)))
+        # Sorted positions read the file front to back.
+        return self.take(np.sort(rng.choice(len(self), size=max_rows, replace=False)))
+
+    def gather(self, positions: np.ndarray, dtype: torch.dtype, device: torch.device) -> DiskRows:
+        """The rows at ``positions``, read only when indexed."""
+        return DiskRows(self, positions, dtype, device)
