@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from typing_extensions import Self  # typing.Self is Python 3.11+
 
+from . import distributed
 from ._arrays import (
     Batch,
     RandomStateLike,
@@ -142,9 +144,11 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         """
         self._check_params()
         device = resolve_device(getattr(self, "device", "cpu"))
+        if distributed.context().is_distributed:  # under torchrun: this rank's GPU, if any
+            device = distributed.local_device(device, distributed.context())
         with transaction(self):
             if is_on_disk(X):
-                self._fit_from_disk(X, device, make_rng(self.random_state))
+                self._fit_from_disk(X, device, self._fit_rng(device))
                 return self
             X = validate_input(self, X, reset=True).data.detach().to("cpu", torch.float64).numpy()
             if len(X) < 2:
@@ -152,7 +156,7 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
                     f"{type(self).__name__} needs at least 2 samples to fit, got n_samples = "
                     f"{len(X)}."
                 )
-            rng = make_rng(self.random_state)
+            rng = self._fit_rng(device)
             self.device_ = str(device)
             self.mean_, self.scale_, Z = _standardize(X, self.standardize)
             self._fit(Z, rng)
@@ -289,6 +293,16 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         return np.clip(X, -limit, limit), log_prob.numpy()
 
     # ------------------------------------------------------------- internals
+    def _fit_rng(self, device: torch.device) -> np.random.Generator:
+        """The fit's random stream; under ``torchrun``, the same one on every rank."""
+        if not distributed.context().is_distributed:
+            return make_rng(self.random_state)
+        ctx = distributed.init(device)
+        if self.random_state is None:
+            # Every rank must draw the same split and shuffles: rank 0's entropy for all.
+            return np.random.default_rng(distributed.broadcast_int(secrets.randbits(62), ctx))
+        return make_rng(self.random_state)
+
     def _fit_from_disk(
         self, X: str | os.PathLike[str] | np.memmap, device: torch.device, rng: np.random.Generator
     ) -> None:

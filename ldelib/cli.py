@@ -120,16 +120,22 @@ def _demo_figure(target: Any, models: dict[str, Any], path: Path, seed: int) -> 
 def _fit(args: argparse.Namespace) -> int:
     X = _load_array(args.data)
     params = {"verbose": 1, **_parse_params(args.param)}
+    from . import distributed
     from .models import make_model
 
     # The path, not the array: models read a file in chunks (a memmap, never whole).
     model = make_model(args.model, **params).fit(args.data)
-    model.save(args.out)
-    print(
-        f"fitted {type(model).__name__} on {X.shape[0]} rows x {X.shape[1]} dims; saved {args.out}"
-    )
-    if getattr(model, "best_validation_score_", None) is not None:
-        print(f"best validation log-likelihood: {model.best_validation_score_:.4f} nats/row")
+    ctx = distributed.context()
+    if ctx.is_main:  # under torchrun every rank holds the same model: rank 0 writes it
+        model.save(args.out)
+        print(
+            f"fitted {type(model).__name__} on {X.shape[0]} rows x {X.shape[1]} dims; "
+            f"saved {args.out}"
+        )
+        if getattr(model, "best_validation_score_", None) is not None:
+            print(f"best validation log-likelihood: {model.best_validation_score_:.4f} nats/row")
+    distributed.barrier(ctx)
+    distributed.shutdown()
     return 0
 
 

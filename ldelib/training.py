@@ -22,6 +22,16 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .distributed import (
+    Context,
+    all_reduce_mean_score,
+    all_reduce_sum,
+    broadcast_flag,
+    local_rows,
+    per_rank_batch,
+    shard,
+)
+
 __all__ = [
     "TrainingHistory",
     "seeded",
@@ -154,6 +164,7 @@ def train_module(
     on_step: Callable[[int, int, int], str | None] | None = None,
     select_from_epoch: int = 0,
     validate_every: int | None = None,
+    distributed: Context | None = None,
     verbose: int = 0,
     desc: str = "fit",
 ) -> TrainingHistory:
@@ -199,6 +210,14 @@ def train_module(
         Validate (and check the time budget) every this many steps instead of at the end
         of each epoch: for epochs too long to wait for.
 
+    distributed : ldelib.distributed.Context, optional
+        Train as one of several processes (``torchrun``): ``loss_fn`` must run the module
+        through :func:`ldelib.distributed.wrap` (DDP averages the gradients). Every rank
+        draws the same shuffles and takes its shard of each global batch of
+        ``batch_size`` rows; losses, validation scores, NaN checks and the time budget
+        are reduced across ranks, so all ranks stop together with the same weights.
+        Validation must use the default score (a mean of ``loss_fn`` over rows).
+
     Returns
     -------
     TrainingHistory
@@ -212,14 +231,32 @@ def train_module(
     history = TrainingHistory()
     deadline = math.inf if max_time is None else time.perf_counter() + max_time
     run = _Run(module, history, optimizer, n_iter_no_change, lr_decay_patience, select_from_epoch)
+    ctx = distributed or Context(0, 1, 0, None)
+    if ctx.is_distributed and score_fn is not None:
+        raise ValueError("A custom score_fn cannot be reduced across processes.")
+    step_rows = per_rank_batch(batch_size, ctx)
 
     def evaluate(X: Tensor) -> float:
         module.eval()
         with torch.no_grad():
             if score_fn is not None:
                 return float(score_fn(X))
-            total = sum(float(loss_fn(X[i])) * len(i) for i in _batches(len(X), 4096, None))
-            return -total / len(X)
+            # Each rank scores its block of the validation rows; the mean is global.
+            mine = X[local_rows(len(X), ctx)]
+            total = sum(float(loss_fn(mine[i])) * len(i) for i in _batches(len(mine), 4096, None))
+            return -all_reduce_mean_score(total, len(mine), ctx)
+
+    def batches() -> list[Tensor]:
+        order = torch.randperm(len(X_train), generator=generator)
+        return list(shard(order, ctx, batch_size).split(step_rows))
+
+    def past_deadline() -> bool:
+        return broadcast_flag(time.perf_counter() >= deadline, ctx)
+
+    def any_rank(flag: bool) -> bool:
+        if not ctx.is_distributed:
+            return flag
+        return bool(all_reduce_sum(torch.tensor([float(flag)]), ctx)[0] > 0)
 
     if keep_initial and X_valid is not None:
         score = history.initial_validation_score = evaluate(X_valid)
@@ -229,22 +266,24 @@ def train_module(
             )
         run.keep(score, epoch=-1)
 
-    bar = tqdm(range(max_epochs), desc=desc, disable=verbose <= 0, leave=verbose > 1)
+    bar = tqdm(
+        range(max_epochs), desc=desc, disable=verbose <= 0 or not ctx.is_main, leave=verbose > 1
+    )
     where: str | None = None
     steps = 0
     try:
         for epoch in bar:
-            if time.perf_counter() >= deadline and (epoch > 0 or run.best_state is not None):
+            if past_deadline() and (epoch > 0 or run.best_state is not None):
                 history.timed_out = True
                 break
             module.train()
             total, seen, stop = 0.0, 0, False
-            batches = _batches(len(X_train), batch_size, generator)
-            for b, index in enumerate(batches):
+            epoch_batches = batches()
+            for b, index in enumerate(epoch_batches):
                 if on_step is not None:
-                    where = on_step(epoch, b, len(batches))
+                    where = on_step(epoch, b, len(epoch_batches))
                 loss = loss_fn(X_train[index])
-                if not torch.isfinite(loss):
+                if any_rank(not bool(torch.isfinite(loss))):
                     run.recover(epoch, where, "training loss")
                     return history
                 optimizer.zero_grad(set_to_none=True)
@@ -255,11 +294,13 @@ def train_module(
                 steps += 1
                 if validate_every and X_valid is not None and steps % validate_every == 0:
                     stop = run.validate(evaluate(X_valid), epoch, where, steps)
-                    if not stop and time.perf_counter() >= deadline:
+                    if not stop and past_deadline():
                         history.timed_out = stop = True
                     if stop:
                         break
                     module.train()
+            if ctx.is_distributed:
+                total, seen = all_reduce_sum(torch.tensor([total, float(seen)]), ctx).tolist()
             history.loss_curve.append(total / max(seen, 1))
             history.n_iter = epoch + 1
             postfix = {"loss": f"{history.loss_curve[-1]:.4g}"}

@@ -276,3 +276,58 @@ def test_two_gloo_processes_train_like_one(tmp_path):
         torch.testing.assert_close(ranks[0]["params"][name], value, rtol=0, atol=1e-6)
     # The test means something: training moved the weights away from rank 0's start.
     assert not torch.allclose(reference["weight"], _net(seed=1).weight, atol=1e-3)
+
+
+def test_torchrun_fits_on_two_processes_like_one(tmp_path):
+    """``torchrun --nproc_per_node 2 -m ldelib fit``: rank 0's file loads and scores, and
+    with the same global batch it is the model one process trains."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    import ldelib
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "z.npy"
+    np.save(data, (rng.normal(size=(3000, 4)) @ rng.normal(size=(4, 4))).astype(np.float32))
+    params = ["max_epochs=2", "random_state=0", "device=cpu", "batch_size=256", "verbose=0"]
+    args = [a for p in params for a in ("--param", p)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, "-m", "ldelib", "fit", str(data), *args, "--out", str(tmp_path / "one")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "ldelib",
+            "fit",
+            str(data),
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("saved") == 1  # only rank 0 writes and reports
+    test = np.load(data)[:500]
+    single, double = ldelib.load(tmp_path / "one"), ldelib.load(tmp_path / "two")
+    np.testing.assert_allclose(double.score_samples(test), single.score_samples(test), atol=1e-4)
+    assert double.loss_curve_ == pytest.approx(single.loss_curve_, rel=1e-5)

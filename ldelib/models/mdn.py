@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import distributed
 from .._arrays import torch_generator
 from .._sources import DiskRows, OnDisk
 from .._validation import (
@@ -442,10 +443,14 @@ class CausalConvMDN(BaseDensityEstimator):
         def as_tensor(x: np.ndarray) -> Tensor:
             return torch.as_tensor(x, dtype=self._dtype, device=device)
 
+        # Under torchrun the loss runs through DDP, which averages the gradients; the
+        # anchor's buffers are fixed, so there is nothing to broadcast at each step.
+        ctx = distributed.context()
+        net = distributed.wrap(self.module_, ctx, device, broadcast_buffers=False)
         # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
         return train_module(
             self.module_,
-            lambda z: -self.module_(z).mean() / n_features,
+            lambda z: -net(z).mean() / n_features,
             train if isinstance(train, DiskRows) else as_tensor(train),
             None if valid is None else as_tensor(valid),
             optimizer=optimizer,
@@ -454,6 +459,7 @@ class CausalConvMDN(BaseDensityEstimator):
             generator=torch_generator(rng, torch.device("cpu")),
             lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
             desc=type(self).__name__,
+            distributed=ctx,
             **python_params(
                 self, "max_epochs", "batch_size", "n_iter_no_change", "validate_every", "verbose"
             ),
