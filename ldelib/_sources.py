@@ -10,14 +10,25 @@ chunk by chunk.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DiskRows", "OnDisk", "Standardizer", "is_on_disk", "open_rows"]
+__all__ = [
+    "DiskRows",
+    "OnDisk",
+    "Standardizer",
+    "is_batches",
+    "is_on_disk",
+    "open_rows",
+    "spooled",
+]
 
 #: Rows read at once by the streaming passes (64 columns: 32 MB as float64).
 CHUNK = 65_536
@@ -26,6 +37,64 @@ CHUNK = 65_536
 def is_on_disk(X: object) -> bool:
     """Whether ``X`` names rows on disk: a path or a memmap."""
     return isinstance(X, (str, os.PathLike, np.memmap))
+
+
+def is_batches(X: object) -> bool:
+    """Whether ``X`` yields batches of rows: a DataLoader, a generator or an iterator."""
+    from torch.utils.data import DataLoader
+
+    return isinstance(X, (DataLoader, Iterator))
+
+
+@contextmanager
+def spooled(batches: Iterable[Any], name: str = "X") -> Iterator[np.memmap]:
+    """The rows of an iterable of batches, written once to a temporary file and mapped.
+
+    A DataLoader (or any iterable) can be read only in its own order, while a fit draws
+    its own shuffles and validation rows: so the batches are written, as they come, to a
+    raw file in the temporary folder (``TMPDIR``; it needs the data's size free), which
+    is then fitted like any file on disk and deleted afterwards. Each batch is a tensor,
+    an array, or a tuple or list whose first item is one (as a ``TensorDataset`` gives).
+    """
+    fd, path = tempfile.mkstemp(prefix=".ldelib-rows-", suffix=".raw")
+    try:
+        n, width = 0, None
+        dtype: type[np.floating] = np.float64
+        with os.fdopen(fd, "wb") as f:
+            for i, batch in enumerate(batches):
+                rows = _batch_rows(batch, i, name)
+                if width is None:
+                    width = rows.shape[1]
+                    dtype = np.float32 if rows.dtype == np.float32 else np.float64
+                elif rows.shape[1] != width:
+                    raise ValueError(
+                        f"Batch {i} of {name} has {rows.shape[1]} columns, but batch 0 had "
+                        f"{width}; every batch must have the same width."
+                    )
+                if not np.isfinite(rows).all():
+                    raise ValueError(
+                        f"Batch {i} of {name} (rows {n}:{n + len(rows)}) holds NaN or "
+                        "infinity; density models need finite values."
+                    )
+                f.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+                n += len(rows)
+        if width is None or n == 0:
+            raise ValueError(f"{name} yielded no rows; at least 2 are needed.")
+        yield np.memmap(path, dtype=dtype, mode="r", shape=(n, width))
+    finally:
+        os.unlink(path)
+
+
+def _batch_rows(batch: Any, i: int, name: str) -> np.ndarray:
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], (Tensor, np.ndarray)):
+        batch = batch[0]
+    rows = batch.detach().cpu().numpy() if isinstance(batch, Tensor) else np.asarray(batch)
+    if rows.ndim != 2 or rows.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Batch {i} of {name} is a {rows.ndim}-D {rows.dtype} array of shape "
+            f"{rows.shape}; batches must be 2-D numeric arrays of shape (rows, n_dims)."
+        )
+    return rows
 
 
 def open_rows(X: str | os.PathLike[str] | np.memmap, name: str = "X") -> np.ndarray:

@@ -44,7 +44,16 @@ from ._arrays import (
     torch_generator,
     validate_input,
 )
-from ._sources import OnDisk, Standardizer, chunks, describe, is_on_disk, open_rows
+from ._sources import (
+    OnDisk,
+    Standardizer,
+    chunks,
+    describe,
+    is_batches,
+    is_on_disk,
+    open_rows,
+    spooled,
+)
 from ._transaction import transaction
 from ._validation import (
     RANDOM_STATE,
@@ -133,8 +142,11 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
 
         Parameters
         ----------
-        X : array-like or Tensor of shape (n_samples, n_features)
-            Training data; at least 2 rows, all finite.
+        X : array-like, Tensor, ``.npy`` path, memmap or iterable of batches
+            Training rows, shape (n_samples, n_features); at least 2, all finite. A path
+            or memmap is read in chunks, never whole; a DataLoader or iterator of row
+            batches is written once to a temporary file and read the same way (see the
+            scaling guide).
         y : ignored
             Present for scikit-learn API consistency.
 
@@ -149,6 +161,10 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         with transaction(self):
             if is_on_disk(X):
                 self._fit_from_disk(X, device, self._fit_rng(device))
+                return self
+            if is_batches(X):
+                with spooled(X) as rows:
+                    self._fit_from_disk(rows, device, self._fit_rng(device))
                 return self
             X = validate_input(self, X, reset=True).data.detach().to("cpu", torch.float64).numpy()
             if len(X) < 2:

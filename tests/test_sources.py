@@ -121,3 +121,47 @@ def test_validate_every_steps_on_rows_on_disk(data):
     _, path = data
     model = CausalConvMDN(**SMALL_MDN, init="random", validate_every=10, random_state=0).fit(path)
     assert len(model.validation_scores_) >= 2
+
+
+def test_a_dataloader_gives_the_model_its_array_gives(data, tmp_path, monkeypatch):
+    import tempfile
+
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    X, _ = data
+    loader = DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=300, shuffle=False)
+    for factory in (
+        lambda: GMM(3, random_state=0),
+        lambda: CausalConvMDN(**SMALL_MDN, random_state=0),
+    ):
+        from_array, from_loader = factory().fit(X), factory().fit(loader)
+        np.testing.assert_allclose(
+            from_loader.score_samples(X[:200]), from_array.score_samples(X[:200]), atol=1e-5
+        )
+    from_iterator = GMM(3, random_state=0).fit(iter(np.array_split(X, 9)))
+    np.testing.assert_allclose(from_iterator.means_, GMM(3, random_state=0).fit(X).means_)
+    assert list(tmp_path.iterdir()) == []  # the spooled rows are gone
+
+
+@pytest.mark.parametrize(
+    ("batches", "words"),
+    [
+        ([np.zeros((5, 4)), np.zeros((5, 3))], "Batch 1 of X has 3 columns, but batch 0 had 4"),
+        (
+            [np.ones((5, 2)), np.ones((5, 2)), np.full((5, 2), np.nan)],
+            r"Batch 2 of X \(rows 10:15\)",
+        ),
+        ([np.ones(5)], "Batch 0 of X is a 1-D"),
+        ([], "yielded no rows"),
+    ],
+)
+def test_bad_batches_name_the_batch_and_leave_nothing(tmp_path, monkeypatch, batches, words):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    model = GMM(1)
+    with pytest.raises(ValueError, match=words):
+        model.fit(iter(batches))
+    assert list(tmp_path.iterdir()) == [] and not hasattr(model, "means_")
