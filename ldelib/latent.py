@@ -22,6 +22,7 @@ from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from ._arrays import RandomStateLike, check_n_samples
 from ._batching import Codec, check_rows_of
+from ._sources import is_batches, is_on_disk, open_rows
 from .base import BaseDensityEstimator
 from .models import MODELS, make_model
 from .persistence import Persistent, register
@@ -226,7 +227,10 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or Tensor of shape (n_samples, ...)
-            Training inputs (latents of shape (n_samples, D) without an encoder).
+            Training inputs (latents of shape (n_samples, D) without an encoder). Without
+            an encoder, latents on disk (a ``.npy`` path or memmap) or a DataLoader of
+            latent batches go to the density model as they are, never read whole (see the
+            scaling guide); with one, a path or memmap of inputs is encoded batch by batch.
         y : ignored
             Present for scikit-learn API consistency.
 
@@ -235,6 +239,14 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         self
         """
         density = self._make_density()
+        if self.encoder is None and (is_on_disk(X) or is_batches(X)):
+            density.fit(X)
+            self.density_ = density
+            self.latent_dim_ = int(density.n_features_in_)
+            self.input_shape_ = (self.latent_dim_,)
+            return self
+        if is_on_disk(X):
+            X = open_rows(X)
         X = check_rows_of(X, "X")
         Z = self.encode(X)
         density.fit(Z)

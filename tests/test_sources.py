@@ -165,3 +165,15 @@ def test_bad_batches_name_the_batch_and_leave_nothing(tmp_path, monkeypatch, bat
     with pytest.raises(ValueError, match=words):
         model.fit(iter(batches))
     assert list(tmp_path.iterdir()) == [] and not hasattr(model, "means_")
+
+
+def test_latent_density_estimator_passes_latents_on_disk_through(data):
+    from ldelib import LatentDensityEstimator
+
+    X, path = data
+    in_memory = LatentDensityEstimator(GMM(2, random_state=0)).fit(X)
+    on_disk = LatentDensityEstimator(GMM(2, random_state=0)).fit(path)
+    assert on_disk.latent_dim_ == 4 and on_disk.input_shape_ == (4,)
+    np.testing.assert_allclose(on_disk.log_prob(X[:100]), in_memory.log_prob(X[:100]))
+    encoded = LatentDensityEstimator(GMM(2, random_state=0), encoder=lambda x: x[:, :2]).fit(path)
+    assert encoded.latent_dim_ == 2
