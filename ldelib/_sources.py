@@ -276,3 +276,33 @@ class OnDisk:
     def gather(self, positions: np.ndarray, dtype: torch.dtype, device: torch.device) -> DiskRows:
         """The rows at ``positions``, read only when indexed."""
         return DiskRows(self, positions, dtype, device)
+
+
+@contextmanager
+def result_file(out: str | os.PathLike[str] | None, n: int) -> Iterator[np.ndarray]:
+    """An array of ``n`` results: in memory, or a ``.npy`` at ``out`` that appears whole.
+
+    The file is written next to ``out`` and renamed over it only when the block ends
+    without error, so a failure leaves nothing (and no partial file) behind.
+    """
+    if out is None:
+        yield np.empty(n)
+        return
+    path = os.fspath(out)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=".ldelib-", suffix=".npy", dir=folder)
+    os.close(fd)
+    try:
+        result = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n,))
+        yield result
+        result.flush()
+        del result
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 is for the temporary name only
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -20,10 +20,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, overload
 
 import numpy as np
@@ -44,6 +41,7 @@ from ._arrays import (
     torch_generator,
     validate_input,
 )
+from ._soundness import check_sound
 from ._sources import (
     OnDisk,
     Standardizer,
@@ -52,6 +50,7 @@ from ._sources import (
     is_batches,
     is_on_disk,
     open_rows,
+    result_file,
     spooled,
 )
 from ._transaction import transaction
@@ -229,7 +228,7 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
                 f"{where} has {rows.shape[1]} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input."
             )
-        with _result_file(out, len(rows)) as result:
+        with result_file(out, len(rows)) as result:
             bar = tqdm(total=len(rows), desc="score", unit="rows", disable=self.verbose <= 0)
             with torch.no_grad(), bar:
                 for start, chunk in chunks(rows, where, self._eval_batch):
@@ -348,44 +347,13 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         self._fit(source.take(np.arange(len(source))), rng)
 
     def _check_sound(self, Z: np.ndarray) -> None:
-        """Raise FloatingPointError if training left a numerically broken model.
+        """Raise FloatingPointError if training left a numerically broken model."""
+        check_sound(self, Z)
 
-        A model whose samples are not finite or fly off far beyond the data, or that
-        scores its own training rows far below a diagonal Gaussian, diverged: training
-        kept the best weights it saw, and even those are unusable.
-        """
-        generator = torch.Generator(device=torch.device(self.device_)).manual_seed(0)
-        with torch.no_grad():
-            S = self._sample(256, generator).to("cpu", torch.float64).numpy()
-        reach = float(np.abs(S).max()) if np.isfinite(S).all() else math.inf
-        problem = None
-        if reach > 1e3 * max(1.0, float(np.abs(Z).max())):
-            problem = (
-                "its samples hold NaN or infinite values"
-                if math.isinf(reach)
-                else f"its samples reach {reach:.3g} standard deviations from the mean"
-            )
-        elif type(self)._log_prob is not BaseDensityEstimator._log_prob:
-            rows = torch.as_tensor(Z[:1024], dtype=self._dtype, device=torch.device(self.device_))
-            with torch.no_grad():
-                score = float(self._log_prob(rows).mean()) / Z.shape[1]
-            # A diagonal Gaussian of the same rows, columns floored at 1e-3 std (a
-            # constant column would make it infinite).
-            gaussian = -0.5 * (math.log(2 * math.pi) + 1) - float(
-                np.log(np.maximum(Z.std(axis=0), 1e-3)).mean()
-            )
-            if not score > gaussian - 10.0:
-                problem = (
-                    f"it scores its training rows at {score:.4g} nats per dimension (in "
-                    f"standard units), far below a diagonal Gaussian's {gaussian:.4g}"
-                )
-        if problem is not None:
-            lr = getattr(self, "learning_rate", None)
-            hint = f" (now {lr})" if lr is not None else ""
-            raise FloatingPointError(
-                f"{type(self).__name__} diverged while training: {problem}. Lower "
-                f"learning_rate{hint}, or check the data for extreme values."
-            )
+    @classmethod
+    def _has_log_prob(cls) -> bool:
+        """Whether the model has a tractable density (GMMN does not)."""
+        return cls._log_prob is not BaseDensityEstimator._log_prob
 
     def _log_scale_sum(self) -> float:
         return float(np.log(self.scale_).sum())
@@ -418,36 +386,6 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         if not (self.scale_ > 0).all():
             raise ValueError("scale_ must be positive")
         self._sample_rng_ = make_rng(self.random_state)
-
-
-@contextmanager
-def _result_file(out: str | os.PathLike[str] | None, n: int) -> Iterator[np.ndarray]:
-    """An array of ``n`` results: in memory, or a ``.npy`` at ``out`` that appears whole.
-
-    The file is written next to ``out`` and renamed over it only when the block ends
-    without error, so a failure leaves nothing (and no partial file) behind.
-    """
-    if out is None:
-        yield np.empty(n)
-        return
-    path = os.fspath(out)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=".ldelib-", suffix=".npy", dir=folder)
-    os.close(fd)
-    try:
-        result = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n,))
-        yield result
-        result.flush()
-        del result
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 is for the temporary name only
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _standardize(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -140,13 +140,12 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .base import BaseDensityEstimator
     from .metrics import mean_log_likelihood
     from .persistence import load
 
     model = load(args.model)
     X = _load_array(args.data)
-    if type(model)._log_prob is BaseDensityEstimator._log_prob:
+    if not model._has_log_prob():
         raise ValueError(
             f"{type(model).__name__} has no tractable density, so it cannot score rows; "
             "fit --model mdn or gmm for exact log-likelihoods."

@@ -17,6 +17,8 @@ Suites:
 * ``digits``: 64-D dequantised scikit-learn digits, a small high-dimensional set.
 * ``speed``: rows per second of ``log_prob``, ``sample`` and training, D = 8 to 128,
   and the LDE's cached sampling against the naive loop.
+* ``scale``: out-of-core fits and scoring of 1 to 10 million 64-D rows read from disk:
+  peak memory, seconds per million rows, test log-likelihood against the truth.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ SUITES = {
     "mnist-pixels": "mnist_pixels",
     "digits": "digits",
     "speed": "speed",
+    "scale": "scale",
 }
 
 
