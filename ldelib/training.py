@@ -316,6 +316,16 @@ def train_module(
             bar.set_postfix(postfix)
             if stop or history.non_finite is not None:
                 break
+        validated = history.validation_steps[-1] if history.validation_steps else 0
+        if (
+            validate_every
+            and X_valid is not None
+            and history.non_finite is None
+            and (steps > validated)
+        ):
+            # The steps since the last validation (cut short by the budget or the last
+            # epoch) get their validation, so no trained weights go unconsidered.
+            run.validate(evaluate(X_valid), history.n_iter - 1, where, steps)
         if history.non_finite is None:
             run.finish()
     finally:

@@ -252,8 +252,9 @@ def test_validate_every_steps():
         n_iter_no_change=100,
         validate_every=4,
     )
-    assert history.validation_steps == [4, 8, 12, 16, 20, 24, 28]
-    assert len(history.validation_scores) == 7
+    # Every 4 steps, and once more for the 2 steps after the last of them.
+    assert history.validation_steps == [4, 8, 12, 16, 20, 24, 28, 30]
+    assert len(history.validation_scores) == 8
     with torch.no_grad():
         assert -float(_mse(module)(valid)) == pytest.approx(max(history.validation_scores))
 

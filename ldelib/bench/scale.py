@@ -10,17 +10,18 @@ memory: 1, 3 and 10 million training rows in the full run, 20,000 and 60,000 in
   ``validate_every`` steps) and scores the test file to a ``.npy`` with ``out=``;
 * ``GMM(max_fit_rows=...)``, EM on a seeded subsample, is fitted and scored the same way,
   as the baseline;
-* at the smallest size, the LDE is also fitted on the rows loaded into memory, the
-  contrast that shows what reading from disk saves.
+* at the smallest size (full run only), the LDE is also fitted on the rows loaded into
+  memory, the contrast that shows what reading from disk saves.
 
-Each fit and each scoring runs in a fresh Python process, one at a time, so its memory
-is measured alone: the peak resident set (``VmHWM``, which counts the touched pages of
-the mapped file) and, sampled in a thread, the peak anonymous memory (``RssAnon``: heap
-and tensors, no file pages, i.e. with the page cache excluded). Times are seconds per
-million rows and milliseconds per optimiser step; test log-likelihoods are set against
-the truth's. A last section fits the smallest size on two processes with ``torchrun``
-(same global batch) and compares its test log-likelihood with the one-process fit,
-when this build can train on several processes.
+Each fit and each scoring runs in a fresh Python process, one at a time (the GMM's two
+share one, each phase measured alone), so its memory is measured alone: the peak
+resident set (``VmHWM``, which counts the touched pages of the mapped file) and, sampled
+in a thread, the peak anonymous memory (``RssAnon``: heap and tensors, no file pages,
+i.e. with the page cache excluded). Times are seconds per million rows and milliseconds
+per optimiser step; test log-likelihoods are set against the truth's. A last section
+fits the smallest size for a fixed number of epochs on one process and on two with
+``torchrun`` (the same global batch, hence the same steps) and compares their test
+log-likelihoods, when this build can train on several processes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,7 @@ D = 64
 #: Rows generated (and read back for the truth's log-likelihood) at once.
 CHUNK_ROWS = 65_536
 #: Version of the recipe of the cached data files; a change regenerates them.
-RECIPE = 1
+RECIPE = 2
 #: Free disk space kept beyond a data file before it is written.
 DISK_MARGIN = 512 * 2**20
 #: Seed streams of the data files: training and test rows never share draws.
@@ -69,7 +71,8 @@ class Plan:
     sizes: tuple[int, ...]
     n_test: int
     budget_s: float
-    contrast_budget_s: float
+    #: Budget of the in-memory fit at the smallest size; ``None``: no such fit.
+    contrast_budget_s: float | None
     batch_size: int
     validate_every: int
     validation_fraction: float
@@ -77,8 +80,12 @@ class Plan:
     #: Settings of the LDE beyond those above (the quick run uses a smaller network).
     lde: dict[str, Any] = field(default_factory=dict)
     n_components: int = 10
+    #: Epochs of the 1- and 2-process fits compared (no time budget: the same steps).
+    two_process_epochs: int = 1
+    #: Threads of each measured process (OMP, MKL, OpenBLAS); ``None``: their defaults.
+    threads: int | None = None
 
-    def lde_params(self, seed: int, budget_s: float) -> dict[str, Any]:
+    def lde_params(self, seed: int, budget_s: float | None) -> dict[str, Any]:
         return {
             "n_components": self.n_components,
             "batch_size": self.batch_size,
@@ -116,13 +123,16 @@ FULL = Plan(
 QUICK = Plan(
     sizes=(20_000, 60_000),
     n_test=20_000,
-    budget_s=4.0,
-    contrast_budget_s=2.0,
+    budget_s=2.0,
+    contrast_budget_s=None,
     batch_size=256,
-    validate_every=25,
+    validate_every=20,
     validation_fraction=0.1,
-    gmm_max_fit_rows=5000,
-    lde={"init": "random", "hidden_channels": 16, "n_blocks": 2, "dropout": 0.0},
+    gmm_max_fit_rows=3000,
+    lde={"init": "random", "hidden_channels": 16, "dropout": 0.0},
+    # A smoke test often shares the machine: one thread per process, since threads
+    # waiting for a descheduled sibling make every step several times slower.
+    threads=1,
 )
 
 
@@ -179,7 +189,9 @@ def rows_file(
     for i, begin in enumerate(range(0, n, CHUNK_ROWS)):
         count = min(CHUNK_ROWS, n - begin)
         rng = np.random.default_rng([seed, STREAMS[stream], i])
-        rows[begin : begin + count] = target.sample(count, random_state=rng)
+        # A whole chunk drawn even for the last rows: a file is then exactly the first
+        # rows of any larger file of its stream.
+        rows[begin : begin + count] = target.sample(CHUNK_ROWS, random_state=rng)[:count]
     rows.flush()
     del rows
     os.replace(tmp, path)
@@ -250,42 +262,14 @@ class _Sampler:
         self._sample()
 
 
-def _child() -> None:
-    """Entry point of a measuring process: ``python -c ... SPEC_JSON``; see ``_measure``."""
+def _phase(work: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
+    """Run ``work`` alone: its seconds, the memory before it, and its peaks."""
     import gc
 
-    import torch
-    from torch.optim.optimizer import (
-        register_optimizer_step_post_hook,
-        register_optimizer_step_pre_hook,
-    )
-
-    from ..models import GMM, CausalConvMDN
-    from ..persistence import load
     from ._report import _release_free_memory
 
-    spec = json.loads(sys.argv[1])
-    task = spec["task"]
-    steps: dict[str, Any] = {"n": 0, "first": None, "last": None}
-
-    def before_step(*_: Any) -> None:
-        if steps["first"] is None:
-            steps["first"] = time.perf_counter()
-
-    def after_step(*_: Any) -> None:
-        steps["n"] += 1
-        steps["last"] = time.perf_counter()
-
-    register_optimizer_step_pre_hook(before_step)
-    register_optimizer_step_post_hook(after_step)
-    model: Any
-    if task == "fit":
-        kind = CausalConvMDN if spec["model"] == "lde" else GMM
-        model = kind(**spec["params"])
-    else:
-        model = load(spec["model_path"])
     gc.collect()
-    _release_free_memory()
+    _release_free_memory()  # freed heap back to the system: the base is what is held
     base = _status_mb()
     try:  # "5" resets VmHWM to the current resident set (Linux 4.0+)
         Path("/proc/self/clear_refs").write_text("5")
@@ -294,58 +278,118 @@ def _child() -> None:
         hwm_reset = False
     start = time.perf_counter()
     with _Sampler() as sampler:
-        if task == "fit":
-            data = spec["data"]
-            X = np.load(data) if spec["in_memory"] else data
-            model.fit(X)
-            del X
-        else:
-            model.score_samples(spec["data"], out=spec["out"])
+        value = work()
     seconds = time.perf_counter() - start
     end = _status_mb()
-    result: dict[str, Any] = {
+    measured = {
         "seconds": seconds,
+        "start": start,
         "base_rss_mb": base.get("VmRSS"),
         "base_anon_mb": base.get("RssAnon"),
         "peak_anon_mb": sampler.peak.get("RssAnon"),
         "peak_file_mb": sampler.peak.get("RssFile"),
         "peak_rss_sampled_mb": sampler.peak.get("VmRSS"),
         "vmhwm_mb": end.get("VmHWM") if hwm_reset else None,
-        "torch_threads": torch.get_num_threads(),
     }
-    if task == "fit":
-        model.save(spec["model_path"])
+    return measured, value
+
+
+def _child() -> None:
+    """A measuring process: ``python -c _CHILD SPEC_JSON``; see :func:`_measure`.
+
+    It fits a model (``spec["fit"]``) and saves it, then scores files to ``.npy`` with
+    ``out=`` (``spec["scores"]``, each with its model file), each phase measured alone.
+    """
+    import torch
+    from torch.optim.optimizer import (
+        register_optimizer_step_post_hook,
+        register_optimizer_step_pre_hook,
+    )
+
+    from ..models import GMM, CausalConvMDN
+    from ..persistence import load
+
+    spec = json.loads(sys.argv[1])
+    result: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "scores": []}
+    fit = spec.get("fit")
+    if fit is not None:
+        steps: dict[str, Any] = {"n": 0, "first": None, "last": None}
+
+        def before_step(*_: Any) -> None:
+            if steps["first"] is None:
+                steps["first"] = time.perf_counter()
+
+        def after_step(*_: Any) -> None:
+            steps["n"] += 1
+            steps["last"] = time.perf_counter()
+
+        register_optimizer_step_pre_hook(before_step)
+        register_optimizer_step_post_hook(after_step)
+        model = (CausalConvMDN if fit["model"] == "lde" else GMM)(**fit["params"])
+
+        def fit_model() -> None:
+            # In memory: the whole file read first, as np.load gives it.
+            model.fit(np.load(fit["data"]) if fit["in_memory"] else fit["data"])
+
+        measured, _ = _phase(fit_model)
+        model.save(fit["model_path"])
         first, last = steps["first"], steps["last"]
-        result.update(
+        measured.update(
             steps=steps["n"],
-            setup_s=(first - start) if first is not None else seconds,
-            train_s=(last - first) if first is not None and last is not None else None,
+            setup_s=None if first is None else first - measured["start"],
+            train_s=None if first is None or last is None else last - first,
             epochs_started=getattr(model, "n_iter_", None),
-            validations=len(getattr(model, "validation_scores_", []) or []),
+            validations=len(getattr(model, "validation_scores_", None) or []),
             best_validation_score=getattr(model, "best_validation_score_", None),
             anchor_fit_s=(getattr(model, "anchor_", None) or {}).get("fit_s"),
             n_components=getattr(model, "n_components_", None),
         )
+        result["fit"] = measured
+        del model
+    for job in spec.get("scores", []):
+        scorer = load(job["model_path"])
+
+        def score(m: Any = scorer, j: dict[str, str] = job) -> None:
+            m.score_samples(j["data"], out=j["out"])
+
+        measured, _ = _phase(score)
+        result["scores"].append(measured)
+        del scorer
     Path(spec["result"]).write_text(json.dumps(result))
 
 
 _CHILD = "from ldelib.bench.scale import _child; _child()"
 
 
-def _measure(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one fit or scoring in a fresh process; its measurements, or ``error``."""
+def _environment(threads: int | None) -> dict[str, str]:
+    """The environment of a measured process: this one's, with ``threads`` set."""
+    env = dict(os.environ)
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
+    return env
+
+
+def _measure(spec: dict[str, Any], timeout: float, threads: int | None = None) -> dict[str, Any]:
+    """Run :func:`_child` on ``spec`` in a fresh process; its measurements, or ``error``."""
     result_path = Path(spec["result"])
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-c", _CHILD, json.dumps(spec)]
+    env = _environment(threads)
     try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0 or not result_path.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": f"exit {proc.returncode}: " + " / ".join(tail)}
+        return {"error": f"exit {proc.returncode}: {_tail(proc)}"}
     result: dict[str, Any] = json.loads(result_path.read_text())
     return result
+
+
+def _tail(proc: subprocess.CompletedProcess[str]) -> str:
+    return " / ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
 
 
 # ------------------------------------------------------------- several processes
@@ -386,7 +430,12 @@ _WRAP = (
 
 
 def _torchrun_fit(
-    data: Path, model_path: Path, params: dict[str, Any], work: Path, timeout: float
+    data: Path,
+    model_path: Path,
+    params: dict[str, Any],
+    work: Path,
+    timeout: float,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """``torchrun --nproc_per_node 2 -m ldelib fit`` with ``params``; wall time, memory."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -399,14 +448,17 @@ def _torchrun_fit(
     model_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-c", _WRAP, str(result_path), *launcher, *fit]
     start = time.perf_counter()
+    # torchrun gives each rank OMP_NUM_THREADS=1 unless the environment sets it.
+    env = _environment(threads)
     try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not model_path.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": f"exit {proc.returncode}: " + " / ".join(tail)}
+        return {"error": f"exit {proc.returncode}: {_tail(proc)}"}
     usage = json.loads(result_path.read_text()) if result_path.exists() else {}
     maxrss = usage.get("maxrss_kb")
     return {
@@ -417,61 +469,122 @@ def _torchrun_fit(
 
 
 # ------------------------------------------------------------------------- suite
-def _fit_row(report: Report, n: int, label: str, data: str, fit: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"kind": "run", "N": n, "model": label, "data": data}
-    if "error" in fit:
-        row["error"] = fit["error"]
-        report.notes.append(f"{label}, N = {n:,} ({data}): fit failed, {fit['error']}")
-        return row
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _fit_columns(fit: dict[str, Any], batch_size: int | None, n_train: int) -> dict[str, Any]:
+    """A fit's row entries from its measurements."""
     steps = fit.get("steps") or 0
-    row.update(
-        budget_s=fit.get("budget_s"),
-        fit_s=fit["seconds"],
-        setup_s=fit.get("setup_s") if steps else None,
-        steps=steps or None,
-        fit_base_anon_mb=fit["base_anon_mb"],
-        fit_peak_anon_mb=fit["peak_anon_mb"],
-        fit_anon_growth_mb=_diff(fit["peak_anon_mb"], fit["base_anon_mb"]),
-        fit_vmhwm_mb=fit["vmhwm_mb"],
-        fit_peak_file_mb=fit["peak_file_mb"],
-        torch_threads=fit["torch_threads"],
-        n_components=fit.get("n_components"),
-        validations=fit.get("validations"),
-    )
-    train_s, batch = fit.get("train_s"), fit.get("batch_size")
-    if steps and train_s and batch:
-        seen = steps * batch
+    row = {
+        "fit_s": fit["seconds"],
+        "setup_s": fit.get("setup_s") if steps else None,
+        "steps": steps or None,
+        "fit_base_anon_mb": fit["base_anon_mb"],
+        "fit_peak_anon_mb": fit["peak_anon_mb"],
+        "fit_anon_growth_mb": _diff(fit["peak_anon_mb"], fit["base_anon_mb"]),
+        "fit_vmhwm_mb": fit["vmhwm_mb"],
+        "fit_peak_file_mb": fit["peak_file_mb"],
+        "n_components": fit.get("n_components"),
+        "validations": fit.get("validations") if steps else None,
+    }
+    train_s = fit.get("train_s")
+    if steps and train_s and batch_size:
+        seen = steps * batch_size
         row.update(
             rows_seen=seen,
-            epochs=seen / fit["n_train"],
+            epochs=seen / n_train,
             ms_per_step=1000 * train_s / steps,
             s_per_M_rows=train_s / seen * 1e6,
         )
     return row
 
 
-def _diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
+def _score_columns(score: dict[str, Any], ll_path: Path, truth: float) -> dict[str, Any]:
+    """A scoring's row entries from its measurements and the log-likelihoods it wrote."""
+    ll = np.load(ll_path, mmap_mode="r")
+    mean, se = _mean_se(ll)
+    return {
+        "score_s": score["seconds"],
+        "score_s_per_M_rows": score["seconds"] / len(ll) * 1e6,
+        "score_base_anon_mb": score["base_anon_mb"],
+        "score_peak_anon_mb": score["peak_anon_mb"],
+        "score_anon_growth_mb": _diff(score["peak_anon_mb"], score["base_anon_mb"]),
+        "score_vmhwm_mb": score["vmhwm_mb"],
+        "test_ll": mean,
+        "test_se": se,
+        "truth_ll": truth,
+        "gap_to_truth": truth - mean,
+    }
 
 
-def _score_into(
-    row: dict[str, Any], score: dict[str, Any], ll_path: Path, n_test: int, truth: float
-) -> None:
-    if "error" in score:
-        row["error"] = f"scoring failed, {score['error']}"
-        return
-    mean, se = _mean_se(np.load(ll_path, mmap_mode="r"))
-    row.update(
-        score_s=score["seconds"],
-        score_s_per_M_rows=score["seconds"] / n_test * 1e6,
-        score_peak_anon_mb=score["peak_anon_mb"],
-        score_anon_growth_mb=_diff(score["peak_anon_mb"], score["base_anon_mb"]),
-        score_vmhwm_mb=score["vmhwm_mb"],
-        test_ll=mean,
-        test_se=se,
-        truth_ll=truth,
-        gap_to_truth=truth - mean,
-    )
+@dataclass
+class _Context:
+    """What every measured run of one suite run shares."""
+
+    report: Report
+    plan: Plan
+    seed: int
+    work: Path
+    test_path: Path
+    truth_ll: float
+    timeout: float
+
+    def fit_and_score(
+        self,
+        n: int,
+        data: Path,
+        label: str,
+        kind: str,
+        params: dict[str, Any],
+        in_memory: bool = False,
+        separate: bool = True,
+    ) -> dict[str, Any]:
+        """Fit in a fresh process and score the test file (in another one if
+        ``separate``, else in the same one after the fit); add and return the row."""
+        tag = f"{kind}-{n}" + ("-memory" if in_memory else "")
+        model_path, ll_path = self.work / f"{tag}.ldelib", self.work / f"ll-{tag}.npy"
+        fit_spec = {
+            "model": kind,
+            "params": params,
+            "data": str(data),
+            "in_memory": in_memory,
+            "model_path": str(model_path),
+        }
+        scores = [] if in_memory else [self._score_job(model_path, ll_path)]
+        spec: dict[str, Any] = {"fit": fit_spec, "result": str(self.work / f"{tag}.json")}
+        if not separate:
+            spec["scores"] = scores
+        where = "in memory (np.load)" if in_memory else "file (path, memmap)"
+        row: dict[str, Any] = {"kind": "run", "N": n, "model": label, "data": where}
+        row["budget_s"] = params.get("max_time")
+        result = self._run(spec, row, f"{label}, N = {n:,} ({where}): fit")
+        if result is None:
+            return row
+        n_train = n - round(float(params.get("validation_fraction", 0.0)) * n)
+        row.update(_fit_columns(result["fit"], params.get("batch_size"), n_train))
+        row["torch_threads"] = result["torch_threads"]
+        if scores:
+            if separate:
+                spec = {"scores": scores, "result": str(self.work / f"{tag}-score.json")}
+                result = self._run(spec, row, f"{label}, N = {n:,}: scoring")
+                if result is None:
+                    return row  # added, with the error
+            row.update(_score_columns(result["scores"][0], ll_path, self.truth_ll))
+            row["ll_file"] = str(ll_path)
+        return self.report.add(**row)
+
+    def _score_job(self, model_path: Path, ll_path: Path) -> dict[str, str]:
+        return {"model_path": str(model_path), "data": str(self.test_path), "out": str(ll_path)}
+
+    def _run(self, spec: dict[str, Any], row: dict[str, Any], what: str) -> dict[str, Any] | None:
+        result = _measure(spec, self.timeout, self.plan.threads)
+        if "error" in result:
+            row["error"] = f"{what} failed: {result['error']}"
+            self.report.notes.append(row["error"])
+            self.report.add(**row)
+            return None
+        return result
 
 
 def run(
@@ -480,13 +593,16 @@ def run(
     seed = (seeds or [0])[0]
     plan = QUICK if quick else FULL
     if budget_s is not None:
+        short = plan.contrast_budget_s
         plan = replace(
-            plan, budget_s=budget_s, contrast_budget_s=min(plan.contrast_budget_s, budget_s)
+            plan,
+            budget_s=budget_s,
+            contrast_budget_s=None if short is None else min(short, budget_s),
         )
     data_dir = Path(out) / "cache" / "scale"
     work = data_dir / ("runs-quick" if quick else "runs")
     work.mkdir(parents=True, exist_ok=True)
-    child_timeout = 3 * plan.budget_s + (120 if quick else 1800)
+    gmm_label = f"GMM (max_fit_rows={plan.gmm_max_fit_rows:,})"
     report = Report(
         "scale",
         quick,
@@ -495,12 +611,15 @@ def run(
             "n_test": plan.n_test,
             "D": D,
             "data": "make_target('gmm', 64): 5 full-covariance Gaussians, exact log_prob; "
-            f"float32 .npy files in {data_dir}, written in chunks of {CHUNK_ROWS}",
+            f"float32 .npy files written in chunks of {CHUNK_ROWS} rows",
+            "data_folder": str(data_dir),
             "seed": seed,
             "budget_s_per_lde_fit": plan.budget_s,
             "contrast_budget_s": plan.contrast_budget_s,
-            "lde": {k: v for k, v in plan.lde_params(seed, plan.budget_s).items()},
+            "lde": plan.lde_params(seed, plan.budget_s),
             "gmm": plan.gmm_params(seed),
+            "two_process_epochs": plan.two_process_epochs,
+            "threads_per_process": plan.threads or "library defaults (torch: one per core)",
         },
     )
     target = _target()
@@ -511,8 +630,10 @@ def run(
     report.notes.append(f"Test file ({plan.n_test:,} rows): {how}.")
     truth_ll, truth_se = _mean_se(truth_log_likelihoods(test_path, target))
     report.add(kind="truth", model="truth (exact density)", test_ll=truth_ll, test_se=truth_se)
+    ctx = _Context(
+        report, plan, seed, work, test_path, truth_ll, 3 * plan.budget_s + (300 if quick else 3600)
+    )
 
-    one_process: tuple[Path, dict[str, Any]] | None = None
     for n in plan.sizes:
         path, how = rows_file(data_dir, "train", n, seed, target)
         if path is None:
@@ -520,130 +641,83 @@ def run(
             report.add(kind="skipped", N=n, model=LDE, error=f"not enough disk: {how}")
             continue
         report.notes.append(f"Training file, N = {n:,}: {how}.")
-        n_train = n - round(plan.validation_fraction * n)
-        runs: list[tuple[str, str, dict[str, Any], float, bool]] = [
-            (LDE, "lde", plan.lde_params(seed, plan.budget_s), plan.budget_s, False),
-            (
-                f"GMM (max_fit_rows={plan.gmm_max_fit_rows:,})",
-                "gmm",
-                plan.gmm_params(seed),
-                0,
-                False,
-            ),
-        ]
+        ctx.fit_and_score(n, path, LDE, "lde", plan.lde_params(seed, plan.budget_s))
+        ctx.fit_and_score(n, path, gmm_label, "gmm", plan.gmm_params(seed), separate=False)
         if n == plan.sizes[0]:
-            contrast = plan.lde_params(seed, plan.contrast_budget_s)
-            runs.append((LDE, "lde", contrast, plan.contrast_budget_s, True))
-        for label, kind, params, budget, in_memory in runs:
-            tag = f"{kind}-{n}" + ("-memory" if in_memory else "")
-            model_path, ll_path = work / f"{tag}.ldelib", work / f"ll-{tag}.npy"
-            fit = _measure(
-                {
-                    "task": "fit",
-                    "model": kind,
-                    "params": params,
-                    "data": str(path),
-                    "in_memory": in_memory,
-                    "model_path": str(model_path),
-                    "result": str(work / f"{tag}-fit.json"),
-                },
-                child_timeout,
-            )
-            fit.update(budget_s=budget or None, batch_size=params.get("batch_size"))
-            fit["n_train"] = n_train
-            data = "in memory (np.load)" if in_memory else "file (path, memmap)"
-            row = _fit_row(report, n, label, data, fit)
-            if "error" not in row and not in_memory:
-                score = _measure(
-                    {
-                        "task": "score",
-                        "model_path": str(model_path),
-                        "data": str(test_path),
-                        "out": str(ll_path),
-                        "result": str(work / f"{tag}-score.json"),
-                    },
-                    child_timeout,
-                )
-                _score_into(row, score, ll_path, plan.n_test, truth_ll)
-                if kind == "lde" and n == plan.sizes[0] and "error" not in row:
-                    one_process = (ll_path, row)
-            report.add(**row)
-
-    _two_processes(report, plan, seed, data_dir, work, test_path, one_process, child_timeout)
+            if plan.contrast_budget_s is not None:
+                in_memory = plan.lde_params(seed, plan.contrast_budget_s)
+                ctx.fit_and_score(n, path, LDE, "lde", in_memory, in_memory=True)
+            _two_processes(ctx, n, path)
     _tables(report, plan)
     return report
 
 
-def _two_processes(
-    report: Report,
-    plan: Plan,
-    seed: int,
-    data_dir: Path,
-    work: Path,
-    test_path: Path,
-    one_process: tuple[Path, dict[str, Any]] | None,
-    timeout: float,
-) -> None:
-    n = plan.sizes[0]
-    if one_process is None:
-        report.notes.append(
-            "2-process run not attempted: the 1-process fit it compares with failed."
-        )
-        return
+def _two_processes(ctx: _Context, n: int, data: Path) -> None:
+    """The same fit (a fixed number of epochs, no time budget) on 1 and 2 processes."""
+    report, plan = ctx.report, ctx.plan
     if not distributed_fit_available():
         report.notes.append(
             "2-process run not available in this build (its fit does not use "
             "ldelib.distributed, so torchrun would only run two independent fits)."
         )
         return
-    ll1_path, row1 = one_process
-    params = plan.lde_params(seed, plan.budget_s)
-    model_path, ll_path = work / f"lde-{n}-2proc.ldelib", work / f"ll-lde-{n}-2proc.npy"
-    fit = _torchrun_fit(data_dir / f"train-{n}-seed{seed}.npy", model_path, params, work, timeout)
-    row: dict[str, Any] = {"kind": "processes", "processes": 2, "N": n, "model": LDE}
-    if "error" in fit:
-        report.notes.append(f"2-process run failed: {fit['error']}")
-        report.add(**row, error=fit["error"])
-        return
-    score = _measure(
-        {
-            "task": "score",
-            "model_path": str(model_path),
-            "data": str(test_path),
-            "out": str(ll_path),
-            "result": str(work / f"lde-{n}-2proc-score.json"),
+    params = plan.lde_params(ctx.seed, None)
+    params["max_epochs"] = plan.two_process_epochs
+    base = {"kind": "processes", "N": n, "model": LDE}
+    one = ctx.work / f"lde-{n}-1proc.ldelib"
+    two = ctx.work / f"lde-{n}-2proc.ldelib"
+    spec: dict[str, Any] = {
+        "fit": {
+            "model": "lde",
+            "params": params,
+            "data": str(data),
+            "in_memory": False,
+            "model_path": str(one),
         },
-        timeout,
-    )
-    if "error" in score:
-        report.notes.append(f"2-process model could not score the test file: {score['error']}")
-        report.add(**row, error=score["error"])
+        "result": str(ctx.work / f"lde-{n}-1proc.json"),
+    }
+    row1: dict[str, Any] = {**base, "processes": 1}
+    fit1 = ctx._run(spec, row1, "1-process fit")
+    if fit1 is None:
         return
-    ll1 = np.asarray(np.load(ll1_path, mmap_mode="r"))
-    ll2 = np.asarray(np.load(ll_path, mmap_mode="r"))
-    mean2, se2 = _mean_se(ll2)
-    _, paired_se = _mean_se(ll2 - ll1)
-    diff = mean2 - row1["test_ll"]
+    fit2 = _torchrun_fit(data, two, params, ctx.work, ctx.timeout, plan.threads)
+    row2: dict[str, Any] = {**base, "processes": 2}
+    if "error" in fit2:
+        row2["error"] = f"2-process run failed: {fit2['error']}"
+        report.notes.append(row2["error"])
+        report.add(**row2)
+        return
+    lls = [ctx.work / f"ll-lde-{n}-{p}proc.npy" for p in (1, 2)]
+    jobs = [ctx._score_job(m, ll) for m, ll in zip((one, two), lls, strict=True)]
+    spec = {"scores": jobs, "result": str(ctx.work / f"lde-{n}-procs-score.json")}
+    scored = ctx._run(spec, row2, "scoring the 1- and 2-process models")
+    if scored is None:
+        return
+    ll1 = np.asarray(np.load(lls[0], mmap_mode="r"))
+    ll2 = np.asarray(np.load(lls[1], mmap_mode="r"))
+    (mean1, se1), (mean2, se2) = _mean_se(ll1), _mean_se(ll2)
+    f1 = fit1["fit"]
     report.add(
-        kind="processes",
-        processes=1,
-        N=n,
-        model=LDE,
-        wall_s=row1["fit_s"],
-        fit_vmhwm_mb=row1["fit_vmhwm_mb"],
-        test_ll=row1["test_ll"],
-        test_se=row1["test_se"],
+        **row1,
+        epochs=plan.two_process_epochs,
+        steps=f1["steps"],
+        wall_s=f1["seconds"],
+        fit_vmhwm_mb=f1["vmhwm_mb"],
+        test_ll=mean1,
+        test_se=se1,
     )
+    diff = mean2 - mean1
     report.add(
-        **row,
-        wall_s=fit["wall_s"],
-        fit_vmhwm_mb=fit["vmhwm_mb"],
+        **row2,
+        epochs=plan.two_process_epochs,
+        wall_s=fit2["wall_s"],
+        fit_vmhwm_mb=fit2["vmhwm_mb"],
         test_ll=mean2,
         test_se=se2,
         diff_vs_1=diff,
-        paired_se=paired_se,
-        within_1se=bool(abs(diff) <= row1["test_se"]),
-        output=fit["output"],
+        paired_se=_mean_se(ll2 - ll1)[1],
+        within_1se=bool(abs(diff) <= se1),
+        output=fit2["output"],
     )
 
 
@@ -697,11 +771,13 @@ def _tables(report: Report, plan: Plan) -> None:
     )
     if any(r.get("kind") == "processes" for r in report.rows):
         report.table(
-            f"1 vs 2 processes (torchrun, gloo), N = {plan.sizes[0]:,}, the same global "
-            f"batch of {plan.batch_size} and budget",
+            f"1 vs 2 processes (torchrun, gloo): N = {plan.sizes[0]:,}, "
+            f"{plan.two_process_epochs} epoch(s), the same global batch of {plan.batch_size}",
             [
                 "processes",
                 "N",
+                "epochs",
+                "steps",
                 "wall_s",
                 "fit_vmhwm_mb",
                 "test_ll",
@@ -729,18 +805,35 @@ def _tables(report: Report, plan: Plan) -> None:
             "step (streaming standardisation passes, validation rows, mixture anchor); "
             "ms_per_step and s_per_M_rows cover the first to the last step, validations "
             "included, over steps x batch_size rows seen (epochs: those rows over the "
-            "training rows). A budget ends the LDE's fit at the first validation after it."
+            "training rows). The LDE checks its budget at validations and epoch starts, so "
+            "a fit can overrun it by up to validate_every steps."
         ),
         (
             "Each N's training file is the first N rows of the larger ones (chunk i of "
             "every file is drawn from the same seed); the test file is drawn separately."
         ),
-        (
+    ]
+    if plan.contrast_budget_s is not None:
+        report.notes.append(
             "The in-memory row loads the whole file with np.load before fitting: the "
             "contrast to reading from the file, on a short budget (its memory peaks in "
             "the setup)."
-        ),
-    ]
+        )
+    if any(r.get("kind") == "processes" for r in report.rows):
+        report.notes.append(
+            "1 vs 2 processes: both fit the smallest file for a fixed number of epochs "
+            "with no time budget, so they take the same optimiser steps (batch_size is "
+            "the global batch: each of the 2 ranks takes half of every batch). wall_s: "
+            "the fit alone for 1 process; the whole torchrun command for 2 (start-up, "
+            "imports, rendezvous included). fit_vmhwm_mb for 2: the largest process "
+            "(ru_maxrss of torchrun's children). within_1se: |diff_vs_1| at most the "
+            "1-process test s.e.; paired_se is the s.e. of the per-row difference."
+        )
+    report.notes.append(
+        "The GMM is fitted and scores the test file in one process, each phase measured "
+        "alone (the peak reset after the fit); the LDE's fit and scoring run in separate "
+        "processes."
+    )
     if plan.lde:
         report.notes.append(
             "Quick run: a small randomly initialised LDE "

@@ -105,7 +105,8 @@ def test_interpolation_suite(out):
 
 @needs_mnist
 def test_mnist_pixels_suite_through_the_command_line(out, capsys):
-    assert main(["bench", "mnist-pixels", "--quick", "--out", str(out)]) == 0
+    status = main(["bench", "mnist-pixels", "--quick", "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
     payload = json.loads((out / "mnist-pixels-quick.json").read_text())
     lde = payload["rows"][0]
     assert lde["model"] == "LDE (CausalConvMDN)" and math.isfinite(lde["ll"])
@@ -124,6 +125,7 @@ def test_unknown_suite_is_an_error(out):
         "mnist-pixels",
         "digits",
         "speed",
+        "scale",
     }
 
 
