@@ -375,17 +375,30 @@ def _measure(spec: dict[str, Any], timeout: float, threads: int | None = None) -
     result_path = Path(spec["result"])
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-c", _CHILD, json.dumps(spec)]
-    env = _environment(threads)
-    try:
-        proc = subprocess.run(
-            cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
+    proc = _run(cmd, timeout, threads)
+    if isinstance(proc, dict):
+        return proc
     if proc.returncode != 0 or not result_path.exists():
         return {"error": f"exit {proc.returncode}: {_tail(proc)}"}
     result: dict[str, Any] = json.loads(result_path.read_text())
     return result
+
+
+def _run(
+    cmd: list[str], timeout: float, threads: int | None
+) -> subprocess.CompletedProcess[str] | dict[str, Any]:
+    """Run a measuring child; the finished process, or ``{"error": ...}`` on a timeout."""
+    try:
+        return subprocess.run(
+            cmd,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_environment(threads),
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
 
 
 def _tail(proc: subprocess.CompletedProcess[str]) -> str:
@@ -449,13 +462,9 @@ def _torchrun_fit(
     cmd = [sys.executable, "-c", _WRAP, str(result_path), *launcher, *fit]
     start = time.perf_counter()
     # torchrun gives each rank OMP_NUM_THREADS=1 unless the environment sets it.
-    env = _environment(threads)
-    try:
-        proc = subprocess.run(
-            cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
+    proc = _run(cmd, timeout, threads)
+    if isinstance(proc, dict):
+        return proc
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not model_path.exists():
         return {"error": f"exit {proc.returncode}: {_tail(proc)}"}
