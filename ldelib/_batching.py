@@ -216,6 +216,46 @@ class Codec:
             return np.array(Z, dtype=np.float64)
         return apply_batched(self.encoder, X, batch_size=batch_size, role="encoder", flat=True)
 
+    def encode_tensor(self, X: Tensor) -> Tensor:
+        """Encode a tensor in one call, keeping the graph: latents of shape (n, D).
+
+        A torch encoder runs in eval mode but with gradients, on its own device and
+        dtype, so gradients flow from the latents back to ``X`` and to the encoder's
+        weights; any other encoder runs on numpy (no gradient to ``X``). The latents come
+        back on ``X``'s device.
+        """
+        self._codec_batch_size()
+        X = check_rows_of(X, "X")
+        if self.encoder is None:
+            Z = X
+        elif (module := _module_behind(self.encoder)) is None:
+            Z = torch.as_tensor(self.encode(X), device=X.device)
+        else:
+            device, dtype = placement(module)
+            with _eval_mode(module):
+                try:
+                    Z = self.encoder(X.to(device=device, dtype=dtype))
+                except Exception as error:
+                    raise RuntimeError(
+                        f"The encoder failed on input shape {tuple(X.shape)}: "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+            if not isinstance(Z, Tensor):
+                raise TypeError(
+                    f"The encoder is a torch module but returned {type(Z).__name__}; it "
+                    "must return one tensor of shape (batch, D)."
+                )
+            Z = Z.to(X.device)
+        if Z.ndim != 2 or len(Z) != len(X):
+            raise ValueError(
+                f"Latents must have shape (n_samples, D) = ({len(X)}, D), got "
+                f"{tuple(Z.shape)}."
+                + ("" if self.encoder is not None else " Pass encoder=... to encode inputs.")
+            )
+        if Z.is_complex() or not (Z.is_floating_point() or Z.dtype == torch.int64):
+            raise TypeError(f"Latents must be real numbers, got a tensor of dtype {Z.dtype}.")
+        return Z
+
     def decode(self, Z: ArrayLike) -> np.ndarray:
         """Decode latents to data, in batches of ``batch_size`` rows.
 

@@ -247,8 +247,11 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         return self.score_samples(X)
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
-        """Mean log-likelihood of the rows of ``X`` (nats per row)."""
-        return float(self.score_samples(X).mean())
+        """Mean log-likelihood of the rows of ``X`` (nats per row), a float."""
+        log_prob = self.score_samples(X)
+        if isinstance(log_prob, Tensor):  # a float, never a graph: no gradient to keep
+            return float(log_prob.detach().double().mean())
+        return float(log_prob.mean())
 
     def sample(self, n_samples: int = 1, random_state: RandomStateLike = None) -> np.ndarray:
         """Draw rows from the fitted density.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -94,9 +94,9 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
     Notes
     -----
     Inputs may have any shape ``(n_samples, ...)``, e.g. images ``(n, C, H, W)``; only
-    the encoder's output must be 2-D. Every result (latents, log-likelihoods, decoded
-    samples) is a float64 numpy array, whatever the input type. For a differentiable
-    latent prior, call ``density_.log_prob`` on a tensor of latents.
+    the encoder's output must be 2-D. Results (latents, decoded samples,
+    log-likelihoods) are float64 numpy arrays, except ``log_prob`` of a tensor, which
+    returns a differentiable tensor as the density models do: a latent prior or a loss.
 
     An error inside ``encoder`` or ``decoder`` is re-raised as a ``RuntimeError`` that
     names the failing batch and its rows; the original exception is its ``__cause__``.
@@ -131,6 +131,9 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
     (4,)
     >>> lde.sample(5).shape, lde.sample(5, decode=False).shape
     ((5, 10), (5, 3))
+    >>> Z = rng.normal(size=(300, 3))                # latents already at hand
+    >>> LatentDensityEstimator(GMM(2, random_state=0)).fit(Z).sample(7).shape
+    (7, 3)
     >>> path, log_prob = lde.interpolate(X[0], X[1], steps=6)
     >>> path.shape, log_prob.shape
     ((6, 10), (6,))
@@ -271,7 +274,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
             )
         return np.asarray(self.density_.score_samples(Z), dtype=np.float64)
 
-    def log_prob(self, X: ArrayLike) -> np.ndarray:
+    def log_prob(self, X: ArrayLike) -> Any:
         r"""Latent log-likelihood :math:`\log p(E(x))` of each input, in nats.
 
         This is the density of the *latent vector* under the fitted density model, not a
@@ -281,10 +284,14 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or Tensor of shape (n_samples, ...)
+            A tensor is encoded in one call, with gradients: through a torch encoder
+            (or directly, without one) to ``X``, and to the density's weights.
 
         Returns
         -------
-        log_prob : ndarray of shape (n_samples,)
+        log_prob : ndarray or Tensor of shape (n_samples,)
+            float64 numpy for array-like input; for a tensor, a tensor on its device and
+            (if floating) in its dtype, differentiable, for use as a prior or a loss.
 
         Raises
         ------
@@ -293,9 +300,18 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
             names the Parzen-window alternative.
         """
         self._check_has_log_prob("log_prob")
+        if isinstance(X, Tensor):
+            Z = self.encode_tensor(X)
+            if Z.shape[1] != self.latent_dim_:
+                raise ValueError(
+                    f"The encoder returned {Z.shape[1]} latent dimensions, but the density "
+                    f"was fitted on {self.latent_dim_}."
+                )
+            log_prob = self.density_.log_prob(Z)
+            return log_prob.to(X.dtype) if X.is_floating_point() else log_prob
         return self._latent_log_prob(self.encode(X))
 
-    def score_samples(self, X: ArrayLike) -> np.ndarray:
+    def score_samples(self, X: ArrayLike) -> Any:
         r"""Alias of :meth:`log_prob`: the latent log-likelihood :math:`\log p(E(x))`."""
         self._check_has_log_prob("score_samples")
         return self.log_prob(X)
@@ -303,22 +319,23 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
     def score(self, X: ArrayLike, y: Any = None) -> float:
         """Mean latent log-likelihood of the inputs (nats per row)."""
         self._check_has_log_prob("score")
-        return float(self.log_prob(X).mean())
+        return float(self._latent_log_prob(self.encode(X)).mean())
 
     # ---------------------------------------------------------------- sampling
     def sample(
         self,
         n_samples: int = 1,
-        decode: bool = True,
+        decode: bool | Literal["auto"] = "auto",
         random_state: RandomStateLike = None,
     ) -> np.ndarray:
-        """Draw latents from the density and decode them.
+        """Draw latents from the density and decode them when there is a decoder.
 
         Parameters
         ----------
         n_samples : int, default=1
-        decode : bool, default=True
-            Decode the latents (needs a decoder); ``False`` returns the latents.
+        decode : bool or "auto", default="auto"
+            ``"auto"`` decodes the latents when a decoder was given and returns them as
+            they are otherwise; ``True`` requires a decoder; ``False`` returns latents.
         random_state : int, Generator or None, default=None
             ``None`` continues the density model's own stream, so successive calls
             differ; a seed gives reproducible draws.
@@ -326,17 +343,30 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         Returns
         -------
         X : ndarray of shape (n_samples, ...) or (n_samples, D)
-            Decoded samples, or latents with ``decode=False``.
+            Decoded samples, or latents when nothing is decoded.
         """
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples)
-        if decode:
-            self._require_decoder("decode samples")  # before drawing: keeps the stream
+        decode = self._decoding(decode, "decode samples")  # before drawing: keeps the stream
         Z = np.asarray(self.density_.sample(n_samples, random_state=random_state))
         return self.decode(Z) if decode else Z
 
+    def _decoding(self, decode: bool | Literal["auto"], what: str) -> bool:
+        """Whether to decode, for ``decode`` = True / False / "auto"; checks the decoder."""
+        if isinstance(decode, str) and decode == "auto":
+            return self.decoder is not None
+        if not isinstance(decode, (bool, np.bool_)):
+            raise ValueError(f'decode must be True, False or "auto"; got {decode!r}.')
+        if decode:
+            self._require_decoder(what)
+        return bool(decode)
+
     def interpolate(
-        self, x_a: ArrayLike, x_b: ArrayLike, steps: int = 8, decode: bool = True
+        self,
+        x_a: ArrayLike,
+        x_b: ArrayLike,
+        steps: int = 8,
+        decode: bool | Literal["auto"] = "auto",
     ) -> tuple[np.ndarray, np.ndarray]:
         r"""Decode the straight latent path between two inputs, with its latent log-likelihood.
 
@@ -352,21 +382,21 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
             is also accepted).
         steps : int, default=8
             Number of points on the path, end points included (at least 2).
-        decode : bool, default=True
-            Decode the path (needs a decoder); ``False`` returns the latents.
+        decode : bool or "auto", default="auto"
+            ``"auto"`` decodes the path when a decoder was given; ``True`` requires a
+            decoder; ``False`` returns the latent path.
 
         Returns
         -------
         path : ndarray of shape (steps, ...) or (steps, D)
-            The decoded path, or the latent path with ``decode=False``.
+            The decoded path, or the latent path when nothing is decoded.
         log_prob : ndarray of shape (steps,)
             Latent log-likelihood of each point of the path.
         """
         check_is_fitted(self)
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
             raise ValueError(f"steps must be an integer of at least 2, got {steps!r}.")
-        if decode:
-            self._require_decoder("decode the interpolation")
+        decode = self._decoding(decode, "decode the interpolation")
         self._check_has_log_prob("interpolate")
         z_a, z_b = (
             self.encode(self._one_row(x, name)) for x, name in ((x_a, "x_a"), (x_b, "x_b"))

@@ -33,12 +33,48 @@ from .distributed import (
 )
 
 __all__ = [
+    "Display",
     "TrainingHistory",
     "seeded",
     "split_positions",
     "train_module",
     "train_validation_split",
 ]
+
+
+def _same(value: float) -> float:
+    return value
+
+
+@dataclass(frozen=True)
+class Display:
+    """How the progress bar shows the training loss and the validation score.
+
+    A model trains on whatever scale suits the optimiser (a standardised loss per
+    dimension, say); a user reads the units of the data. ``loss`` and ``score`` map the
+    raw values (the mean of ``loss_fn``, the validation score) to what is shown, with the
+    names ``loss_name``/``score_name`` and ``unit`` after each number.
+
+    Examples
+    --------
+    >>> nats = Display("train nll", "valid ll", "nats/row", lambda l: 8 * l, lambda s: 8 * s)
+    >>> nats.postfix(2.0, -2.5)
+    {'train nll': '16 nats/row', 'valid ll': '-20 nats/row'}
+    """
+
+    loss_name: str = "loss"
+    score_name: str = "valid"
+    unit: str = ""
+    loss: Callable[[float], float] = _same
+    score: Callable[[float], float] = _same
+
+    def postfix(self, loss: float, score: float | None) -> dict[str, str]:
+        """The bar's postfix for a mean training loss and the latest validation score."""
+        unit = f" {self.unit}" if self.unit else ""
+        shown = {self.loss_name: f"{self.loss(loss):.4g}{unit}"}
+        if score is not None:
+            shown[self.score_name] = f"{self.score(score):.4g}{unit}"
+        return shown
 
 
 @dataclass
@@ -167,6 +203,7 @@ def train_module(
     distributed: Context | None = None,
     verbose: int = 0,
     desc: str = "fit",
+    display: Display | None = None,
 ) -> TrainingHistory:
     """Train ``module`` by minimising ``loss_fn`` over shuffled minibatches.
 
@@ -217,6 +254,13 @@ def train_module(
         ``batch_size`` rows; losses, validation scores, NaN checks and the time budget
         are reduced across ranks, so all ranks stop together with the same weights.
         Validation must use the default score (a mean of ``loss_fn`` over rows).
+    verbose : int
+        ``> 0`` shows a progress bar over epochs (kept on screen when ``> 1``).
+    desc : str
+        The bar's label.
+    display : Display, optional
+        How the bar shows the loss and the validation score (in the data's units, e.g.
+        nats per row); by default the raw values, as ``loss`` and ``valid``.
 
     Returns
     -------
@@ -266,8 +310,13 @@ def train_module(
             )
         run.keep(score, epoch=-1)
 
+    shown = display or Display()
     bar = tqdm(
-        range(max_epochs), desc=desc, disable=verbose <= 0 or not ctx.is_main, leave=verbose > 1
+        range(max_epochs),
+        desc=desc,
+        unit="epoch",
+        disable=verbose <= 0 or not ctx.is_main,
+        leave=verbose > 1,
     )
     where: str | None = None
     steps = 0
@@ -303,16 +352,15 @@ def train_module(
                 total, seen = all_reduce_sum(torch.tensor([total, float(seen)]), ctx).tolist()
             history.loss_curve.append(total / max(seen, 1))
             history.n_iter = epoch + 1
-            postfix = {"loss": f"{history.loss_curve[-1]:.4g}"}
-            if where:
-                postfix["at"] = where
             if X_valid is None:
                 if epoch >= select_from_epoch:
                     run.keep(None, epoch)
             elif not validate_every:
                 stop = run.validate(evaluate(X_valid), epoch, where, steps)
-            if history.validation_scores:
-                postfix["valid"] = f"{history.validation_scores[-1]:.4g}"
+            scores = history.validation_scores
+            postfix = shown.postfix(history.loss_curve[-1], scores[-1] if scores else None)
+            if where:
+                postfix["at"] = where
             bar.set_postfix(postfix)
             if stop or history.non_finite is not None:
                 break

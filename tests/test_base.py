@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -124,6 +126,14 @@ def test_tensor_in_tensor_out_with_gradients(fitted, data, dtype):
     fitted.module_.zero_grad()
 
 
+def test_score_of_a_tensor_is_a_float_without_a_graph(fitted, data, recwarn):
+    X = torch.tensor(data[:7], requires_grad=True)
+    score = fitted.score(X)
+    assert type(score) is float
+    assert score == pytest.approx(fitted.score(data[:7]), rel=1e-6)
+    assert not [w for w in recwarn if "requires_grad" in str(w.message)]
+
+
 def test_integer_tensor_is_accepted(fitted):
     assert fitted.log_prob(torch.zeros(2, 3, dtype=torch.int64)).dtype.is_floating_point
 
@@ -204,7 +214,12 @@ def test_verbose_shows_a_progress_bar(data, capsys):
     CausalConvMDN(**FAST, random_state=0, verbose=2).fit(data)
     err = capsys.readouterr().err
     assert "CausalConvMDN" in err
-    assert "loss" in err
+    # In the units of the data, as loss_curve_ and validation_scores_ are.
+    model = CausalConvMDN(**FAST, random_state=0, verbose=2).fit(data * 1000.0)
+    err = capsys.readouterr().err
+    shown = re.findall(r"train nll=(\S+) nats/row, valid ll=(\S+) nats/row", err)[-1]
+    assert float(shown[0]) == pytest.approx(model.loss_curve_[-1], rel=1e-3)
+    assert float(shown[1]) == pytest.approx(model.validation_scores_[-1], rel=1e-3)
 
 
 def test_clone_and_params(fitted):

@@ -13,6 +13,7 @@ from ldelib import GMM, GMMN, CausalConvMDN
 from ldelib.datasets import load_digits
 from ldelib.incremental import IncrementalAutoencoder
 from ldelib.latent import LatentDensityEstimator
+from ldelib.models import make_model
 
 D = 4
 MDN = {"n_components": 2, "hidden_channels": 8, "max_epochs": 3, "device": "cpu"}
@@ -152,14 +153,68 @@ def test_decoding_without_a_decoder(digits, modules):
     lde = LatentDensityEstimator(GMM(2, random_state=0), encoder=modules[0]).fit(digits)
     for call in (
         lambda: lde.decode(np.zeros((2, D))),
-        lambda: lde.sample(2),
+        lambda: lde.sample(2, decode=True),
         lambda: lde.reconstruct(digits[:2]),
-        lambda: lde.interpolate(digits[0], digits[1]),
+        lambda: lde.interpolate(digits[0], digits[1], decode=True),
     ):
         with pytest.raises(ValueError, match="no decoder"):
             call()
-    assert lde.sample(2, decode=False).shape == (2, D)
-    assert lde.interpolate(digits[0], digits[1], decode=False)[0].shape == (8, D)
+    # decode="auto" (the default) returns latents when there is nothing to decode with.
+    for decode in ("auto", False):
+        assert lde.sample(2, decode=decode).shape == (2, D)
+        assert lde.interpolate(digits[0], digits[1], decode=decode)[0].shape == (8, D)
+    with pytest.raises(ValueError, match='decode must be True, False or "auto"'):
+        lde.sample(2, decode="yes")
+
+
+def test_auto_decoding_follows_the_decoder(digits, modules):
+    lde = LatentDensityEstimator(GMM(2, random_state=0), *modules).fit(digits)
+    np.testing.assert_array_equal(
+        lde.sample(3, random_state=1), lde.decode(lde.sample(3, decode=False, random_state=1))
+    )
+    assert lde.interpolate(digits[0], digits[1], steps=3)[0].shape == (3, *digits.shape[1:])
+
+
+def test_latents_without_an_encoder_sample_as_latents():
+    Z = np.random.default_rng(0).normal(size=(200, 3))
+    lde = LatentDensityEstimator(GMM(2, random_state=0)).fit(Z)
+    assert lde.sample(7).shape == (7, 3)
+    path, log_prob = lde.interpolate(Z[0], Z[1], steps=4)
+    np.testing.assert_allclose(path[[0, -1]], Z[:2])
+    np.testing.assert_allclose(log_prob, lde.log_prob(path))
+
+
+@pytest.mark.parametrize("density", ["gmm", "mdn"])
+def test_log_prob_of_a_tensor_is_a_differentiable_tensor(digits, modules, density):
+    """Through the density and a torch encoder back to the input, as the models do."""
+    params = {"max_epochs": 1} if density == "mdn" else {}
+    model = make_model(density, random_state=0, **params)
+    lde = LatentDensityEstimator(model, *modules).fit(digits)
+    x = torch.tensor(digits[:5], dtype=torch.float32, requires_grad=True)
+    log_prob = lde.log_prob(x)
+    assert isinstance(log_prob, torch.Tensor)
+    assert log_prob.shape == (5,) and log_prob.dtype == torch.float32
+    np.testing.assert_allclose(
+        log_prob.detach().numpy(), lde.log_prob(digits[:5]), rtol=1e-4, atol=1e-4
+    )
+    log_prob.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert isinstance(lde.score_samples(x), torch.Tensor)
+    assert isinstance(lde.score(x), float)
+
+
+def test_log_prob_of_a_tensor_without_an_encoder():
+    Z = np.random.default_rng(0).normal(size=(200, 3))
+    lde = LatentDensityEstimator(GMM(2, random_state=0)).fit(Z)
+    z = torch.tensor(Z[:4], requires_grad=True)
+    log_prob = lde.log_prob(z)
+    np.testing.assert_allclose(log_prob.detach().numpy(), lde.log_prob(Z[:4]))
+    log_prob.sum().backward()
+    assert z.grad is not None and z.grad.shape == (4, 3)
+    with pytest.raises(ValueError, match="fitted on 3"):
+        lde.log_prob(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"shape \(n_samples, D\)"):
+        lde.log_prob(torch.zeros(2, 3, 1))
 
 
 def test_encoder_output_must_be_2d(digits):

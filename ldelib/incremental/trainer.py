@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from .._arrays import torch_generator
-from ..training import TrainingHistory, train_module
+from ..training import Display, TrainingHistory, train_module
 from .schedule import MaskedAutoencoder, active_dims
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ def train_incrementally(
             total += float(model._loss(net(x), x)) * len(chunk)
         return -total / len(X)
 
+    error = "mse" if isinstance(model.loss, str) else "loss"
     history = train_module(
         net,
         loss_fn,
@@ -83,6 +84,11 @@ def train_incrementally(
         select_from_epoch=n_warmup,
         verbose=int(model.verbose),
         desc=type(model).__name__,
+        # The reconstruction loss as it is: the mean squared error per input value, or
+        # the user's loss.
+        display=Display(
+            f"train {error}", f"valid {error}", loss=lambda loss: loss, score=lambda s: -s
+        ),
     )
     if history.n_iter <= n_warmup and history.non_finite is None:
         warnings.warn(

@@ -94,7 +94,7 @@ def select(
         if scores[key] > best_score:
             best_score, best, best_mixture = scores[key], (k, reg), mixture
         bar.update()
-        bar.set_postfix(K=k, reg=f"{reg:g}", score=f"{scores[key]:.4g}")
+        bar.set_postfix({"K": k, "reg": f"{reg:g}", "valid ll": f"{scores[key]:.4g} nats/row"})
         return mixture
 
     stalled = 0

@@ -289,7 +289,17 @@ class GMM(BaseDensityEstimator):
         regs = reg_candidates(self.reg_covar)
         many_k, many_reg = self._selects()
         by_likelihood = (many_k or many_reg) and self.selection == "likelihood"
-        bar = tqdm(desc=type(self).__name__, disable=self.verbose <= 0, leave=self.verbose > 1)
+
+        def progress(total: int) -> tqdm:
+            # One step per mixture fitted (an upper bound: the search may stop early).
+            return tqdm(
+                total=total,
+                desc=type(self).__name__,
+                unit="fit",
+                disable=self.verbose <= 0,
+                leave=self.verbose > 1,
+            )
+
         if by_likelihood:
             train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
             assert valid is not None  # validation_fraction > 0: its constraint
@@ -300,6 +310,7 @@ class GMM(BaseDensityEstimator):
                 f"left for fitting after holding out validation_fraction="
                 f"{self.validation_fraction} of {n} for selection by likelihood",
             )
+            bar = progress(len(candidates) + len(regs) - 1)
             scores, (best_k, reg), start = select(
                 lambda k, reg, start: self._mixture(k, reg, rng, start).fit(train),
                 valid,
@@ -314,18 +325,29 @@ class GMM(BaseDensityEstimator):
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")
             reg, scores, fitted = regs[0], {}, {}
+            bar = progress(len(candidates))
             for k in candidates:
                 fitted[k] = self._mixture(k, reg, rng).fit(Z)
                 # BIC = -2 log L + p log n; in data units log L drops by n * log_det.
                 scores[str(k)] = float(fitted[k].bic(Z)) + 2.0 * n * log_det
                 bar.update()
-                bar.set_postfix(K=k, score=f"{scores[str(k)]:.4g}")
+                bar.set_postfix(K=k, bic=f"{scores[str(k)]:.6g}")
             mixture = fitted[min(candidates, key=lambda k: scores[str(k)])]
         else:
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")
             reg, scores = regs[0], {}
+            bar = progress(1)
             mixture = self._mixture(candidates[0], reg, rng).fit(Z)
+            bar.update()
+        # EM's final lower bound is the mean training log-likelihood (standardised units).
+        bar.set_postfix(
+            {
+                "K": mixture.n_components,
+                "train ll": f"{mixture.lower_bound_ - log_det:.4g} nats/row",
+            }
+        )
+        bar.total = bar.n  # the search may have stopped before its upper bound
         bar.close()
 
         self.n_components_ = int(mixture.n_components)

@@ -27,7 +27,7 @@ from .._validation import (
 from ..base import BaseDensityEstimator
 from ..nn.mmd import DEFAULT_BANDWIDTH_FACTORS, median_pairwise_distance, mmd2
 from ..persistence import register
-from ..training import seeded, train_module, train_validation_split
+from ..training import Display, seeded, train_module, train_validation_split
 
 __all__ = ["GMMN", "MLPGenerator"]
 
@@ -378,6 +378,10 @@ class GMMN(BaseDensityEstimator):
             generator=shuffle,
             score_fn=score_fn,
             desc=type(self).__name__,
+            # A GMMN has no likelihood: it shows what it minimises, MMD² (or MMD).
+            display=Display(
+                "train mmd" if take_sqrt else "train mmd²", "valid mmd²", score=lambda s: -s
+            ),
             **python_params(
                 self, "max_epochs", "batch_size", "n_iter_no_change", "max_time", "verbose"
             ),

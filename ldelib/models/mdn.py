@@ -28,6 +28,7 @@ from ..base import BaseDensityEstimator
 from ..nn.autoregressive import AutoregressiveMDN
 from ..persistence import register
 from ..training import (
+    Display,
     TrainingHistory,
     seeded,
     split_positions,
@@ -447,6 +448,14 @@ class CausalConvMDN(BaseDensityEstimator):
         # anchor's buffers are fixed, so there is nothing to broadcast at each step.
         ctx = distributed.context()
         net = distributed.wrap(self.module_, ctx, device, broadcast_buffers=False)
+        log_det = self._log_scale_sum()
+        nats = Display(
+            "train nll",
+            "valid ll",
+            "nats/row",
+            loss=lambda loss: loss * n_features + log_det,
+            score=lambda score: score * n_features - log_det,
+        )
         # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
         return train_module(
             self.module_,
@@ -459,6 +468,7 @@ class CausalConvMDN(BaseDensityEstimator):
             generator=torch_generator(rng, torch.device("cpu")),
             lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
             desc=type(self).__name__,
+            display=nats,
             distributed=ctx,
             **python_params(
                 self, "max_epochs", "batch_size", "n_iter_no_change", "validate_every", "verbose"

@@ -189,5 +189,6 @@ def test_verbose_shows_progress(small, capsys, small_iae):
     small_iae(verbose=2, validation_fraction=0.2).fit(small)
     err = capsys.readouterr().err
     assert "warm-up" in err and "dims" in err and "IncrementalAutoencoder" in err
+    assert "train mse=" in err and "valid mse=" in err  # the reconstruction error as it is
     small_iae(verbose=0).fit(small)
     assert capsys.readouterr().err == ""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -214,7 +215,18 @@ def test_verbose_shows_a_progress_bar(mixture, capsys):
     GMM([1, 2], random_state=0, verbose=0).fit(mixture[1][:300])
     assert capsys.readouterr().err == ""
     GMM([1, 2], random_state=0, verbose=1).fit(mixture[1][:300])
-    assert "GMM" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "GMM" in err and "valid ll=" in err and "nats/row" in err
+
+
+def test_verbose_reports_nats_per_row_of_the_data(mixture, capsys):
+    """One fit: a finished bar with the training log-likelihood in the data's units."""
+    X = mixture[1][:300] * 100.0
+    model = GMM(2, random_state=0, verbose=1).fit(X)
+    err = capsys.readouterr().err
+    assert "0it" not in err and "1/1" in err
+    shown = float(re.search(r"train ll=(\S+) nats/row", err).group(1))
+    assert shown == pytest.approx(model.score(X), abs=0.01)
 
 
 # -------------------------------------------------------------------- sampling

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -290,3 +291,11 @@ def test_pickle_round_trip(tiny):
         loaded.sample(20, random_state=4), tiny.sample(20, random_state=4)
     )
     assert not hasattr(loaded, "score_samples")
+
+
+def test_verbose_shows_the_mmd_it_minimises_not_a_likelihood(capsys):
+    model = GMMN(**TINY, random_state=0, verbose=2).fit(gaussian(200, 0))
+    err = capsys.readouterr().err
+    shown = re.findall(r"train mmd²=(\S+), valid mmd²=(\S+)\]", err)[-1]
+    assert float(shown[1]) == pytest.approx(-model.validation_scores_[-1], rel=1e-3)
+    assert "nats" not in err and " ll=" not in err
