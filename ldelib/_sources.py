@@ -292,6 +292,8 @@ def result_file(out: str | os.PathLike[str] | None, n: int) -> Iterator[np.ndarr
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist.")
+    if os.path.isdir(path):  # before scoring: the rename at the end would fail
+        raise IsADirectoryError(f"Cannot write {path!r}: it is a folder; give a file name.")
     fd, tmp = tempfile.mkstemp(prefix=".ldelib-", suffix=".npy", dir=folder)
     os.close(fd)
     try:

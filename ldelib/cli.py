@@ -1,4 +1,4 @@
-"""The ``ldelib`` command line: a demo, and fit / score / sample on ``.npy`` files.
+"""The ``ldelib`` command line: a demo, and fit / score / sample / info on ``.npy`` files.
 
 Every subcommand is a thin layer over the library API; ``main(argv)`` returns an exit
 status so it can be tested without a subprocess.
@@ -7,6 +7,7 @@ status so it can be tested without a subprocess.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -17,19 +18,34 @@ from typing import Any
 
 import numpy as np
 
+from .persistence.describe import (
+    Fitted,
+    describe_model_file,
+    format_value,
+    jsonable,
+    n_features,
+    read_description,
+    training_summary,
+)
+
 __all__ = ["main"]
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as keyword arguments: values are JSON, else bare strings.
+
+    A malformed pair is a ValueError (not SystemExit) so that it is reported like every
+    other bad input, in one line by ``main``.
+    """
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--param expects KEY=VALUE, got {pair!r}")
+        if not sep or not key.strip():
+            raise ValueError(f"--param expects KEY=VALUE (e.g. max_epochs=50), got {pair!r}.")
         try:
-            params[key] = json.loads(value)
+            params[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
-            params[key] = value  # a bare string such as architecture=paper
+            params[key.strip()] = value  # a bare string such as architecture=paper
     return params
 
 
@@ -40,14 +56,58 @@ def _load_array(path: str) -> np.ndarray:
     return open_rows(path)
 
 
-def _save_array(path: str, array: np.ndarray) -> str:
-    """Write ``array`` to exactly ``path`` (numpy.save would append .npy); return it."""
+def _check_output(path: str) -> None:
+    """Refuse an output path that cannot be written, before any work is spent on it.
+
+    A fit can take hours: finding out only at the end that ``--out`` names a missing
+    folder or an existing folder would waste them. Messages name ``path`` exactly as
+    the user wrote it.
+    """
+    if not path:
+        raise ValueError("The output path is empty; give a file name.")
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot write {path!r}: it is a folder; give a file name.")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"Cannot write {path!r}: the folder {folder!r} is not writable.")
+
+
+def _save_array(path: str, array: np.ndarray) -> str:
+    """Write ``array`` to exactly ``path`` (numpy.save would append .npy); return it."""
+    _check_output(path)
     with open(path, "wb") as f:
         np.save(f, array)
     return path
+
+
+def _load_model(path: str) -> Any:
+    """The object saved at ``path``, or a ValueError saying why the command line cannot.
+
+    An autoencoder file holds weights, not the user's module classes, so ``load`` needs
+    modules that only Python code can give (a LoadError): say so in command-line terms.
+    """
+    from .persistence import LoadError, load, read_model_file, registered
+
+    try:
+        return load(path)
+    except LoadError as error:
+        name = registered(str(read_model_file(path)[0].get("class"))).__name__
+        raise ValueError(
+            f"{path!r} holds {_article(name)} {name}, which loads only in Python, given the "
+            f"modules or callables the file does not store ({error}). `ldelib info {path}` "
+            "describes the file."
+        ) from error
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "AEIOU" else "a"
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    """Print ``payload`` as one line of strict JSON: the whole stdout of a ``--json`` run."""
+    print(json.dumps(jsonable(payload), allow_nan=False))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -118,8 +178,9 @@ def _demo_figure(target: Any, models: dict[str, Any], path: Path, seed: int) -> 
 
 
 def _fit(args: argparse.Namespace) -> int:
-    X = _load_array(args.data)
     params = {"verbose": 1, **_parse_params(args.param)}
+    _check_output(args.out)
+    X = _load_array(args.data)
     from . import distributed
     from .models import make_model
 
@@ -132,29 +193,52 @@ def _fit(args: argparse.Namespace) -> int:
             f"fitted {type(model).__name__} on {X.shape[0]} rows x {X.shape[1]} dims; "
             f"saved {args.out}"
         )
-        if getattr(model, "best_validation_score_", None) is not None:
-            print(f"best validation log-likelihood: {model.best_validation_score_:.4f} nats/row")
+        for item in training_summary(Fitted.of(model)):
+            print(f"{item.label}: {item.text()}")
     distributed.barrier(ctx)
     distributed.shutdown()
     return 0
 
 
 def _score(args: argparse.Namespace) -> int:
+    from .base import BaseDensityEstimator
     from .metrics import mean_log_likelihood
-    from .persistence import load
 
-    model = load(args.model)
+    if args.out is not None:
+        _check_output(args.out)
+    model = _load_model(args.model)
     X = _load_array(args.data)
-    if not model._has_log_prob():
+    if not (isinstance(model, BaseDensityEstimator) and model._has_log_prob()):
         raise ValueError(
             f"{type(model).__name__} has no tractable density, so it cannot score rows; "
             "fit --model mdn or gmm for exact log-likelihoods."
+            if isinstance(model, BaseDensityEstimator)
+            else f"{args.model!r} holds a {type(model).__name__}, not a density model: "
+            "`ldelib score` scores rows with a model fitted by `ldelib fit --model mdn` "
+            "or `gmm`."
         )
-    model.verbose = 1  # a progress bar over the rows
+    model.verbose = 1  # a progress bar over the rows (on stderr)
     log_prob = model.score_samples(args.data, out=args.out)
     mean, se = mean_log_likelihood(log_prob)
+    n_rows, n_features = X.shape
+    if args.json:
+        _print_json(
+            {
+                "model": args.model,
+                "data": args.data,
+                "class": type(model).__name__,
+                "mean": mean,
+                "standard_error": se,
+                "unit": "nats/row",
+                "nats_per_dim": mean / n_features,
+                "n_rows": n_rows,
+                "n_features": n_features,
+                "out": args.out,
+            }
+        )
+        return 0
     print(
-        f"mean log-likelihood: {mean:.4f} ± {se:.4f} nats/row ({mean / X.shape[1]:.4f} nats/dim)"
+        f"mean log-likelihood: {mean:.4f} ± {se:.4f} nats/row ({mean / n_features:.4f} nats/dim)"
     )
     if args.out:
         print(f"wrote {log_prob.shape[0]} log-likelihoods to {args.out}")
@@ -162,12 +246,42 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from .persistence import load
-
-    model = load(args.model)
+    _check_output(args.out)
+    model = _load_model(args.model)
     samples = model.sample(args.n, random_state=args.seed)
     path = _save_array(args.out, samples)
     print(f"wrote {args.n} samples of {samples.shape[1]} dims to {path}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    if args.json:
+        _print_json(describe_model_file(args.model))
+        return 0
+    fitted, file = read_description(args.model)
+    written_by = f"ldelib {file['ldelib_version']} (torch {file['torch_version']})"
+    rows: list[tuple[str, str]] = [
+        ("file", args.model),
+        ("format", f"{file['format']} {file['format_version']}, written by {written_by}"),
+        ("class", fitted.name),
+    ]
+    input_shape = fitted.attributes.get("input_shape_")
+    if isinstance(input_shape, tuple):  # an encoder's inputs: D counts its latents
+        rows.append(("latent dimensions (D)", format_value(n_features(fitted))))
+        rows.append(("input shape", str(input_shape)))
+    else:
+        rows.append(("dimensions (D)", format_value(n_features(fitted))))
+    rows.append(("parameters", ""))
+    for name, value in fitted.params.items():
+        shown = "not stored (code: passed to load)" if name in fitted.not_stored else repr(value)
+        rows.append((f"  {name}", shown))
+    summary = training_summary(fitted)
+    if summary:
+        rows.append(("training", ""))
+        rows += [(f"  {item.label}", item.text()) for item in summary]
+    width = max(len(label) for label, _ in rows) + 2
+    for label, value in rows:
+        print(f"{label:<{width}}{value}".rstrip())
     return 0
 
 
@@ -182,18 +296,26 @@ def _convert(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_suite
 
-    report = run_suite(
-        args.suite,
-        args.out,
-        args.quick,
-        args.seeds,
-        args.cache,
-        args.budget,
-        models=args.models,
-        dims=args.dims,
-    )
-    written = report.write(args.out)
-    print("wrote " + ", ".join(str(p) for p in written))
+    # With --json, stdout is for the JSON alone: the suites' progress lines go to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        report = run_suite(
+            args.suite,
+            args.out,
+            args.quick,
+            args.seeds,
+            args.cache,
+            args.budget,
+            models=args.models,
+            dims=args.dims,
+        )
+        written = [str(p) for p in report.write(args.out)]
+    if args.json:
+        _print_json(
+            {"suite": args.suite, "quick": args.quick, "out": args.out, "written": written}
+        )
+    else:
+        print("wrote " + ", ".join(written))
     return 0
 
 
@@ -202,44 +324,71 @@ def _parser() -> argparse.ArgumentParser:
     from .datasets import TARGETS
     from .models import MODELS
 
-    parser = argparse.ArgumentParser(prog="ldelib", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ldelib", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("--version", action="version", version=f"ldelib {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="on an error, show the full traceback"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="what to do (COMMAND -h: its options)",
+    )
+    json_help = "print one JSON object on stdout (and nothing else)"
 
     demo = sub.add_parser("demo", help="fit on a 2-D target with a known density, compare")
     demo.add_argument(
         "--target",
         default="spiral",
         choices=[t for t in TARGETS if t != "sine-chain" and t != "gmm"],
+        help="the 2-D target distribution (default: %(default)s)",
     )
-    demo.add_argument("--n-train", type=int, default=5000)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--n-train", type=int, default=5000, help="training rows (default: %(default)s)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
     demo.add_argument("--out", default="demo.png", help="PNG to write ('' for none)")
     demo.set_defaults(run=_demo)
 
     fit = sub.add_parser("fit", help="fit a model on an (n, D) .npy array and save it")
-    fit.add_argument("data")
-    fit.add_argument("--model", choices=list(MODELS), default="mdn")
-    fit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    fit.add_argument("--out", required=True)
+    fit.add_argument("data", help="the training rows: a .npy file of shape (n, D)")
+    fit.add_argument(
+        "--model", choices=list(MODELS), default="mdn", help="the model (default: %(default)s)"
+    )
+    fit.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a constructor parameter of the model (VALUE is JSON, else a string); repeatable",
+    )
+    fit.add_argument("--out", required=True, help="the model file to write")
     fit.set_defaults(run=_fit)
 
     score = sub.add_parser("score", help="log-likelihood of the rows of a .npy array")
-    score.add_argument("model")
-    score.add_argument("data")
+    score.add_argument("model", help="a model file written by `ldelib fit` (mdn or gmm)")
+    score.add_argument("data", help="the rows to score: a .npy file of shape (n, D)")
     score.add_argument("--out", help="write per-row log-likelihoods to this .npy")
+    score.add_argument("--json", action="store_true", help=json_help)
     score.set_defaults(run=_score)
 
     sample = sub.add_parser("sample", help="draw samples from a saved model")
-    sample.add_argument("model")
-    sample.add_argument("n", type=int)
-    sample.add_argument("--out", required=True)
-    sample.add_argument("--seed", type=int)
+    sample.add_argument("model", help="a model file written by `ldelib fit`")
+    sample.add_argument("n", type=int, help="the number of samples to draw")
+    sample.add_argument("--out", required=True, help="the .npy file to write (exactly this path)")
+    sample.add_argument("--seed", type=int, help="random seed (default: the model's own stream)")
     sample.set_defaults(run=_sample)
+
+    info = sub.add_parser(
+        "info", help="describe a model file: class, parameters, dimension, training, versions"
+    )
+    info.add_argument("model", help="a model file (any ldelib class)")
+    info.add_argument("--json", action="store_true", help=json_help)
+    info.set_defaults(run=_info)
 
     convert = sub.add_parser(
         "convert", help="rewrite a model file of ldelib 0.1 (format 1) in the current format"
@@ -251,7 +400,7 @@ def _parser() -> argparse.ArgumentParser:
     from .bench import SUITES
 
     bench = sub.add_parser("bench", help="run a benchmark suite; writes JSON, markdown, PNG")
-    bench.add_argument("suite", choices=list(SUITES))
+    bench.add_argument("suite", choices=list(SUITES), help="the suite to run")
     bench.add_argument("--quick", action="store_true", help="a reduced run of a few minutes")
     bench.add_argument("--out", default="bench-results", help="output folder")
     bench.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
@@ -265,6 +414,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run only these models (lde, lde-paper, gmm, gmmn, kde, maf, nsf)",
     )
     bench.add_argument("--dims", type=int, nargs="+", help="latents: only these latent sizes")
+    bench.add_argument(
+        "--json", action="store_true", help="print the written paths as one JSON object"
+    )
     bench.set_defaults(run=_bench)
     return parser
 
@@ -293,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error)
         if isinstance(error, OSError) and error.strerror:  # without the "[Errno N]"
             message = error.strerror + (f": {error.filename!r}" if error.filename else "")
+            if error.filename2:  # a rename: the destination is the path the user gave
+                message += f" -> {error.filename2!r}"
         message = " ".join(message.split()) or type(error).__name__
         if not isinstance(error, (*_INPUT_ERRORS, FloatingPointError, MemoryError)):
             message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"

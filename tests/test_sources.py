@@ -67,6 +67,15 @@ def test_scores_stream_to_a_file(data, tmp_path):
     np.testing.assert_array_equal(model.score_samples(path), model.score_samples(X))
 
 
+def test_scores_to_a_folder_are_refused_before_scoring(data, tmp_path):
+    X, path = data
+    model = GMM(2, random_state=0).fit(X)
+    (tmp_path / "ll.npy").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"ll\.npy': it is a folder"):
+        model.score_samples(path, out=tmp_path / "ll.npy")
+    assert [p.name for p in tmp_path.iterdir()] == ["ll.npy"]  # no temporary left
+
+
 def test_bad_rows_on_disk_name_the_file_and_rows_and_write_nothing(data, tmp_path):
     X, _ = data
     bad = X.copy()
