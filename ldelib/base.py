@@ -41,6 +41,7 @@ from ._arrays import (
     torch_generator,
     validate_input,
 )
+from ._prefix import check_given, check_n_dims, prefix_columns, prefix_input
 from ._soundness import check_sound
 from ._sources import (
     OnDisk,
@@ -180,23 +181,33 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         return self
 
     @overload
-    def score_samples(self, X: Tensor, out: None = None) -> Tensor: ...
+    def score_samples(
+        self, X: Tensor, out: None = None, *, n_dims: int | None = None
+    ) -> Tensor: ...
     @overload
     def score_samples(
-        self, X: ArrayLike, out: str | os.PathLike[str] | None = None
+        self, X: ArrayLike, out: str | os.PathLike[str] | None = None, *, n_dims: int | None = None
     ) -> np.ndarray: ...
     def score_samples(
-        self, X: ArrayLike, out: str | os.PathLike[str] | None = None
+        self, X: ArrayLike, out: str | os.PathLike[str] | None = None, *, n_dims: int | None = None
     ) -> np.ndarray | Tensor:
         """Exact log-density of each row of ``X``, in nats and in the units of ``X``.
 
         Parameters
         ----------
         X : array-like, Tensor, path of a ``.npy`` file or memmap, shape (n_samples, n_features)
-            A path or memmap is read in chunks, never whole (see the scaling guide).
+            A path or memmap is read in chunks, never whole (see the scaling guide). With
+            ``n_dims=k``, rows may also have just the ``k`` prefix columns.
         out : path, optional
             Write the log-likelihoods to this ``.npy`` file, chunk by chunk, and return
             it memory-mapped. The file appears only once every row is scored.
+        n_dims : int, optional
+            The exact *marginal* log-density of the first ``n_dims`` dimensions of the
+            model's ordering (``ordering_`` of :class:`~ldelib.CausalConvMDN`, the
+            column order otherwise), the others integrated out: a coarse-to-fine
+            likelihood for latents ordered by importance. Rows of width ``n_dims`` hold
+            those dimensions in that order; of full width, the other columns are
+            ignored. ``n_dims = n_features`` is the full density.
 
         Returns
         -------
@@ -205,19 +216,22 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             its dtype, differentiable with respect to ``X`` and the model.
         """
         check_is_fitted(self)
+        k = check_n_dims(self, n_dims)
         if out is not None or is_on_disk(X):
-            return self._score_in_chunks(X, out)
-        batch = validate_input(self, X, reset=False)
+            return self._score_in_chunks(X, out, k)
+        batch = validate_input(self, X, reset=False) if k is None else prefix_input(self, X, k)
         if batch.is_tensor:
-            return batch.output(self._log_prob_user(batch))
+            return batch.output(self._log_prob_user(batch, k))
         with torch.no_grad():
             parts = [
-                self._log_prob_user(Batch(chunk, False, batch.device, batch.dtype))
+                self._log_prob_user(Batch(chunk, False, batch.device, batch.dtype), k)
                 for chunk in batch.data.split(self._eval_batch)
             ]
         return batch.output(torch.cat(parts))
 
-    def _score_in_chunks(self, X: Any, out: str | os.PathLike[str] | None) -> np.ndarray:
+    def _score_in_chunks(
+        self, X: Any, out: str | os.PathLike[str] | None, k: int | None
+    ) -> np.ndarray:
         if is_on_disk(X):
             rows, where = open_rows(X), describe(X)
         else:
@@ -233,18 +247,18 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             with torch.no_grad(), bar:
                 for start, chunk in chunks(rows, where, self._eval_batch):
                     data = torch.from_numpy(chunk)
-                    scores = self._log_prob_user(Batch(data, False, data.device, data.dtype))
-                    result[start : start + len(chunk)] = scores.numpy()
+                    batch = Batch(data, False, data.device, data.dtype)
+                    result[start : start + len(chunk)] = self._log_prob_user(batch, k).numpy()
                     bar.update(len(chunk))
         return np.load(os.fspath(out), mmap_mode="r") if out is not None else result
 
     @overload
-    def log_prob(self, X: Tensor) -> Tensor: ...
+    def log_prob(self, X: Tensor, n_dims: int | None = None) -> Tensor: ...
     @overload
-    def log_prob(self, X: ArrayLike) -> np.ndarray: ...
-    def log_prob(self, X: ArrayLike) -> np.ndarray | Tensor:
+    def log_prob(self, X: ArrayLike, n_dims: int | None = None) -> np.ndarray: ...
+    def log_prob(self, X: ArrayLike, n_dims: int | None = None) -> np.ndarray | Tensor:
         """Alias of :meth:`score_samples`, in the manner of ``torch.distributions``."""
-        return self.score_samples(X)
+        return self.score_samples(X, n_dims=n_dims)
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
         """Mean log-likelihood of the rows of ``X`` (nats per row), a float."""
@@ -253,8 +267,10 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             return float(log_prob.detach().double().mean())
         return float(log_prob.mean())
 
-    def sample(self, n_samples: int = 1, random_state: RandomStateLike = None) -> np.ndarray:
-        """Draw rows from the fitted density.
+    def sample(
+        self, n_samples: int = 1, random_state: RandomStateLike = None, *, given: Any = None
+    ) -> np.ndarray:
+        """Draw rows from the fitted density, or from its conditional given a prefix.
 
         Parameters
         ----------
@@ -262,12 +278,18 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         random_state : int, Generator or None, default=None
             ``None`` continues the model's own stream, created at ``fit``, so successive
             calls differ; a seed gives reproducible draws without advancing that stream.
+        given : array-like of shape (k,) or (n_samples, k), optional
+            Values of the first ``k`` dimensions of the model's ordering (see
+            ``score_samples``' ``n_dims``): the other dimensions are drawn from their
+            exact conditional given them, and the prefix is returned as given. One row
+            is shared by every draw. For :class:`~ldelib.CausalConvMDN` the prefix
+            takes one parallel pass and the draw ``D - k`` steps.
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
         """
-        return self._draw(n_samples, random_state, with_log_prob=False)[0]
+        return self._draw(n_samples, random_state, with_log_prob=False, given=given)[0]
 
     def sample_and_log_prob(
         self, n_samples: int = 1, random_state: RandomStateLike = None
@@ -282,16 +304,23 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         return self._draw(n_samples, random_state, with_log_prob=True)
 
     def _draw(
-        self, n_samples: int, random_state: RandomStateLike, with_log_prob: bool
+        self, n_samples: int, random_state: RandomStateLike, with_log_prob: bool, given: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples)
+        if given is not None:
+            given = check_given(self, given, n_samples)
         rng = self._sample_rng_ if random_state is None else make_rng(random_state)
         device = torch.device(self.device_)
         generator = torch_generator(rng, device)
         try:
             with torch.no_grad():
-                if with_log_prob:
+                if given is not None and given.shape[1] > 0:
+                    columns = prefix_columns(self, given.shape[1])
+                    prefix = (given - self.mean_[columns]) / self.scale_[columns]
+                    prefix_t = torch.as_tensor(prefix, dtype=self._dtype, device=device)
+                    Z, log_prob = self._sample_given(prefix_t, generator), torch.empty(0)
+                elif with_log_prob:
                     Z, log_prob = self._sample_and_log_prob(n_samples, generator)
                     log_prob = log_prob.to("cpu", torch.float64) - self._log_scale_sum()
                 else:
@@ -308,7 +337,10 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             X = Z.to("cpu", torch.float64).numpy() * self.scale_ + self.mean_
         # Data near float64's limit can have samples beyond it: keep them at the limit.
         limit = np.finfo(np.float64).max
-        return np.clip(X, -limit, limit), log_prob.numpy()
+        X = np.clip(X, -limit, limit)
+        if given is not None:  # exactly as given, without a round trip through the scaling
+            X[:, prefix_columns(self, given.shape[1])] = given
+        return X, log_prob.numpy()
 
     # ------------------------------------------------------------- internals
     def _fit_rng(self, device: torch.device) -> np.random.Generator:
@@ -358,23 +390,51 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         """Whether the model has a tractable density (GMMN does not)."""
         return cls._log_prob is not BaseDensityEstimator._log_prob
 
-    def _log_scale_sum(self) -> float:
-        return float(np.log(self.scale_).sum())
+    def _log_scale_sum(self, columns: np.ndarray | None = None) -> float:
+        scale = self.scale_ if columns is None else self.scale_[columns]
+        return float(np.log(scale).sum())
 
-    def _log_prob_user(self, batch: Batch) -> Tensor:
+    def _ordering(self) -> np.ndarray:
+        """The dimensions in the order the model factorises them (prefixes follow it)."""
+        return np.arange(self.n_features_in_)
+
+    def _log_prob_user(self, batch: Batch, n_dims: int | None = None) -> Tensor:
         X = batch.data
         device = X.device if self._follows_input_device else torch.device(self.device_)
         # Standardise in the input's precision before any cast to the model dtype.
         mean = torch.as_tensor(self.mean_, dtype=X.dtype, device=X.device)
         scale = torch.as_tensor(self.scale_, dtype=X.dtype, device=X.device)
         Z = (X - mean) / scale
+        columns = None
+        if n_dims is not None and n_dims < self.n_features_in_:
+            columns = prefix_columns(self, n_dims)
+        if columns is not None:  # a marginal never reads the other columns: zero them
+            keep = torch.zeros(Z.shape[1], dtype=torch.bool, device=Z.device)
+            keep[torch.as_tensor(columns, device=Z.device)] = True
+            Z = torch.where(keep, Z, 0.0)
         # Rows beyond what the model's dtype can carry through the network have a
         # density that underflows to 0 in it: -inf, never a NaN from inf - inf inside.
         limit = math.sqrt(torch.finfo(self._dtype).max) / 1e3
         far = ~(Z.abs() <= limit).all(dim=1)
         Z = torch.where(far[:, None], 0.0, Z).to(device=device, dtype=self._dtype)
-        log_prob = self._log_prob(Z).to(X.dtype).masked_fill(far.to(Z.device), -math.inf)
-        return log_prob - self._log_scale_sum()
+        inner = self._log_prob(Z) if columns is None else self._log_prob_prefix(Z, len(columns))
+        log_prob = inner.to(X.dtype).masked_fill(far.to(Z.device), -math.inf)
+        return log_prob - self._log_scale_sum(columns)
+
+    def _log_prob_prefix(self, Z: Tensor, k: int) -> Tensor:
+        """Marginal log-density of the first ``k`` dimensions of the ordering, from
+        standardised rows ``Z`` of full width (the other columns are zero)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no prefix marginals (n_dims); CausalConvMDN and "
+            "GMM have them."
+        )
+
+    def _sample_given(self, prefix: Tensor, generator: torch.Generator) -> Tensor:
+        """Standardised rows (n, D) whose first ``k`` dimensions of the ordering are
+        ``prefix`` (n, k), the others drawn from their conditional given them."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot sample given a prefix; CausalConvMDN and GMM can."
+        )
 
     # ------------------------------------------------------------ persistence
     def _restored(self) -> None:

@@ -266,15 +266,15 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
                 _NO_LOG_PROB.format(name=type(self.density_).__name__, method=method)
             )
 
-    def _latent_log_prob(self, Z: np.ndarray) -> np.ndarray:
+    def _latent_log_prob(self, Z: np.ndarray, n_dims: int | None = None) -> np.ndarray:
         if Z.shape[1] != self.latent_dim_:
             raise ValueError(
                 f"The encoder returned {Z.shape[1]} latent dimensions, but the density was "
                 f"fitted on {self.latent_dim_}."
             )
-        return np.asarray(self.density_.score_samples(Z), dtype=np.float64)
+        return np.asarray(self.density_.score_samples(Z, n_dims=n_dims), dtype=np.float64)
 
-    def log_prob(self, X: ArrayLike) -> Any:
+    def log_prob(self, X: ArrayLike, n_dims: int | None = None) -> Any:
         r"""Latent log-likelihood :math:`\log p(E(x))` of each input, in nats.
 
         This is the density of the *latent vector* under the fitted density model, not a
@@ -286,6 +286,10 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         X : array-like or Tensor of shape (n_samples, ...)
             A tensor is encoded in one call, with gradients: through a torch encoder
             (or directly, without one) to ``X``, and to the density's weights.
+        n_dims : int, optional
+            The marginal log-likelihood of the first ``n_dims`` latents of the density's
+            ordering only (see the density's ``score_samples``): with an incremental
+            autoencoder, how likely the coarse content of ``x`` is.
 
         Returns
         -------
@@ -307,14 +311,14 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
                     f"The encoder returned {Z.shape[1]} latent dimensions, but the density "
                     f"was fitted on {self.latent_dim_}."
                 )
-            log_prob = self.density_.log_prob(Z)
+            log_prob = self.density_.log_prob(Z, n_dims=n_dims)
             return log_prob.to(X.dtype) if X.is_floating_point() else log_prob
-        return self._latent_log_prob(self.encode(X))
+        return self._latent_log_prob(self.encode(X), n_dims)
 
-    def score_samples(self, X: ArrayLike) -> Any:
+    def score_samples(self, X: ArrayLike, n_dims: int | None = None) -> Any:
         r"""Alias of :meth:`log_prob`: the latent log-likelihood :math:`\log p(E(x))`."""
         self._check_has_log_prob("score_samples")
-        return self.log_prob(X)
+        return self.log_prob(X, n_dims=n_dims)
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
         """Mean latent log-likelihood of the inputs (nats per row)."""
@@ -349,6 +353,52 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         n_samples = check_n_samples(n_samples)
         decode = self._decoding(decode, "decode samples")  # before drawing: keeps the stream
         Z = np.asarray(self.density_.sample(n_samples, random_state=random_state))
+        return self.decode(Z) if decode else Z
+
+    def vary(
+        self,
+        x: ArrayLike,
+        keep: int,
+        n_samples: int = 8,
+        decode: bool | Literal["auto"] = "auto",
+        random_state: RandomStateLike = None,
+    ) -> np.ndarray:
+        r"""Variations of one input: keep its first ``keep`` latents, redraw the rest.
+
+        Encodes ``x``, keeps the first ``keep`` latents of the density's ordering and
+        draws the others from their exact conditional
+        :math:`p(z_{\ge k} \mid z_{<k})` (``density.sample(given=...)``), then decodes.
+        With an :class:`~ldelib.IncrementalAutoencoder`, whose early latents carry the
+        coarse content, small ``keep`` gives varied inputs of the same kind and large
+        ``keep`` near-copies: ``keep=0`` is an ordinary sample, ``keep=D`` the
+        reconstruction.
+
+        Parameters
+        ----------
+        x : array-like or Tensor
+            One input, of the shape of one training row (or with a leading axis of 1).
+        keep : int
+            Latents kept, from 0 to ``latent_dim_``.
+        n_samples : int, default=8
+        decode : bool or "auto", default="auto"
+            As in :meth:`sample`.
+        random_state : int, Generator or None, default=None
+            As in :meth:`sample`.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, ...) or (n_samples, D)
+            Decoded variations, or their latents when nothing is decoded.
+        """
+        check_is_fitted(self)
+        n_samples = check_n_samples(n_samples)
+        d = self.latent_dim_
+        if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or not 0 <= keep <= d:
+            raise ValueError(f"keep must be an integer from 0 to {d} (latents), got {keep!r}.")
+        decode = self._decoding(decode, "decode the variations")
+        z = self.encode(self._one_row(x, "x"))[0]
+        given = z[self.density_._ordering()[: int(keep)]]
+        Z = np.asarray(self.density_.sample(n_samples, random_state=random_state, given=given))
         return self.decode(Z) if decode else Z
 
     def _decoding(self, decode: bool | Literal["auto"], what: str) -> bool:

@@ -395,3 +395,51 @@ def test_with_an_incremental_autoencoder(digits):
     ).fit(digits)
     np.testing.assert_allclose(lde.encode(digits), iae.encode(digits))
     assert lde.sample(3).shape == (3, 64)
+
+
+# ------------------------------------------------- prefixes and variations
+@pytest.mark.parametrize("density", ["gmm", "mdn"])
+def test_prefix_log_prob_is_the_densitys_marginal(digits, modules, density):
+    params = {"max_epochs": 1} if density == "mdn" else {}
+    lde = LatentDensityEstimator(make_model(density, random_state=0, **params), *modules)
+    lde.fit(digits)
+    Z = lde.encode(digits[:20])
+    for k in (1, 2, D):
+        np.testing.assert_allclose(
+            lde.log_prob(digits[:20], n_dims=k), lde.density_.log_prob(Z, n_dims=k)
+        )
+        np.testing.assert_allclose(
+            lde.score_samples(digits[:20], n_dims=k), lde.log_prob(digits[:20], n_dims=k)
+        )
+    assert isinstance(lde.log_prob(torch.tensor(digits[:3]), n_dims=2), torch.Tensor)
+
+
+def test_variations_keep_the_first_latents(fitted, digits):
+    z = fitted.encode(digits[:1])[0]
+    for keep in (0, 1, 2, D):
+        Z = fitted.vary(digits[0], keep=keep, n_samples=6, decode=False, random_state=0)
+        assert Z.shape == (6, D)
+        np.testing.assert_array_equal(Z[:, :keep], np.broadcast_to(z[:keep], (6, keep)))
+        if keep < D:
+            assert np.ptp(Z[:, keep:], axis=0).min() > 0  # the rest is redrawn per sample
+    np.testing.assert_array_equal(
+        fitted.vary(digits[0], keep=0, n_samples=4, random_state=1),
+        fitted.sample(4, random_state=1),
+    )
+    decoded = fitted.vary(digits[0], keep=2, n_samples=3, random_state=0)
+    assert decoded.shape == (3, 64)
+    np.testing.assert_allclose(
+        fitted.vary(digits[0], keep=D, n_samples=2),
+        fitted.reconstruct(digits[:1]).repeat(2, 0),
+        atol=1e-6,  # a float32 decoder, fed the latents through a float64 round trip
+    )
+
+
+@pytest.mark.parametrize(
+    ("keep", "match"), [(-1, "from 0 to 4"), (D + 1, "from 0 to 4"), (1.5, "integer")]
+)
+def test_bad_variations(fitted, digits, keep, match):
+    with pytest.raises(ValueError, match=match):
+        fitted.vary(digits[0], keep=keep)
+    with pytest.raises(ValueError, match="one input of shape"):
+        fitted.vary(digits[:2], keep=1)

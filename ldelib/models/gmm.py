@@ -424,3 +424,68 @@ class GMM(BaseDensityEstimator):
                 step = noise[rows] / prec_chol[k]
             Z[rows] = means[k] + step
         return Z
+
+    # --------------------------------------------------- prefixes, conditionals
+    def _full_covariances(self) -> np.ndarray:
+        """Every component's covariance as a full (K, D, D) matrix, whatever its type."""
+        K, d = self.n_components_, self.n_features_in_
+        cov = self.covariances_
+        if self.covariance_type == "full":
+            return cov
+        if self.covariance_type == "tied":
+            return np.repeat(cov[None], K, axis=0)
+        if self.covariance_type == "diag":
+            return cov[:, :, None] * np.eye(d)
+        return cov[:, None, None] * np.eye(d)  # spherical
+
+    def _prefix_factors(self, k: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-weights, means and Cholesky factors of the marginal of the first k dims."""
+        chol = np.linalg.cholesky(self._full_covariances()[:, :k, :k])
+        dtype, device = like.dtype, like.device
+        return (
+            torch.as_tensor(np.log(self.weights_), dtype=dtype, device=device),
+            torch.as_tensor(self.means_[:, :k], dtype=dtype, device=device),
+            torch.as_tensor(chol, dtype=dtype, device=device),
+        )
+
+    @staticmethod
+    def _component_log_densities(x: Tensor, means: Tensor, chol: Tensor) -> Tensor:
+        """log N(x | mean_c, L_c L_c^T) of rows x (n, k) for every component: (K, n)."""
+        diff = (x[None] - means[:, None]).transpose(1, 2)  # (K, k, n)
+        white = torch.linalg.solve_triangular(chol, diff, upper=False)
+        log_det = torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+        return -0.5 * white.square().sum(1) - log_det[:, None] - 0.5 * x.shape[1] * _LOG_2PI
+
+    def _log_prob_prefix(self, Z: Tensor, k: int) -> Tensor:
+        # A Gaussian mixture's marginal is the mixture of the components' marginals.
+        log_w, means, chol = self._prefix_factors(k, Z)
+        return torch.logsumexp(
+            log_w[:, None] + self._component_log_densities(Z[:, :k], means, chol), 0
+        )
+
+    def _sample_given(self, prefix: Tensor, generator: torch.Generator) -> Tensor:
+        n, k = prefix.shape
+        d = self.n_features_in_
+        if k == d:
+            return prefix.clone()
+        # The algebra in float64 (the conditional covariance is a difference).
+        a = prefix.to(torch.float64)
+        log_w, means_a, chol_a = self._prefix_factors(k, a)
+        responsibilities = torch.softmax(
+            log_w[:, None] + self._component_log_densities(a, means_a, chol_a), dim=0
+        )  # (K, n): p(component | prefix)
+        labels = torch.multinomial(responsibilities.T, 1, generator=generator)[:, 0]
+        noise = torch.randn(n, d - k, generator=generator, dtype=prefix.dtype, device=a.device)
+        cov = torch.as_tensor(self._full_covariances(), dtype=torch.float64, device=a.device)
+        means = torch.as_tensor(self.means_, dtype=torch.float64, device=a.device)
+        rest = torch.empty(n, d - k, dtype=torch.float64, device=a.device)
+        for c in torch.unique(labels).tolist():
+            rows = labels == c
+            # With V = L_a^{-1} S_ab: mean_b + V^T L_a^{-1}(a - mean_a), S_bb - V^T V.
+            v = torch.linalg.solve_triangular(chol_a[c], cov[c, :k, k:], upper=False)
+            white = torch.linalg.solve_triangular(
+                chol_a[c], (a[rows] - means[c, :k]).T, upper=False
+            )
+            factor = torch.linalg.cholesky(cov[c, k:, k:] - v.T @ v)
+            rest[rows] = means[c, k:] + (v.T @ white).T + noise[rows].double() @ factor.T
+        return torch.cat([a, rest], dim=1).to(prefix.dtype)

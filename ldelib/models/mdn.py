@@ -479,6 +479,18 @@ class CausalConvMDN(BaseDensityEstimator):
     def _log_prob(self, Z: Tensor) -> Tensor:
         return self.module_(Z[:, torch.as_tensor(self.ordering_, device=Z.device)])
 
+    def _log_prob_prefix(self, Z: Tensor, k: int) -> Tensor:
+        # Each conditional sees only earlier dimensions: the first k terms are the marginal.
+        ordered = Z[:, torch.as_tensor(self.ordering_, device=Z.device)]
+        return self.module_.log_prob_per_dim(ordered)[:, :k].sum(dim=-1)
+
+    def _ordering(self) -> np.ndarray:
+        return np.asarray(self.ordering_)
+
+    def _sample_given(self, prefix: Tensor, generator: torch.Generator) -> Tensor:
+        Z, _ = self.module_.sample(len(prefix), generator, given=prefix)
+        return Z[:, torch.as_tensor(np.argsort(self.ordering_), device=Z.device)]
+
     def _sample_and_log_prob(
         self, n_samples: int, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:

@@ -44,7 +44,7 @@ class AutoregressiveMDN(nn.Module):
     r"""Exact autoregressive density over :math:`D`-dimensional vectors.
 
     With ``anchored=True``, the conditionals are those of a full-covariance Gaussian
-    mixture (:class:`~ldelib.nn.anchor.GaussianMixtureConditionals`, set through
+    mixture (``ldelib.nn.anchor.GaussianMixtureConditionals``, set through
     ``anchor.set_mixture``) plus corrections to every component's mean, log-scale and
     logit predicted by the causal network, whose output layer starts at zero: before
     training, the model *is* the mixture.
@@ -188,7 +188,11 @@ class AutoregressiveMDN(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, n: int, generator: torch.Generator | None = None, cached: bool = True
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        cached: bool = True,
+        given: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         r"""Draw :math:`n` vectors one dimension at a time, with their log-densities.
 
@@ -199,16 +203,33 @@ class AutoregressiveMDN(nn.Module):
                 anchor, an incremental whitening), in :math:`O(D)` steps; ``False``
                 re-runs the whole network on every prefix, in :math:`O(D^2)`. Both give
                 the same samples for the same generator state.
+            given: The first :math:`k` dimensions, shape (n, k): draw the others from
+                :math:`p(z_{\ge k} \mid z_{<k})`. Cached, the prefix takes one parallel
+                pass and the draw :math:`D - k` steps.
 
         Returns:
-            The samples, shape (n, D), and :math:`\log p` of each, shape (n,),
-            accumulated from the conditionals as they are drawn.
+            The samples, shape (n, D) (starting with ``given``), and :math:`\log p` of
+            what was drawn, shape (n,): :math:`\log p(z)`, or with ``given``
+            :math:`\log p(z_{\ge k} \mid z_{<k})`, accumulated from the conditionals.
+
+        Example:
+            >>> mdn = AutoregressiveMDN(4, components=3)
+            >>> prefix = torch.randn(5, 1)
+            >>> z, log_p = mdn.sample(5, given=prefix)
+            >>> torch.equal(z[:, :1], prefix)
+            True
+            >>> log_marginal = mdn.log_prob_per_dim(z)[:, :1].sum(-1)
+            >>> torch.allclose(log_marginal + log_p, mdn(z), atol=1e-5)
+            True
         """
+        k = 0 if given is None else given.shape[1]
         uniform, normal = self._noise(n, generator)
         z = uniform.new_zeros(n, self.features)
+        if given is not None:
+            z[:, :k] = given
         log_p = uniform.new_zeros(n)
         if not cached:
-            for j in range(self.features):
+            for j in range(k, self.features):
                 params = MixtureParams(*(p[:, j] for p in self.params(z)))
                 z[:, j] = mixture_sample(params, uniform[:, j], normal[:, j])
                 log_p += mixture_log_prob(z[:, j], params)
@@ -216,7 +237,20 @@ class AutoregressiveMDN(nn.Module):
 
         cache = StepCache(self.n_pad + self.features - 1)
         state = None if self.anchor is None else self.anchor.start(n)
-        for s in range(cache.length):
+        if k > 0:
+            # The given prefix in one parallel pass: the network's activations at the
+            # positions before dimension k's, and the anchor's state after z_<k.
+            first = self.n_pad + k - 1
+            if state is not None:
+                assert self.anchor is not None
+                terms = self.anchor(z)
+                x = self._anchored_inputs(z, terms.logits)[:, :first]
+                state.residuals[..., :k] = z[:, None, :k] - self.anchor.means[:, :k]
+                state.logits.copy_(terms.logits[:, k] if k < self.features else state.logits)
+            else:
+                x = self._inputs(z)[:, :first]
+            self.net.prefill(x, cache)
+        for s in range(cache.position, cache.length):
             j = s - self.n_pad + 1
             x = self._step_input(z, s)
             if self.anchor is not None:

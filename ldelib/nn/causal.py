@@ -35,7 +35,7 @@ __all__ = ["CausalConv1d", "PaperCausalNet", "ResidualCausalNet", "StepCache"]
 
 
 class StepCache:
-    """Recent tap outputs of every causal convolution, for :meth:`step` evaluation.
+    """Recent tap outputs of every causal convolution, for one-position ``step`` calls.
 
     Arguments:
         length: Total number of positions that will be stepped through.
@@ -136,6 +136,27 @@ class CausalConv1d(nn.Linear):
         ring[:, t % self.context] = taps
         return y
 
+    def prefill(self, x: Tensor, cache: StepCache) -> Tensor:
+        """Outputs at positions ``0 .. T-1`` of ``x`` (B, T, C) in one parallel pass,
+        leaving in ``cache`` what :meth:`step` needs to continue from position ``T``.
+
+        Like ``forward`` with ``pad=True`` (stepping from position 0 is a left-padded
+        convolution), whatever ``pad`` is.
+        """
+        taps = self._taps(x)
+        length = x.shape[-2]
+        y = taps[..., -1, :] + self.bias
+        for i in range(self.kernel_size - 1):
+            shift = (self.kernel_size - 1 - i) * self.dilation
+            if shift < length:
+                y[..., shift:, :] += taps[..., : length - shift, i, :]
+        if self.context:
+            ring = x.new_zeros(x.shape[0], self.context, self.kernel_size, self.out_features)
+            for t in range(max(0, length - self.context), length):
+                ring[:, t % self.context] = taps[:, t]
+            cache.buffers[self] = ring
+        return y
+
 
 def _dilations(length: int) -> list[int]:
     """Dilations 1, 2, 4, ... whose kernel-2 receptive field covers ``length`` positions."""
@@ -160,6 +181,9 @@ class _ResidualBlock(nn.Module):
     def step(self, h: Tensor, cache: StepCache) -> Tensor:
         u = F.silu(self.conv.step(F.silu(h), cache), inplace=not torch.is_grad_enabled())
         return h + self.mix(u)
+
+    def prefill(self, h: Tensor, cache: StepCache) -> Tensor:
+        return h + self.mix(F.silu(self.conv.prefill(F.silu(h), cache)))
 
 
 class ResidualCausalNet(nn.Module):
@@ -239,6 +263,15 @@ class ResidualCausalNet(nn.Module):
             h = cast(_ResidualBlock, block).step(h, cache)
         return self._head(h)
 
+    def prefill(self, x: Tensor, cache: StepCache) -> Tensor:
+        """Outputs at the first ``T`` positions, from ``x`` (B, T, C) in one parallel
+        pass; ``step`` then continues from position ``T`` (``cache`` must be fresh)."""
+        h = self._embed(x, self.position[: x.shape[-2]])
+        for block in self.blocks:
+            h = cast(_ResidualBlock, block).prefill(h, cache)
+        cache.position = x.shape[-2]
+        return self._head(h)
+
 
 class PaperCausalNet(nn.Module):
     r"""The causal network of Yoo et al. (2019), layer for layer.
@@ -291,4 +324,13 @@ class PaperCausalNet(nn.Module):
         for conv, norm in zip(self.convs, self.norms, strict=True):
             # nn.ModuleList is not generic: mypy sees its items as plain Modules.
             x = self.act(norm(cast(CausalConv1d, conv).step(x, cache)))
+        return self.output(x)
+
+    def prefill(self, x: Tensor, cache: StepCache) -> Tensor:
+        """Outputs at the first ``T`` positions, as ``T`` calls of :meth:`step` would
+        give them (eval mode), in one pass; ``step`` continues from position ``T``."""
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            y = cast(CausalConv1d, conv).prefill(x, cache)
+            x = self.act(norm(y.flatten(0, 1)).unflatten(0, (y.shape[0], -1)))
+        cache.position = x.shape[-2]
         return self.output(x)

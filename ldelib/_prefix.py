@@ -1,0 +1,104 @@
+"""Prefix marginals and conditional draws: which dimensions, and the input checks.
+
+A model's *ordering* lists its dimensions in the order its factorisation takes them:
+``CausalConvMDN.ordering_`` for the autoregressive model, the column order for the
+others. The prefix of length ``k`` is ``ordering[:k]``; :meth:`log_prob` with
+``n_dims=k`` is the exact density of those dimensions alone, and ``sample(given=...)``
+draws the other dimensions given them. Rows of prefix values have either ``k`` columns
+(the prefix, in the model's order) or all ``D`` (the prefix is read from its columns,
+the others are ignored).
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ._arrays import Batch, validate_input
+
+if TYPE_CHECKING:
+    from .base import BaseDensityEstimator
+
+__all__ = ["check_given", "check_n_dims", "prefix_columns", "prefix_input"]
+
+
+def prefix_columns(model: BaseDensityEstimator, k: int) -> np.ndarray:
+    """The data columns of the first ``k`` dimensions of ``model``'s ordering."""
+    return np.asarray(model._ordering()[:k], dtype=np.int64)
+
+
+def check_n_dims(model: BaseDensityEstimator, n_dims: Any) -> int | None:
+    """``n_dims`` as an int in ``1..D``, or ``None`` (all dimensions)."""
+    if n_dims is None:
+        return None
+    d, given = model.n_features_in_, n_dims
+    if isinstance(n_dims, bool) or not isinstance(n_dims, numbers.Integral):
+        n_dims = None
+    if n_dims is None or not 1 <= int(n_dims) <= d:
+        raise ValueError(
+            f"n_dims must be an integer from 1 to {d} (the model's dimensions), got {given!r}."
+        )
+    return int(n_dims)
+
+
+def prefix_input(model: BaseDensityEstimator, X: Any, k: int) -> Batch:
+    """Validate rows of width ``k`` or ``D`` and widen them to ``D`` columns.
+
+    The prefix goes to its columns; every other column holds the column's mean (zero
+    once standardised), which the prefix density never reads.
+    """
+    d = model.n_features_in_
+    try:
+        shape = tuple(X.shape) if isinstance(X, torch.Tensor) else np.shape(X)
+    except ValueError:  # ragged: the usual checks say so
+        shape = ()
+    if len(shape) != 2 or shape[1] == d or k == d:
+        return validate_input(model, X, reset=False)
+    stand_in = copy.copy(model)  # the same checks and messages, for k features
+    stand_in.n_features_in_ = k
+    stand_in.__dict__.pop("feature_names_in_", None)
+    try:
+        batch = validate_input(stand_in, X, reset=False)
+    except ValueError as error:
+        if "features" not in str(error):
+            raise
+        raise ValueError(
+            f"X has {shape[1]} features, but with "
+            f"n_dims={k} {type(model).__name__} takes rows of the {k} prefix dimensions "
+            f"or of all {d}."
+        ) from error
+    data = batch.data
+    dtype = data.dtype if data.is_floating_point() else torch.get_default_dtype()
+    wide = torch.as_tensor(model.mean_, dtype=dtype, device=data.device).repeat(len(data), 1)
+    wide[:, torch.as_tensor(prefix_columns(model, k), device=data.device)] = data.to(dtype)
+    return Batch(wide, batch.is_tensor, batch.device, batch.dtype)
+
+
+def check_given(model: BaseDensityEstimator, given: Any, n_samples: int) -> np.ndarray:
+    """The given prefix values as a float64 array of shape ``(n_samples, k)``.
+
+    ``given`` is one row ``(k,)`` (or ``(1, k)``) shared by every draw, or one row per
+    draw ``(n_samples, k)``; ``0 <= k <= D``.
+    """
+    if isinstance(given, torch.Tensor):
+        given = given.detach().cpu().numpy()
+    array = np.asarray(given)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"given must hold real numbers, got an array of dtype {array.dtype}.")
+    array = array.astype(np.float64)
+    if array.ndim == 1:
+        array = array[None]
+    d = model.n_features_in_
+    if array.ndim != 2 or array.shape[1] > d or len(array) not in (1, n_samples):
+        raise ValueError(
+            f"given must have shape (k,) or (n_samples, k) = ({n_samples}, k) with k <= {d}: "
+            f"the values of the first k dimensions of the model's ordering; got shape "
+            f"{np.shape(given)}."
+        )
+    if not np.isfinite(array).all():
+        raise ValueError("given contains NaN or infinity; the prefix must be finite.")
+    return np.broadcast_to(array, (n_samples, array.shape[1]))
