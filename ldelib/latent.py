@@ -10,7 +10,7 @@ function.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -324,6 +324,47 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         """Mean latent log-likelihood of the inputs (nats per row)."""
         self._check_has_log_prob("score")
         return float(self._latent_log_prob(self.encode(X)).mean())
+
+    def ood_scores(self, X: ArrayLike, prefixes: Sequence[int] = ()) -> dict[str, np.ndarray]:
+        r"""Per-input scores for out-of-distribution detection, higher = more typical.
+
+        Encodes (and, with a decoder, reconstructs) ``X`` once and returns:
+
+        * ``"log_prob"``: the latent log-likelihood :math:`\log p(E(x))`;
+        * ``"log_prob_k{k}"`` for each ``k`` in ``prefixes``: the marginal
+          log-likelihood of the first ``k`` latents (the coarse content, with an
+          incremental autoencoder);
+        * ``"neg_reconstruction_error"`` (with a decoder): minus the mean squared error
+          of :math:`G(E(x))` per input value.
+
+        Any one of them is a score for :func:`ldelib.metrics.ood_metrics`; an input can
+        also be out of distribution by being *too* likely (Nalisnick et al., 2019), which
+        :class:`ldelib.ood.LatentTypicality` catches by modelling these scores jointly on
+        in-distribution data.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, ...)
+        prefixes : sequence of int, default=()
+            Prefix lengths ``k`` (from 1 to ``latent_dim_``) whose marginal to add.
+
+        Returns
+        -------
+        scores : dict of str to ndarray of shape (n_samples,)
+        """
+        self._check_has_log_prob("ood_scores")
+        X = check_rows_of(X, "X")
+        Z = self.encode(X)
+        scores = {"log_prob": self._latent_log_prob(Z)}
+        for k in prefixes:
+            scores[f"log_prob_k{k}"] = self._latent_log_prob(Z, n_dims=k)
+        if self.decoder is not None:
+            inputs = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
+            flat = inputs.reshape(len(inputs), -1).astype(np.float64)
+            with np.errstate(over="ignore"):  # a runaway input: an infinite error
+                error = np.square(self.decode(Z).reshape(len(flat), -1) - flat).mean(axis=1)
+            scores["neg_reconstruction_error"] = -error
+        return scores
 
     # ---------------------------------------------------------------- sampling
     def sample(
