@@ -398,6 +398,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=_convert)
 
     from .bench import SUITES
+    from .bench._models import SHORT_NAMES
 
     bench = sub.add_parser("bench", help="run a benchmark suite; writes JSON, markdown, PNG")
     bench.add_argument("suite", choices=list(SUITES), help="the suite to run")
@@ -411,7 +412,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--models",
         nargs="+",
-        help="run only these models (lde, lde-paper, gmm, gmmn, kde, maf, nsf)",
+        help="run only these models (" + ", ".join(SHORT_NAMES) + ")",
     )
     bench.add_argument("--dims", type=int, nargs="+", help="latents: only these latent sizes")
     bench.add_argument(

@@ -101,6 +101,9 @@ class TrainingHistory:
     non_finite : str or None
         Where a NaN or infinite loss or score stopped training (the best weights were
         restored), or ``None``.
+    best_round : int
+        Index in ``validation_scores`` of the validation whose weights were kept (one
+        per epoch, or one per ``validate_every`` steps); -1 for none.
     """
 
     loss_curve: list[float] = field(default_factory=list)
@@ -111,12 +114,17 @@ class TrainingHistory:
     initial_validation_score: float | None = None
     validation_steps: list[int] = field(default_factory=list)
     non_finite: str | None = None
+    best_round: int = -1
 
     @property
     def best_validation_score(self) -> float | None:
+        """The validation score of the weights kept (``None`` without validation)."""
+        if self.best_round >= 0:
+            return self.validation_scores[self.best_round]
         if self.best_epoch < 0:
             return self.initial_validation_score
-        return self.validation_scores[self.best_epoch] if self.validation_scores else None
+        # Training ended before any weights could be selected: the last ones were kept.
+        return self.validation_scores[-1] if self.validation_scores else None
 
 
 def split_positions(
@@ -405,6 +413,7 @@ class _Run:
         if score is not None:
             self.best_score = score
             self.best_round = len(self.history.validation_scores) - 1
+            self.history.best_round = self.best_round
         self.history.best_epoch = epoch
         self.best_state = copy.deepcopy(self.module.state_dict())
 

@@ -85,6 +85,9 @@ def test_non_finite_loss_recovers_the_best_weights():
     assert all(torch.isfinite(p).all() for p in module.parameters())
     with torch.no_grad():
         assert -float(_mse(module)(valid)) == pytest.approx(max(history.validation_scores))
+    # The kept weights' score is the best validation, not the one of their epoch's index.
+    assert history.best_validation_score == max(history.validation_scores)
+    assert history.validation_scores[history.best_round] == history.best_validation_score
 
 
 def test_non_finite_loss_before_any_good_weights_is_an_error():
@@ -257,6 +260,9 @@ def test_validate_every_steps():
     assert len(history.validation_scores) == 8
     with torch.no_grad():
         assert -float(_mse(module)(valid)) == pytest.approx(max(history.validation_scores))
+    # The kept weights' score is the best validation, not the one of their epoch's index.
+    assert history.best_validation_score == max(history.validation_scores)
+    assert history.validation_scores[history.best_round] == history.best_validation_score
 
 
 def test_validate_every_stops_early_by_validations():
@@ -274,3 +280,14 @@ def test_validate_every_stops_early_by_validations():
     )
     assert history.validation_scores == [1.0, 2.0, 1.0, 1.0, 1.0]
     assert history.validation_steps[-1] == 10 and history.best_epoch == 0
+    assert history.best_round == 1 and history.best_validation_score == 2.0
+
+
+def test_a_model_validating_more_often_than_each_epoch_reports_its_best_score():
+    """More validations than epochs (or fewer) must not index scores by epoch."""
+    from ldelib import CausalConvMDN
+
+    X = np.random.default_rng(0).normal(size=(3000, 4))
+    for every in (10, 2000):
+        model = CausalConvMDN(validate_every=every, max_epochs=2, random_state=0).fit(X)
+        assert model.best_validation_score_ == pytest.approx(max(model.validation_scores_))

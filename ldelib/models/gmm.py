@@ -102,15 +102,15 @@ class GMM(BaseDensityEstimator):
     ----------
     n_components_ : int
         Number of components of the fitted mixture (the chosen candidate).
-    weights_ : ndarray of shape (n_components_,)
+    weights_ : ndarray of shape ``(n_components_,)``
         Mixture weights.
-    means_ : ndarray of shape (n_components_, n_features)
+    means_ : ndarray of shape ``(n_components_, n_features)``
         Component means, in standardised units (data units: ``mean_ + scale_ * means_``).
     covariances_ : ndarray
         Component covariances in standardised units, shaped as in scikit-learn:
-        (n_components_, n_features, n_features) for ``"full"``, (n_features, n_features)
-        for ``"tied"``, (n_components_, n_features) for ``"diag"`` and (n_components_,)
-        for ``"spherical"``.
+        ``(n_components_, n_features, n_features)`` for ``"full"``,
+        ``(n_features, n_features)`` for ``"tied"``, ``(n_components_, n_features)`` for
+        ``"diag"`` and ``(n_components_,)`` for ``"spherical"``.
     precisions_cholesky_ : ndarray
         Cholesky factors of the precision matrices, in standardised units, in
         scikit-learn's convention (upper triangular :math:`U_k` with
