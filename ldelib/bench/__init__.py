@@ -1,10 +1,10 @@
 """Reproducible benchmarks: ``ldelib bench SUITE [--quick] [--out DIR]``.
 
-Each suite returns a :class:`~ldelib.bench._report.Report` and writes
-``<suite>.json`` (every measured row, the configuration, machine, versions and wall
-time), ``<suite>.md`` (tables) and its PNG figures into the output folder. ``--quick``
-runs a reduced configuration in a few minutes on two cores; the committed results
-under ``benchmarks/results/`` are full runs, each with the command that produced it.
+Each suite returns a report whose ``write(out)`` writes ``<suite>.json`` (every
+measured row, the configuration, machine, versions and wall time), ``<suite>.md``
+(tables) and its PNG figures into the output folder. ``--quick`` runs a reduced
+configuration in a few minutes on two cores; the committed results under
+``benchmarks/results/`` are full runs, each with the command that produced it.
 
 Suites:
 
@@ -17,6 +17,10 @@ Suites:
 * ``digits``: 64-D dequantised scikit-learn digits, a small high-dimensional set.
 * ``speed``: rows per second of ``log_prob``, ``sample`` and training, D = 8 to 128,
   and the LDE's cached sampling against the naive loop.
+* ``ood``: out-of-distribution detection, Fashion-MNIST vs MNIST both ways, from the
+  latent likelihood, prefix marginals, reconstruction error and their typicality.
+* ``variations``: images varied by redrawing all but their first k latents: how often
+  the class is kept and how far the images move, plain vs incremental autoencoder.
 * ``scale``: out-of-core fits and scoring of 1 to 10 million 64-D rows read from disk:
   peak memory, seconds per million rows, test log-likelihood against the truth.
 """
@@ -33,6 +37,8 @@ from ._models import select_models
 
 __all__ = ["SUITES", "run_suite"]
 
+#: The suites by the name ``ldelib bench`` takes, each with the module of
+#: ``ldelib.bench`` that runs it.
 SUITES = {
     "toy": "toy",
     "latents": "latents",
@@ -43,6 +49,8 @@ SUITES = {
     "digits": "digits",
     "speed": "speed",
     "scale": "scale",
+    "ood": "ood",
+    "variations": "variations",
 }
 
 

@@ -93,6 +93,30 @@ def test_latents_parzen_and_ordering_suites_share_autoencoders(out):
 
 @needs_mnist
 @needs_fashion
+def test_ood_suite(out):
+    """Both directions, every score, AUROCs that mean what they say."""
+    payload = _files(run_suite("ood", out, quick=True), out)
+    measured = [r for r in payload["rows"] if not r.get("published")]
+    assert {r["pair"] for r in measured} == {"Fashion-MNIST -> MNIST", "MNIST -> Fashion-MNIST"}
+    scores = {r["score"] for r in measured}
+    assert {
+        "LDE: latent log-likelihood",
+        "LDE: combined scores (sum, calibrated on in-distribution validation)",
+        "reconstruction error alone",
+        "GMM: latent log-likelihood",
+    } <= scores
+    for row in measured:
+        assert 0 <= row["auroc"] <= 1 and 0 <= row["fpr95"] <= 1
+    # Even a small autoencoder's latents tell the two datasets apart far better than chance.
+    best = max(r["auroc"] for r in measured if r["pair"].startswith("Fashion"))
+    assert best > 0.85
+    published = {r["score"]: r["auroc"] for r in payload["rows"] if r.get("published")}
+    assert published["PixelCNN++ likelihood, pixels (Ren et al., 2019)"] == 0.089
+    assert "Target (Fashion-MNIST -> MNIST AUROC >= 0.99" in (out / "ood-quick.md").read_text()
+
+
+@needs_mnist
+@needs_fashion
 def test_interpolation_suite(out):
     payload = _files(run_suite("interpolation", out, quick=True), out)
     assert {r["pairs"] for r in payload["rows"]} == {
@@ -126,6 +150,8 @@ def test_unknown_suite_is_an_error(out):
         "digits",
         "speed",
         "scale",
+        "ood",
+        "variations",
     }
 
 
@@ -139,6 +165,8 @@ def test_every_suite_keeps_the_options_run_suite_passes():
         "parzen": images,
         "ordering": images,
         "interpolation": images,
+        "ood": [*images, "dims"],
+        "variations": [*images, "dims"],
     }
     for name, parameters in expected.items():
         run = importlib.import_module(f"ldelib.bench.{name}").run
