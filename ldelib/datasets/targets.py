@@ -19,6 +19,7 @@ from .._arrays import check_rows
 
 __all__ = ["TARGETS", "GaussianMixtureTarget", "Target", "make_target"]
 
+#: The names :func:`make_target` accepts.
 TARGETS: tuple[str, ...] = (
     "ring",
     "moons",

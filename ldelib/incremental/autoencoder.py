@@ -133,7 +133,7 @@ class IncrementalAutoencoder(AutoencoderFiles, BaseEstimator):
     --------
     ldelib.LatentDensityEstimator : Fits a density on the latents; pass
         ``encoder=iae.encode, decoder=iae.decode``.
-    ldelib.autoencoders.make_conv_autoencoder : The authors' convolutional autoencoder.
+    ldelib.make_conv_autoencoder : The authors' convolutional autoencoder.
 
     References
     ----------

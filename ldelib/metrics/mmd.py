@@ -1,6 +1,6 @@
 """Kernel two-sample tests: the unbiased MMD² and its permutation test.
 
-The kernel, the median heuristic and the estimator come from :mod:`ldelib.nn.mmd`,
+The kernel, the median heuristic and the estimator come from ``ldelib.nn.mmd``,
 evaluated in float64 on the CPU, so these numbers agree with the GMMN training loss.
 """
 
@@ -120,7 +120,7 @@ def mmd2_unbiased(
     Notes
     -----
     Time and memory are O((m + n)^2): the full pooled kernel matrix is built, in float64
-    by :mod:`ldelib.nn.mmd` (the code of the GMMN loss), which floors each kernel term at
+    by ``ldelib.nn.mmd`` (the code of the GMMN loss), which floors each kernel term at
     ``exp(-60)``, about 1e-26.
 
     References

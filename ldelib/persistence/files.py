@@ -17,7 +17,10 @@ from torch import Tensor
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "File", "convert", "read_model_file", "write_model_file"]
 
+#: The ``"format"`` entry of every model file's metadata.
 FORMAT = "ldelib"
+#: The version of the file format written; files of version 1 (ldelib 0.1, a torch
+#: archive) are refused with the command that converts them (:func:`convert`).
 FORMAT_VERSION = 2
 
 File = str | os.PathLike[str] | IO[bytes]

@@ -1,0 +1,263 @@
+"""The documentation under docs/: its examples run, its API reference is complete, its
+pages and links resolve.
+
+These tests read the Markdown sources only; the site itself is built (with warnings as
+errors) by ``python -m sphinx -W --keep-going -b html docs docs/_build/html``, which
+needs the ``docs`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import ldelib
+from ldelib.persistence import registry
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.relative_to(DOCS).parts)
+
+#: The modules whose ``__all__`` is public API, each documented under docs/api/.
+PUBLIC_MODULES = (
+    "ldelib",
+    "ldelib.autoencoders",
+    "ldelib.base",
+    "ldelib.bench",
+    "ldelib.cli",
+    "ldelib.datasets",
+    "ldelib.distributed",
+    "ldelib.incremental",
+    "ldelib.latent",
+    "ldelib.metrics",
+    "ldelib.models",
+    "ldelib.nn",
+    "ldelib.ood",
+    "ldelib.persistence",
+    "ldelib.plot",
+    "ldelib.training",
+)
+
+SKIP_MARKER = "<!-- skip-test -->"
+
+
+def _name(page: Path) -> str:
+    return page.relative_to(DOCS).as_posix()
+
+
+def _blocks(page: Path) -> list[tuple[int, str, str, bool]]:
+    """The fenced blocks of a page: (line number, info string, code, skipped)."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    blocks = []
+    i = 0
+    while i < len(lines):
+        opening = re.match(r"^(\s*)(`{3,}|~{3,})\s*([^`\s]*)", lines[i])
+        if not opening:
+            i += 1
+            continue
+        indent, fence, info = opening.groups()
+        start = i
+        body = []
+        i += 1
+        while i < len(lines) and not re.match(
+            rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$", lines[i]
+        ):
+            line = lines[i]
+            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
+            i += 1
+        previous = next((ln.strip() for ln in reversed(lines[:start]) if ln.strip()), "")
+        blocks.append((start + 1, info, "\n".join(body) + "\n", previous == SKIP_MARKER))
+        i += 1
+    return blocks
+
+
+def _without_code(text: str) -> str:
+    """The page with the lines of its fenced blocks blanked out."""
+    out, fence = [], None
+    for line in text.splitlines():
+        opening = re.match(r"^\s*(`{3,}|~{3,})", line)
+        if fence is None and opening:
+            fence = opening.group(1)
+            out.append("")
+        elif fence is not None:
+            if re.match(rf"^\s*{re.escape(fence)}\s*$", line):
+                fence = None
+            out.append("")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Every Python example runs
+# ---------------------------------------------------------------------------------------
+PAGES_WITH_CODE = [p for p in PAGES if any(info == "python" for _, info, _, _ in _blocks(p))]
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """A temporary working directory; torch's global generator and the class registry
+    are put back afterwards, so the examples leave no trace on the other tests."""
+    monkeypatch.chdir(tmp_path)
+    tables = (registry._REGISTRY, registry._NAMES)  # the examples register a class
+    saved = [dict(table) for table in tables]
+    state = torch.random.get_rng_state()
+    yield tmp_path
+    torch.random.set_rng_state(state)
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=_name)
+def test_python_examples_run(page, isolated):
+    namespace: dict[str, object] = {"__name__": f"docs:{_name(page)}"}
+    for line, info, code, skipped in _blocks(page):
+        if info != "python" or skipped:
+            continue
+        try:
+            exec(compile(code, f"{page}:{line}", "exec"), namespace)  # noqa: S102 - our pages
+        except Exception as error:
+            raise AssertionError(
+                f"the Python block at {_name(page)}:{line} failed: {error!r}"
+            ) from error
+
+
+def test_skipped_examples_are_few():
+    skipped = [(_name(p), line) for p in PAGES for line, _, _, s in _blocks(p) if s]
+    assert len(skipped) <= 3, f"too many examples opt out of testing: {skipped}"
+
+
+# ---------------------------------------------------------------------------------------
+# Every public name is in the API reference
+# ---------------------------------------------------------------------------------------
+def _documented() -> tuple[set[str], set[str]]:
+    """The objects and modules that docs/api/*.md document with a directive."""
+    objects: set[str] = set()
+    modules: set[str] = set()
+    directive = re.compile(r"^\s*\.\. (?:auto|py:)?(\w+)::\s+(\S+)")
+    for page in sorted((DOCS / "api").glob("*.md")):
+        current = ""
+        for line in page.read_text(encoding="utf-8").splitlines():
+            found = directive.match(line)
+            if not found:
+                continue
+            kind, target = found.groups()
+            if kind in ("module", "currentmodule"):
+                current = target
+                if kind == "module":
+                    modules.add(target)
+            else:
+                objects.add(target if target.startswith("ldelib") else f"{current}.{target}")
+    return objects, modules
+
+
+def _canonical(module_name: str, name: str) -> str:
+    """Where a public name is documented: under ``ldelib`` when the package re-exports
+    the same object, else under its module."""
+    obj = getattr(importlib.import_module(module_name), name)
+    if name in ldelib.__all__ and getattr(ldelib, name) is obj:
+        return f"ldelib.{name}"
+    return f"{module_name}.{name}"
+
+
+def test_every_public_module_is_listed():
+    children = {
+        f"ldelib.{m.name}"
+        for m in pkgutil.iter_modules(ldelib.__path__)
+        if not m.name.startswith("_")
+    }
+    assert children <= set(PUBLIC_MODULES), (
+        f"new public modules {sorted(children - set(PUBLIC_MODULES))}: add them to "
+        "PUBLIC_MODULES here and document them under docs/api/"
+    )
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_every_public_name_is_documented(module_name):
+    objects, modules = _documented()
+    assert module_name in modules, f"docs/api/ has no `.. automodule:: {module_name}`"
+    module = importlib.import_module(module_name)
+    missing = [
+        _canonical(module_name, name)
+        for name in module.__all__
+        if _canonical(module_name, name) not in objects
+    ]
+    assert not missing, f"public names without an autodoc directive in docs/api/: {missing}"
+
+
+def test_every_name_is_documented_once():
+    seen: dict[str, int] = {}
+    directive = re.compile(r"^\s*\.\. auto(?:class|function|data|exception)::\s+(\S+)")
+    for page in (DOCS / "api").glob("*.md"):
+        for line in page.read_text(encoding="utf-8").splitlines():
+            found = directive.match(line)
+            if found:
+                seen[found.group(1)] = seen.get(found.group(1), 0) + 1
+    assert not [n for n, count in seen.items() if count > 1 and "." in n]
+
+
+# ---------------------------------------------------------------------------------------
+# Every page is reachable, every relative link and image exists
+# ---------------------------------------------------------------------------------------
+def _toctree_entries(page: Path) -> list[Path]:
+    entries = []
+    for _, info, body, _ in _blocks(page):
+        if info != "{toctree}":
+            continue
+        for line in body.splitlines():
+            line = line.strip()
+            if line and not line.startswith(":"):
+                target = page.parent / (line if line.endswith(".md") else f"{line}.md")
+                entries.append(target.resolve())
+    return entries
+
+
+def test_every_page_is_in_a_toctree():
+    root = (DOCS / "index.md").resolve()
+    reached, queue = {root}, [root]
+    while queue:
+        page = queue.pop()
+        for entry in _toctree_entries(page):
+            assert entry.exists(), f"{_name(page)}: toctree entry {entry} does not exist"
+            if entry not in reached:
+                reached.add(entry)
+                queue.append(entry)
+    unreached = [_name(p) for p in PAGES if p.resolve() not in reached]
+    assert not unreached, f"pages in no toctree: {unreached}"
+
+
+def _slug(heading: str) -> str:
+    """The anchor MyST gives a heading (myst_heading_anchors)."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    text = _without_code(page.read_text(encoding="utf-8"))
+    return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+)$", text, re.MULTILINE)}
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*([^)\s]+)\s*\)")
+FIGURE = re.compile(r"^\s*```\{(?:figure|image)\}\s+(\S+)", re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_relative_links_and_images_exist(page):
+    raw = page.read_text(encoding="utf-8")
+    targets = [m.group(1) for m in LINK.finditer(_without_code(raw))] + FIGURE.findall(raw)
+    broken = []
+    for target in targets:
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:...
+            continue
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page.resolve()
+        # A missing file, or a missing heading of a page (anchors only once it exists).
+        if not file.exists() or (file.suffix == ".md" and anchor and anchor not in _anchors(file)):
+            broken.append(target)
+    assert not broken, f"{_name(page)}: broken relative links or images: {broken}"
