@@ -339,8 +339,8 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
 
         Any one of them is a score for :func:`ldelib.metrics.ood_metrics`; an input can
         also be out of distribution by being *too* likely (Nalisnick et al., 2019), which
-        :class:`ldelib.ood.LatentTypicality` catches by modelling these scores jointly on
-        in-distribution data.
+        :class:`ldelib.ood.LatentOODScore` (``method="typicality"``) catches by modelling
+        these scores jointly on in-distribution data.
 
         Parameters
         ----------

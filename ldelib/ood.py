@@ -1,6 +1,6 @@
 """Out-of-distribution detection from several latent scores at once.
 
-:meth:`LatentDensityEstimator.ood_scores` gives each input a few scores (the latent
+:meth:`~ldelib.LatentDensityEstimator.ood_scores` gives each input a few scores (the latent
 log-likelihood, prefix marginals, the reconstruction error), each higher for typical
 inputs. :class:`LatentOODScore` combines them into one, calibrated on held-out
 **in-distribution** inputs only, without out-of-distribution data or a second,
@@ -40,7 +40,7 @@ __all__ = ["LatentOODScore"]
 class LatentOODScore(BaseEstimator):
     r"""One out-of-distribution score from a latent density's several scores.
 
-    ``fit`` computes :meth:`LatentDensityEstimator.ood_scores` of held-out
+    ``fit`` computes :meth:`~ldelib.LatentDensityEstimator.ood_scores` of held-out
     in-distribution inputs (never the rows the latent density was fitted on, whose
     likelihoods are optimistic) and calibrates the combination on them;
     ``score_samples`` scores new inputs, higher meaning more in-distribution, as
@@ -59,7 +59,7 @@ class LatentOODScore(BaseEstimator):
         Prefix marginals to include; ``"auto"`` takes the first quarter of the latents
         (none below 4 latents).
     scores : sequence of str or None, default=None
-        Names among those :meth:`~LatentDensityEstimator.ood_scores` returns, to use
+        Names among those :meth:`~ldelib.LatentDensityEstimator.ood_scores` returns, to use
         only those; ``None`` uses all.
     random_state : int, Generator or None, default=None
         Seeds the mixture of ``method="typicality"``.
