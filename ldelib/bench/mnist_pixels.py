@@ -88,7 +88,8 @@ def run(
             se=se,
             fit_s=fit.seconds,
             epochs=epochs,
-            rows_per_s=epochs * n_train / fit.seconds,
+            # None when the budget ended before an epoch (the anchor mixture was kept).
+            rows_per_s=epochs * n_train / fit.seconds if epochs else None,
             best_valid_ll=model.best_validation_score_,
             device=model.device_,
         )
@@ -99,12 +100,18 @@ def run(
         ["model", "seed", "ll", "se", "best_valid_ll", "fit_s", "epochs", "rows_per_s", "device"],
     )
     rate = report.rows[0]["rows_per_s"]
-    report.notes += [
-        (
+    if rate:
+        report.notes.append(
             f"Measured training throughput: {rate:.0f} rows/s on {report.rows[0]['device']}; "
             f"one epoch of the full 50,000-image training set takes about {50_000 / rate:.0f} s "
             "there, and training typically needs tens of epochs."
-        ),
+        )
+    else:
+        report.notes.append(
+            f"No training epoch finished within the {budget:g} s budget (the anchor "
+            "mixture's EM took it all), so the model is its anchor; raise --budget."
+        )
+    report.notes += [
         (
             "Published numbers use the same preprocessing and splits of the same sizes; they "
             "report ± two standard deviations, halved here to a standard error."

@@ -119,7 +119,7 @@ def run(
                 report.add(pair=pair, score=name, auroc=auroc, published=True)
     if missing:
         report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
-    _tabulate(report, latent_dims)
+    tabulate(report)
     _figure(report, out, histograms)
     return report
 
@@ -180,7 +180,8 @@ def _scores(
     return scores
 
 
-def _tabulate(report: Report, latent_dims: tuple[int, ...]) -> None:
+def tabulate(report: Report) -> None:
+    """Declare the tables and notes of an ood report (also for re-rendered results)."""
     report.table(
         "Out-of-distribution detection (AUROC: in-distribution test images scored above "
         "out-of-distribution ones; FPR95: out-of-distribution images accepted at 95 % TPR)",
@@ -200,12 +201,14 @@ def _tabulate(report: Report, latent_dims: tuple[int, ...]) -> None:
         and not r.get("published")
     ]
     if target:
-        worst = min(r["auroc"] for r in target)
-        verdict = "met" if worst >= 0.99 else "not met"
+        met = [r for r in target if r["auroc"] >= 0.99]
+        each = "; ".join(
+            f"D={r['D']} {r['ae']} seed {r['seed']}: {r['auroc']:.4f}" for r in target
+        )
         report.notes.append(
             f"Target (Fashion-MNIST -> MNIST AUROC >= 0.99 with one model, no background "
-            f"model): {verdict}; the LDE's combined score's lowest AUROC over latent sizes "
-            f"{list(latent_dims)}, both autoencoders and all seeds is {worst:.4f}."
+            f"model), by the LDE's combined score: met by {len(met)} of {len(target)} "
+            f"autoencoders ({each})."
         )
     report.notes += [
         (

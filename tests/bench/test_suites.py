@@ -137,6 +137,15 @@ def test_mnist_pixels_suite_through_the_command_line(out, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+@needs_mnist
+def test_a_budget_spent_before_any_epoch_is_reported_not_a_crash(out):
+    """Under load the anchor's EM can take the whole budget: the anchor is the model."""
+    report = run_suite("mnist-pixels", out / "tiny", quick=True, budget_s=1e-3)
+    assert report.rows[0]["epochs"] == 0 and report.rows[0]["rows_per_s"] is None
+    assert math.isfinite(report.rows[0]["ll"])
+    assert any("No training epoch finished" in note for note in report.notes)
+
+
 def test_unknown_suite_is_an_error(out):
     with pytest.raises(ValueError, match="unknown suite"):
         run_suite("nope", out)
