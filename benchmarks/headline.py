@@ -211,6 +211,75 @@ def interpolation(payload: dict) -> list[str]:
     return lines
 
 
+def ood(payload: dict) -> list[str]:
+    scores = (
+        ("LDE: latent log-likelihood", "LDE ll"),
+        ("LDE: combined scores (sum, calibrated on in-distribution validation)", "LDE combined"),
+        ("LDE: typicality of the scores (density, same calibration)", "LDE typicality"),
+        ("GMM: latent log-likelihood", "GMM ll"),
+        ("zuko MAF: latent log-likelihood", "MAF ll"),
+        ("reconstruction error alone", "recon. error"),
+    )
+    rows = [r for r in payload["rows"] if not r.get("published")]
+    lines = [
+        (
+            "### Out-of-distribution detection from latents (test AUROC: in-distribution "
+            "images scored above the other dataset's; **best** in bold)"
+        ),
+        "",
+        "| trained on -> tested against | D | AE | " + " | ".join(s for _, s in scores) + " |",
+        "|---|---|---|" + "---|" * len(scores),
+    ]
+    for key in dict.fromkeys((r["pair"], r["D"], r["ae"], r["seed"]) for r in rows):
+        by = {
+            r["score"]: r["auroc"] for r in rows if (r["pair"], r["D"], r["ae"], r["seed"]) == key
+        }
+        best = max(by.values())
+        cells = [
+            ""
+            if name not in by
+            else (f"**{by[name]:.4f}**" if by[name] == best else f"{by[name]:.4f}")
+            for name, _ in scores
+        ]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
+    published = [r for r in payload["rows"] if r.get("published")]
+    if published:
+        lines += [
+            "",
+            "Published pixel-space AUROCs, for context (not run here): "
+            + "; ".join(f"{r['score']} {r['auroc']:.3f} ({r['pair']})" for r in published)
+            + ".",
+        ]
+    return lines
+
+
+def variations(payload: dict) -> list[str]:
+    rows = [r for r in payload["rows"] if r.get("kind") == "variations"]
+    lines = [
+        (
+            "### Variations keeping the first k latents: class kept (share of variations "
+            "the classifier puts in the source's class) and mean pixel distance to the "
+            "source's reconstruction"
+        ),
+        "",
+        "| dataset | D | k | class kept, plain | class kept, IAE | distance, plain | distance, IAE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset, d in dict.fromkeys((r["dataset"], r["D"]) for r in rows):
+        for k in sorted({1, max(1, d // 4), d // 2}):
+            by = {
+                r["ae"]: r
+                for r in rows
+                if (r["dataset"], r["D"], r["k"]) == (dataset, d, k) and r["seed"] == 0
+            }
+            if set(by) != {"plain", "IAE"}:
+                continue
+            cells = [f"{by[s]['class_kept']:.3f}" for s in ("plain", "IAE")]
+            cells += [f"{by[s]['pixel_distance_to_source']:.4f}" for s in ("plain", "IAE")]
+            lines.append(f"| {dataset} | {d} | {k} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -238,11 +307,18 @@ def main() -> None:
         ("parzen", parzen),
         ("ordering", ordering),
         ("interpolation", interpolation),
+        ("ood", ood),
+        ("variations", variations),
+        ("scale", "### Out-of-core fits and scoring of millions of rows read from disk"),
     ):
         payload = _load(results, suite)
-        if payload is not None:
+        if payload is None:
+            continue
+        if isinstance(render, str):  # a suite whose page is its own markdown file
+            parts += [render]
+        else:
             parts += render(payload)
-            parts += ["", f"Full table: [{suite}.md]({suite}.md)", ""]
+        parts += ["", f"Full table: [{suite}.md]({suite}.md)", ""]
     analysis = results / "analysis.md"
     if analysis.exists():  # the hand-written reading of these numbers
         parts += ["", analysis.read_text()]
