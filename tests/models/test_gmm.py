@@ -442,3 +442,27 @@ def test_pickle_round_trip(fits, mixture):
     np.testing.assert_array_equal(copy.score_samples(mixture[2]), model.score_samples(mixture[2]))
     # The sampling stream travels too: the next draws are the same.
     np.testing.assert_array_equal(copy.sample(5), model.sample(5))
+
+
+def test_em_on_small_matrices_runs_on_one_blas_thread(monkeypatch, mixture):
+    """Threads cost more than they save on D x D products (see gmm._em_threads)."""
+    from threadpoolctl import threadpool_info
+
+    import ldelib.models.gmm as gmm_module
+
+    seen: list[set[int]] = []
+    fit = gmm_module.GaussianMixture.fit
+
+    def watching(self, X, y=None):
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return fit(self, X, y)
+
+    monkeypatch.setattr(gmm_module.GaussianMixture, "fit", watching)
+    before = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    GMM([1, 2], random_state=0).fit(mixture[1][:300])
+    assert seen and all(threads == {1} for threads in seen)  # numpy and scipy: OpenBLAS
+    after = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    assert after == before  # the limit is lifted afterwards
+    assert gmm_module._em_threads(gmm_module._ONE_THREAD_MAX_DIM + 1).__class__.__name__ == (
+        "nullcontext"
+    )
