@@ -35,12 +35,11 @@ def check_n_dims(model: BaseDensityEstimator, n_dims: Any) -> int | None:
     """``n_dims`` as an int in ``1..D``, or ``None`` (all dimensions)."""
     if n_dims is None:
         return None
-    d, given = model.n_features_in_, n_dims
-    if isinstance(n_dims, bool) or not isinstance(n_dims, numbers.Integral):
-        n_dims = None
-    if n_dims is None or not 1 <= int(n_dims) <= d:
+    d = model.n_features_in_
+    integral = isinstance(n_dims, numbers.Integral) and not isinstance(n_dims, bool)
+    if not (integral and 1 <= int(n_dims) <= d):
         raise ValueError(
-            f"n_dims must be an integer from 1 to {d} (the model's dimensions), got {given!r}."
+            f"n_dims must be an integer from 1 to {d} (the model's dimensions), got {n_dims!r}."
         )
     return int(n_dims)
 

@@ -22,6 +22,7 @@ from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from ._arrays import RandomStateLike, check_n_samples
 from ._batching import Codec, check_rows_of
+from ._prefix import prefix_columns
 from ._sources import is_batches, is_on_disk, open_rows
 from .base import BaseDensityEstimator
 from .models import MODELS, make_model
@@ -266,12 +267,15 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
                 _NO_LOG_PROB.format(name=type(self.density_).__name__, method=method)
             )
 
-    def _latent_log_prob(self, Z: np.ndarray, n_dims: int | None = None) -> np.ndarray:
-        if Z.shape[1] != self.latent_dim_:
+    def _check_latent_width(self, width: int) -> None:
+        if width != self.latent_dim_:
             raise ValueError(
-                f"The encoder returned {Z.shape[1]} latent dimensions, but the density was "
+                f"The encoder returned {width} latent dimensions, but the density was "
                 f"fitted on {self.latent_dim_}."
             )
+
+    def _latent_log_prob(self, Z: np.ndarray, n_dims: int | None = None) -> np.ndarray:
+        self._check_latent_width(Z.shape[1])
         return np.asarray(self.density_.score_samples(Z, n_dims=n_dims), dtype=np.float64)
 
     def log_prob(self, X: ArrayLike, n_dims: int | None = None) -> Any:
@@ -306,11 +310,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         self._check_has_log_prob("log_prob")
         if isinstance(X, Tensor):
             Z = self.encode_tensor(X)
-            if Z.shape[1] != self.latent_dim_:
-                raise ValueError(
-                    f"The encoder returned {Z.shape[1]} latent dimensions, but the density "
-                    f"was fitted on {self.latent_dim_}."
-                )
+            self._check_latent_width(Z.shape[1])
             log_prob = self.density_.log_prob(Z, n_dims=n_dims)
             return log_prob.to(X.dtype) if X.is_floating_point() else log_prob
         return self._latent_log_prob(self.encode(X), n_dims)
@@ -438,7 +438,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
             raise ValueError(f"keep must be an integer from 0 to {d} (latents), got {keep!r}.")
         decode = self._decoding(decode, "decode the variations")
         z = self.encode(self._one_row(x, "x"))[0]
-        given = z[self.density_._ordering()[: int(keep)]]
+        given = z[prefix_columns(self.density_, int(keep))]
         Z = np.asarray(self.density_.sample(n_samples, random_state=random_state, given=given))
         return self.decode(Z) if decode else Z
 

