@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._atomic import atomic_path
+
 __all__ = [
     "DiskRows",
     "OnDisk",
@@ -288,23 +290,8 @@ def result_file(out: str | os.PathLike[str] | None, n: int) -> Iterator[np.ndarr
     if out is None:
         yield np.empty(n)
         return
-    path = os.fspath(out)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist.")
-    if os.path.isdir(path):  # before scoring: the rename at the end would fail
-        raise IsADirectoryError(f"Cannot write {path!r}: it is a folder; give a file name.")
-    fd, tmp = tempfile.mkstemp(prefix=".ldelib-", suffix=".npy", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=".npy") as tmp:
         result = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n,))
         yield result
         result.flush()
         del result
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 is for the temporary name only
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_path, resolve_target
 from .persistence.describe import (
     Fitted,
     describe_model_file,
@@ -65,19 +66,15 @@ def _check_output(path: str) -> None:
     """
     if not path:
         raise ValueError("The output path is empty; give a file name.")
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"Cannot write {path!r}: it is a folder; give a file name.")
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Cannot write {path!r}: the folder {folder!r} does not exist.")
+    resolve_target(path)
+    folder = os.path.dirname(os.path.realpath(path))
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"Cannot write {path!r}: the folder {folder!r} is not writable.")
 
 
 def _save_array(path: str, array: np.ndarray) -> str:
     """Write ``array`` to exactly ``path`` (numpy.save would append .npy); return it."""
-    _check_output(path)
-    with open(path, "wb") as f:
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
         np.save(f, array)
     return path
 

@@ -331,3 +331,127 @@ def test_latent_density_estimator_round_trip(tmp_path, data, density):
     np.testing.assert_array_equal(loaded.log_prob(data @ W), lde.log_prob(data @ W))
     assert loaded.input_shape_ == (6,) and loaded.latent_dim_ == 4
     assert isinstance(ldelib.load(path, encoder=lde.encoder), LatentDensityEstimator)
+
+
+# ------------------------------------------------- what a save may replace (issue 21)
+def _fitted_gmm(data, k: int = 1):
+    from ldelib import GMM
+
+    return GMM(k, random_state=0).fit(data)
+
+
+def test_saving_through_a_symlink_writes_its_target_and_keeps_the_link(tmp_path, data):
+    target = tmp_path / "models" / "real.ldelib"
+    target.parent.mkdir()
+    _fitted_gmm(data, 1).save(target)
+    link = tmp_path / "link.ldelib"
+    link.symlink_to(target)
+    model = _fitted_gmm(data, 2)
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    loaded = ldelib.load(target)  # the target holds the new model, not the old one
+    np.testing.assert_array_equal(loaded.score_samples(data), model.score_samples(data))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["real.ldelib"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.ldelib", "models"]
+
+
+def test_saving_through_a_dangling_symlink_creates_its_target(tmp_path, data):
+    link = tmp_path / "link.ldelib"
+    link.symlink_to("new.ldelib")  # relative, as users often write them
+    model = _fitted_gmm(data)
+    model.save(link)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(
+        ldelib.load(tmp_path / "new.ldelib").score_samples(data), model.score_samples(data)
+    )
+
+
+def test_a_symlink_loop_is_refused(tmp_path, data):
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(OSError, match=r"Cannot write '.*/a': its symlinks form a loop"):
+        _fitted_gmm(data).save(tmp_path / "a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_saving_keeps_an_existing_files_permissions(tmp_path, data):
+    path = tmp_path / "private.ldelib"
+    _fitted_gmm(data).save(path)
+    path.chmod(0o600)
+    _fitted_gmm(data, 2).save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_is_never_replaced(tmp_path, data):
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    model = _fitted_gmm(data)
+    message = (
+        f"Cannot write '{fifo}': it is a FIFO (named pipe), not a regular file, and ldelib "
+        "never replaces one. Write to a file path, or pass an open file object instead."
+    )
+    with pytest.raises(OSError) as raised:
+        model.save(fifo)
+    assert str(raised.value) == message
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still the FIFO
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temporary left
+    # Through a symlink, the message names both.
+    (tmp_path / "link").symlink_to(fifo)
+    with pytest.raises(OSError, match=r"'.*link \(-> .*pipe\)': it is a FIFO"):
+        model.save(tmp_path / "link")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_a_socket_is_never_replaced(tmp_path, data):
+    import socket
+    import stat
+
+    path = tmp_path / "s"  # short: socket paths are limited to about 100 bytes
+    if len(str(path)) > 100:
+        pytest.skip("temporary folder too deep for a socket path")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(OSError, match="it is a socket, not a regular file"):
+            _fitted_gmm(data).save(path)
+    assert stat.S_ISSOCK(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("S_IFCHR", "a character device"), ("S_IFBLK", "a block device")],
+)
+def test_a_device_is_never_replaced(tmp_path, data, monkeypatch, kind, name):
+    import stat
+
+    # A stand-in for /dev/full: a regular file that os.stat reports as a device node.
+    device = tmp_path / "full"
+    device.write_bytes(b"")
+    real_stat = os.stat
+
+    def fake_stat(path, *args, **kwargs):
+        result = real_stat(path, *args, **kwargs)
+        if os.fspath(path) == str(device):
+            mode = getattr(stat, kind) | 0o666
+            return os.stat_result((mode, *tuple(result)[1:]))
+        return result
+
+    monkeypatch.setattr(os, "stat", fake_stat)
+    replaced = []
+    monkeypatch.setattr(os, "replace", lambda *a: replaced.append(a))
+    with pytest.raises(OSError, match=f"it is {name}, not a regular file"):
+        _fitted_gmm(data).save(device)
+    assert replaced == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+
+def test_an_open_file_object_is_written_through(tmp_path, data):
+    model = _fitted_gmm(data)
+    path = tmp_path / "m.ldelib"
+    with open(path, "wb") as f:  # the way to write to a pipe or a device
+        model.save(f)
+    np.testing.assert_array_equal(
+        ldelib.load(path).score_samples(data), model.score_samples(data)
+    )

@@ -1,19 +1,21 @@
 """The model file: a safetensors file with the JSON configuration in its metadata.
 
 Reading parses a JSON header and copies raw numbers: nothing is unpickled, nothing runs.
-Writing to a path is atomic (a temporary file in the same folder, synced, renamed).
+Writing to a path is atomic (a temporary file in the same folder, synced, renamed): a symlink
+is followed and kept, and a path that is not a regular file is never replaced.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import IO, Any
 
 import safetensors.torch
 import torch
 from torch import Tensor
+
+from .._atomic import atomic_path
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "File", "convert", "read_model_file", "write_model_file"]
 
@@ -53,28 +55,13 @@ def write_model_file(file: File, config: dict[str, Any], tensors: dict[str, Tens
 
 
 def _write_atomically(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".ldelib-", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-        tmp = None
     except OSError as e:
-        if not os.path.isdir(folder):
-            reason = f"the folder {folder!r} does not exist"
-        else:
-            reason = e.strerror or str(e)
-        raise type(e)(e.errno, f"Could not save to {path!r}: {reason}") from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        if e.errno is None:  # refused by resolve_target: its message says it all
+            raise
+        raise type(e)(e.errno, f"Could not save to {path!r}: {e.strerror or e}") from e
 
 
 def _article(noun: str) -> str:
