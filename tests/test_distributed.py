@@ -249,6 +249,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
+@pytest.mark.network  # the two ranks meet on a loopback port
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
 def test_two_gloo_processes_train_like_one(tmp_path):
     job = tmp.start_processes(
@@ -278,6 +280,8 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     assert not torch.allclose(reference["weight"], _net(seed=1).weight, atol=1e-3)
 
 
+@pytest.mark.slow
+@pytest.mark.network  # torchrun --standalone rendezvous on a loopback port
 def test_torchrun_fits_on_two_processes_like_one(tmp_path):
     """``torchrun --nproc_per_node 2 -m ldelib fit``: rank 0's file loads and scores, and
     with the same global batch it is the model one process trains."""

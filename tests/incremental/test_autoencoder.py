@@ -63,10 +63,11 @@ def test_same_seed_same_model_and_inputs_untouched(small, small_iae):
 
 
 def test_global_random_state_is_untouched(small, make_modules):
-    torch_state = torch.get_rng_state()
-    numpy_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is the point
+    # The modules first: making them seeds and draws from torch's global generator.
     encoder, decoder = make_modules(0, n_in=6, hidden=16)
     encoder.insert(1, nn.Dropout(0.2))  # draws from torch's global generator
+    torch_state = torch.get_rng_state()
+    numpy_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is the point
     IncrementalAutoencoder(
         encoder, decoder, D, warmup_epochs=1, max_epochs=2, device="cpu", random_state=None
     ).fit(small)
