@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .autoencoders import ConvDecoder, ConvEncoder, make_conv_autoencoder
-from .base import BaseDensityEstimator, load
+from .base import BaseDensityEstimator, DegenerateDataWarning, load
 from .incremental import IncrementalAutoencoder, active_dims
 from .latent import LatentDensityEstimator
 from .models import GMM, GMMN, CausalConvMDN
@@ -20,6 +20,7 @@ __all__ = [
     "CausalConvMDN",
     "ConvDecoder",
     "ConvEncoder",
+    "DegenerateDataWarning",
     "IncrementalAutoencoder",
     "LatentDensityEstimator",
     "__version__",

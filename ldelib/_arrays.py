@@ -19,6 +19,7 @@ from sklearn.utils.validation import validate_data
 
 __all__ = [
     "Batch",
+    "check_has_values",
     "check_n_samples",
     "check_rows",
     "make_rng",
@@ -28,6 +29,11 @@ __all__ = [
 ]
 
 RandomStateLike = int | np.integer | np.random.Generator | np.random.RandomState | None
+
+_NOT_FINITE = (
+    "Input X contains NaN or infinity. Density models need finite values: drop or impute "
+    "those rows first."
+)
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,23 @@ class Batch:
         return result.detach().to("cpu", torch.float64).numpy()
 
 
+def check_has_values(X: Any, name: str = "X") -> None:
+    """Refuse a tensor on the ``meta`` device, which has a shape and a dtype but no values.
+
+    Every read of one fails deep inside torch ("Tensor.item() cannot be called on meta
+    tensors"), in words about torch rather than about what the caller passed.
+    """
+    if isinstance(X, torch.Tensor) and X.is_meta:
+        raise TypeError(
+            f"{name} is a tensor on the 'meta' device, which has a shape and a dtype but no "
+            "values; create it on 'cpu' or 'cuda' instead."
+        )
+
+
 def _check_tensor(estimator: BaseEstimator, X: torch.Tensor, *, reset: bool) -> torch.Tensor:
     # Mirrors sklearn's validate_data messages so users see one vocabulary either way.
     name = type(estimator).__name__
+    check_has_values(X)
     if X.is_complex():
         raise ValueError("Complex data not supported; pass a real-valued tensor.")
     if X.dtype == torch.bool:
@@ -85,10 +105,7 @@ def _check_tensor(estimator: BaseEstimator, X: torch.Tensor, *, reset: bool) -> 
     if not X.is_floating_point():
         X = X.to(torch.get_default_dtype())
     if not bool(torch.isfinite(X).all()):
-        raise ValueError(
-            "Input X contains NaN or infinity. Density models need finite values: drop or "
-            "impute those rows first."
-        )
+        raise ValueError(_NOT_FINITE)
     if reset:
         estimator.n_features_in_ = d
     elif d != estimator.n_features_in_:
@@ -129,6 +146,7 @@ def check_rows(
         Fewest rows accepted.
     """
     if isinstance(X, torch.Tensor):
+        check_has_values(X, name)
         if X.is_complex():
             raise TypeError(f"{name} must be real-valued, got a tensor of dtype {X.dtype}.")
         arr: np.ndarray | torch.Tensor = X.detach()
@@ -185,7 +203,19 @@ def validate_input(estimator: BaseEstimator, X: Any, *, reset: bool) -> Batch:
     if isinstance(X, torch.Tensor):
         X = _check_tensor(estimator, X, reset=reset)
         return Batch(X, True, X.device, X.dtype)
-    X = validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
+    # scikit-learn's own finiteness check first sums X, which overflows, with a
+    # RuntimeWarning, on valid data near float64's limit: so the check here is
+    # element-wise.
+    X = validate_data(
+        estimator,
+        X,
+        reset=reset,
+        dtype=np.float64,
+        ensure_min_samples=1,
+        ensure_all_finite=False,
+    )
+    if not np.isfinite(X).all():
+        raise ValueError(_NOT_FINITE)
     # A fresh copy: torch rejects negative strides and warns on read-only memmaps.
     data = torch.from_numpy(np.array(X, dtype=np.float64, order="C", copy=True))
     return Batch(data, False, torch.device("cpu"), torch.float64)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._arrays import check_has_values
 from ._constraints import Callable as IsCallable
 from ._constraints import Constraint, Integral
 from ._validation import validate_params
@@ -156,6 +157,7 @@ def apply_batched(
 
 def check_rows_of(X: Any, what: str) -> Any:
     """``X`` as something with rows: a tensor stays a tensor, the rest becomes numpy."""
+    check_has_values(X, what)
     if not isinstance(X, Tensor):
         X = np.asarray(X)
     if X.ndim == 0 or len(X) == 0:

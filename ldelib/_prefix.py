@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._arrays import Batch, validate_input
+from ._arrays import Batch, check_has_values, validate_input
 
 if TYPE_CHECKING:
     from .base import BaseDensityEstimator
@@ -83,6 +83,7 @@ def check_given(model: BaseDensityEstimator, given: Any, n_samples: int) -> np.n
     ``given`` is one row ``(k,)`` (or ``(1, k)``) shared by every draw, or one row per
     draw ``(n_samples, k)``; ``0 <= k <= D``.
     """
+    check_has_values(given, "given")
     if isinstance(given, torch.Tensor):
         given = given.detach().cpu().numpy()
     array = np.asarray(given)

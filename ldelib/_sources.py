@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._arrays import check_has_values
 from ._atomic import atomic_path
 
 __all__ = [
@@ -90,6 +91,7 @@ def spooled(batches: Iterable[Any], name: str = "X") -> Iterator[np.memmap]:
 def _batch_rows(batch: Any, i: int, name: str) -> np.ndarray:
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], (Tensor, np.ndarray)):
         batch = batch[0]
+    check_has_values(batch, f"Batch {i} of {name}")
     rows = batch.detach().cpu().numpy() if isinstance(batch, Tensor) else np.asarray(batch)
     if rows.ndim != 2 or rows.dtype.kind not in "biuf":
         raise ValueError(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, overload
 
@@ -42,7 +43,7 @@ from ._arrays import (
     validate_input,
 )
 from ._prefix import check_given, check_n_dims, prefix_columns, prefix_input
-from ._soundness import check_sound
+from ._soundness import check_sound, held_out_collapse, repeated_values
 from ._sources import (
     OnDisk,
     Standardizer,
@@ -68,9 +69,41 @@ from ._validation import (
 from .persistence import Persistent
 from .persistence import load as _load
 
-__all__ = ["BaseDensityEstimator", "load"]
+__all__ = ["BaseDensityEstimator", "DegenerateDataWarning", "load"]
 
 ArrayLike = Any
+
+
+class DegenerateDataWarning(UserWarning):
+    """The training data make a fitted density degenerate: its log-likelihoods are not
+    to be trusted.
+
+    Issued by ``fit`` of the models with a density (not :class:`~ldelib.GMMN`) when
+    columns of the data are constant or take few distinct values (discrete data: on
+    average each value is repeated, in an evenly spaced sample of at most 2,048 rows),
+    or when the model's held-out log-likelihood is more than 10 nats per dimension
+    below that of a Gaussian with the data's means and variances. A density fitted by
+    maximum likelihood can put ever narrower peaks on repeated values: the likelihood
+    is unbounded and its value measures the regularisation, not the data. Dequantise
+    discrete data (add uniform noise of one quantisation step), drop constant columns,
+    or raise ``reg_covar`` (:class:`~ldelib.GMM`).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from ldelib import GMM, DegenerateDataWarning
+    >>> X = np.random.default_rng(0).integers(0, 4, size=(200, 2)).astype(float)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = GMM(2, random_state=0).fit(X)
+    >>> [w.category.__name__ for w in caught]
+    ['DegenerateDataWarning']
+    >>> X += np.random.default_rng(1).uniform(size=X.shape)  # dequantised
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", DegenerateDataWarning)
+    ...     _ = GMM(2, random_state=0).fit(X)
+    """
 
 
 class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
@@ -143,7 +176,8 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         Parameters
         ----------
         X : array-like, Tensor, ``.npy`` path, memmap or iterable of batches
-            Training rows, shape (n_samples, n_features); at least 2, all finite. A path
+            Training rows, shape (n_samples, n_features), all finite; at least 2, or
+            more for a model that holds rows out (the error says how many). A path
             or memmap is read in chunks, never whole; a DataLoader or iterator of row
             batches is written once to a temporary file and read the same way (see the
             scaling guide).
@@ -153,6 +187,13 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         Returns
         -------
         self
+
+        Warns
+        -----
+        DegenerateDataWarning
+            If columns of ``X`` are constant or take few distinct values, or the
+            held-out log-likelihood is absurdly low: the fitted density's
+            log-likelihoods are then not to be trusted.
         """
         self._check_params()
         device = resolve_device(getattr(self, "device", "cpu"))
@@ -160,25 +201,30 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             device = distributed.local_device(device, distributed.context())
         with transaction(self):
             if is_on_disk(X):
-                self._fit_from_disk(X, device, self._fit_rng(device))
-                return self
-            if is_batches(X):
+                repeated, Z = self._fit_from_disk(X, device, self._fit_rng(device))
+            elif is_batches(X):
                 with spooled(X) as rows:
-                    self._fit_from_disk(rows, device, self._fit_rng(device))
-                return self
-            X = validate_input(self, X, reset=True).data.detach().to("cpu", torch.float64).numpy()
-            if len(X) < 2:
-                raise ValueError(
-                    f"{type(self).__name__} needs at least 2 samples to fit, got n_samples = "
-                    f"{len(X)}."
-                )
-            rng = self._fit_rng(device)
-            self.device_ = str(device)
-            self.mean_, self.scale_, Z = _standardize(X, self.standardize)
-            self._fit(Z, rng)
-            self._check_sound(Z)
-            self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))
+                    repeated, Z = self._fit_from_disk(rows, device, self._fit_rng(device))
+            else:
+                repeated, Z = self._fit_array(X, device)
+            # Inside the transaction: a warning made an error undoes the fit.
+            self._warn_degenerate(repeated, Z)
         return self
+
+    def _fit_array(self, X: ArrayLike, device: torch.device) -> tuple[str | None, np.ndarray]:
+        """Fit on rows in memory; return what ``_warn_degenerate`` needs."""
+        X = validate_input(self, X, reset=True).data.detach().to("cpu", torch.float64).numpy()
+        self._check_enough_rows(len(X), f"got n_samples = {len(X)}")
+        repeated = repeated_values(X) if self._has_log_prob() else None
+        if not self.standardize:
+            self._check_unstandardised(float(np.abs(X).max()), "X")
+        rng = self._fit_rng(device)
+        self.device_ = str(device)
+        self.mean_, self.scale_, Z = _standardize(X, self.standardize)
+        self._fit(Z, rng)
+        self._check_sound(Z)
+        self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))
+        return repeated, Z
 
     @overload
     def score_samples(
@@ -355,24 +401,31 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
 
     def _fit_from_disk(
         self, X: str | os.PathLike[str] | np.memmap, device: torch.device, rng: np.random.Generator
-    ) -> None:
+    ) -> tuple[str | None, np.ndarray]:
+        """Fit on rows on disk; return what ``_warn_degenerate`` needs."""
         rows = open_rows(X)
         where = describe(X)
-        if len(rows) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 samples; {where} has 1.")
         if self.standardize:
             st = Standardizer.of_rows(rows, where)
         else:
-            for _ in chunks(rows, where):  # the finiteness check alone
-                pass
+            largest = 0.0
+            for _, chunk in chunks(rows, where):  # the finiteness check, and the largest
+                largest = max(largest, float(np.abs(chunk).max()))
             st = Standardizer.identity(rows.shape[1])
+        # In the order of rows in memory: NaN first, then too few rows, then too large.
+        self._check_enough_rows(len(rows), f"{where} has {len(rows)}")
+        if not self.standardize:
+            self._check_unstandardised(largest, where)
         self.n_features_in_ = rows.shape[1]
         self.device_ = str(device)
         self.mean_, self.scale_ = st.data_mean, st.data_scale
         source = OnDisk(rows, st, where)
+        repeated = repeated_values(rows) if self._has_log_prob() else None
         self._fit_on_disk(source, rng)
-        self._check_sound(source.take(np.arange(min(len(rows), 4096))))
+        Z = source.take(np.arange(min(len(rows), 4096)))
+        self._check_sound(Z)
         self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))
+        return repeated, Z
 
     def _fit_on_disk(self, source: OnDisk, rng: np.random.Generator) -> None:
         """Fit on rows on disk; by default, read them all into memory and ``_fit``.
@@ -380,6 +433,58 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         A model that can stream (``CausalConvMDN``) or subsample (``GMM``) overrides it.
         """
         self._fit(source.take(np.arange(len(source))), rng)
+
+    def _min_rows(self) -> tuple[int, str]:
+        """The fewest rows ``fit`` takes with these parameters, and why: a sentence, or
+        ``""`` for the two that every model needs (one row has no spread to fit)."""
+        return 2, ""
+
+    def _check_enough_rows(self, n: int, got: str) -> None:
+        # Up front, in the user's terms: otherwise a split deep inside the fit leaves too
+        # few rows and an inner estimator complains about a row count never passed.
+        minimum, why = self._min_rows()
+        if n < minimum:
+            raise ValueError(
+                f"{type(self).__name__} needs at least {minimum} samples to fit, {got}."
+                + (f" {why}" if why else "")
+            )
+
+    def _check_unstandardised(self, largest: float, where: str) -> None:
+        # Standardised rows are of order 1 whatever the data; raw ones are squared as
+        # they are (variances, distances), and overflow deep inside with no word of why.
+        limit = math.sqrt(torch.finfo(self._dtype).max) / 1e3
+        if largest > limit:
+            raise ValueError(
+                f"{where} holds values up to {largest:.3g}, and with standardize=False "
+                f"{type(self).__name__} computes with them as they are: beyond about "
+                f"{limit:.2g} their squares overflow {str(self._dtype).removeprefix('torch.')}. "
+                "Use standardize=True (the default), which fits any finite data."
+            )
+
+    def _held_out_score(self) -> float | None:
+        """The fitted model's mean log-likelihood of held-out rows (nats per row, data
+        units), or ``None`` if the fit held none out."""
+        return None
+
+    def _warn_degenerate(self, repeated: str | None, Z: np.ndarray) -> None:
+        """Warn, once, if the data or the fit is degenerate (see DegenerateDataWarning)."""
+        if not self._has_log_prob():
+            return
+        reasons = [r for r in (repeated, held_out_collapse(self, Z)) if r is not None]
+        if not reasons:
+            return
+        hints = [
+            "Dequantise discrete data (add uniform noise of one quantisation step)",
+            "drop constant columns",
+        ]
+        if hasattr(self, "reg_covar"):
+            hints.append(f"raise reg_covar (now {self.reg_covar!r})")
+        hint = ", ".join(hints[:-1]) + f" or {hints[-1]}"
+        warnings.warn(
+            f"{type(self).__name__}: {' '.join(reasons)} {hint}.",
+            DegenerateDataWarning,
+            stacklevel=3,
+        )
 
     def _check_sound(self, Z: np.ndarray) -> None:
         """Raise FloatingPointError if training left a numerically broken model."""
@@ -405,6 +510,10 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         mean = torch.as_tensor(self.mean_, dtype=X.dtype, device=X.device)
         scale = torch.as_tensor(self.scale_, dtype=X.dtype, device=X.device)
         Z = (X - mean) / scale
+        # Near float64's limit X - mean can overflow where the standardised value does
+        # not (data of +-1.7e308 has a scale of that size too): those entries, divided
+        # first. Elsewhere the difference first, which is exact for nearby values.
+        Z = torch.where(torch.isfinite(Z), Z, X / scale - mean / scale)
         columns = None
         if n_dims is not None and n_dims < self.n_features_in_:
             columns = prefix_columns(self, n_dims)
@@ -412,14 +521,30 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             keep = torch.zeros(Z.shape[1], dtype=torch.bool, device=Z.device)
             keep[torch.as_tensor(columns, device=Z.device)] = True
             Z = torch.where(keep, Z, 0.0)
-        # Rows beyond what the model's dtype can carry through the network have a
-        # density that underflows to 0 in it: -inf, never a NaN from inf - inf inside.
-        limit = math.sqrt(torch.finfo(self._dtype).max) / 1e3
+        k = None if columns is None else len(columns)
+        return self._log_prob_in(Z, k, device, self._dtype) - self._log_scale_sum(columns)
+
+    def _log_prob_in(
+        self, Z: Tensor, k: int | None, device: torch.device, dtype: torch.dtype
+    ) -> Tensor:
+        """``_log_prob`` (or the prefix marginal of ``k`` dimensions) of standardised rows
+        computed in ``dtype`` on ``device``, returned in ``Z``'s dtype.
+
+        Rows too far out for ``dtype`` (their squares overflow it, and the density
+        underflows to 0 in it) are rescored in float64, the others stay in the model's
+        faster dtype; rows too far out even for float64 get -inf, never a NaN from
+        inf - inf inside.
+        """
+        limit = math.sqrt(torch.finfo(dtype).max) / 1e3
         far = ~(Z.abs() <= limit).all(dim=1)
-        Z = torch.where(far[:, None], 0.0, Z).to(device=device, dtype=self._dtype)
-        inner = self._log_prob(Z) if columns is None else self._log_prob_prefix(Z, len(columns))
-        log_prob = inner.to(X.dtype).masked_fill(far.to(Z.device), -math.inf)
-        return log_prob - self._log_scale_sum(columns)
+        near = torch.where(far[:, None], 0.0, Z).to(device=device, dtype=dtype)
+        inner = self._log_prob(near) if k is None else self._log_prob_prefix(near, k)
+        inner, far = inner.to(Z.dtype), far.to(device)
+        if dtype != torch.float64 and bool(far.any()):
+            rows = far.nonzero().squeeze(1)
+            again = self._log_prob_in(Z[rows.to(Z.device)], k, device, torch.float64)
+            return inner.index_put((rows,), again.to(inner.dtype))
+        return inner.masked_fill(far, -math.inf)
 
     def _log_prob_prefix(self, Z: Tensor, k: int) -> Tensor:
         """Marginal log-density of the first ``k`` dimensions of the ordering, from

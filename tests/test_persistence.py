@@ -452,6 +452,4 @@ def test_an_open_file_object_is_written_through(tmp_path, data):
     path = tmp_path / "m.ldelib"
     with open(path, "wb") as f:  # the way to write to a pipe or a device
         model.save(f)
-    np.testing.assert_array_equal(
-        ldelib.load(path).score_samples(data), model.score_samples(data)
-    )
+    np.testing.assert_array_equal(ldelib.load(path).score_samples(data), model.score_samples(data))

@@ -8,6 +8,8 @@ values, the user's global torch state, crafted model files.
 
 from __future__ import annotations
 
+import copy
+import re
 import warnings
 
 import numpy as np
@@ -16,10 +18,18 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 import ldelib
-from ldelib import GMM, GMMN, CausalConvMDN, IncrementalAutoencoder, LatentDensityEstimator
+from ldelib import (
+    GMM,
+    GMMN,
+    CausalConvMDN,
+    DegenerateDataWarning,
+    IncrementalAutoencoder,
+    LatentDensityEstimator,
+)
 from ldelib.metrics import mmd2_unbiased, parzen_log_likelihood
 
 X = np.random.default_rng(0).normal(size=(300, 3))
@@ -179,7 +189,11 @@ def test_a_diverging_mdn_raises_or_returns_a_sound_model(seed):
         with pytest.raises(NotFittedError):
             model.score(X)
         return
-    assert model.score(X) > -3 * 10  # not collapsed: a standard normal scores about -4.3
+    # Sound: within a nat per dimension of the true density of X, N(0, I), on either side;
+    # an untrained model of random weights is 1 to 2.5 nats/row below it, a collapsed one is
+    # tens of nats below, a degenerate spike on the rows far above.
+    truth = np.mean(-0.5 * (X**2).sum(axis=1) - 1.5 * np.log(2 * np.pi))
+    assert abs(model.score(X) - truth) <= X.shape[1]
     assert np.isfinite(model.sample(200, random_state=0)).all()
 
 
@@ -213,7 +227,13 @@ def test_a_constant_huge_column_fits():
         CausalConvMDN(**SMALL_MDN, random_state=0),
         GMMN(**SMALL_GMMN, random_state=0),
     ):
-        model.fit(Z)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DegenerateDataWarning)
+            model.fit(Z)
+        # Fitted, and told the column is constant (GMMN has no density to warn about).
+        said = [str(w.message) for w in caught if w.category is DegenerateDataWarning]
+        assert len(said) == (0 if isinstance(model, GMMN) else 1)
+        assert all("column 1 constant" in m for m in said)
         assert np.isfinite(model.sample(50, random_state=0)).all()
 
 
@@ -282,6 +302,7 @@ def test_the_users_default_dtype_does_not_matter(factory):
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arrays(np.float64, st.tuples(st.integers(2, 12), st.integers(1, 3)), elements=finite))
 def test_gmm_fits_any_finite_data_or_says_why(Z):
@@ -289,6 +310,8 @@ def test_gmm_fits_any_finite_data_or_says_why(Z):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            # Repeated values are most of what these draw: the warning is tested below.
+            warnings.simplefilter("ignore", DegenerateDataWarning)
             model.fit(Z)
     except ValueError:
         return
@@ -296,6 +319,7 @@ def test_gmm_fits_any_finite_data_or_says_why(Z):
     assert np.isfinite(model.sample(3, random_state=0)).all()
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arrays(np.float64, st.tuples(st.integers(4, 12), st.integers(1, 3)), elements=finite))
 def test_mdn_fits_any_finite_data_or_says_why(Z):
@@ -305,6 +329,7 @@ def test_mdn_fits_any_finite_data_or_says_why(Z):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", DegenerateDataWarning)  # as above
             model.fit(Z)
     except (ValueError, FloatingPointError):
         return
@@ -505,3 +530,419 @@ def test_crafted_files_are_refused_with_what_is_wrong(tmp_path, name, factory, e
     with pytest.raises(ValueError, match=words):
         ldelib.load(path).sample(2)  # sample: a param that loads must still be checked
     assert path.read_bytes() == content
+
+
+# ---------------------------------------------------------------- clear errors (issue 21)
+_META = (
+    "{name} is a tensor on the 'meta' device, which has a shape and a dtype but no values; "
+    "create it on 'cpu' or 'cuda' instead."
+)
+
+
+def _meta(*shape: int) -> torch.Tensor:
+    return torch.empty(*shape, device="meta")
+
+
+def _fitted_gmm() -> GMM:
+    return GMM(2, random_state=0).fit(X)
+
+
+def _fitted_mdn() -> CausalConvMDN:
+    return CausalConvMDN(**SMALL_MDN, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize(
+    ("factory", "call", "name"),
+    [
+        (lambda: GMM(2, random_state=0), lambda m: m.fit(_meta(10, 3)), "X"),
+        (lambda: CausalConvMDN(**SMALL_MDN), lambda m: m.fit(_meta(10, 3)), "X"),
+        (lambda: GMMN(**SMALL_GMMN), lambda m: m.fit(_meta(10, 3)), "X"),
+        (lambda: GMM(2), lambda m: m.fit(iter([_meta(10, 3)])), "Batch 0 of X"),
+        (lambda: LatentDensityEstimator("gmm"), lambda m: m.fit(_meta(10, 3)), "X"),
+        (_fitted_gmm, lambda m: m.score_samples(_meta(4, 3)), "X"),
+        (_fitted_gmm, lambda m: m.score_samples(_meta(4, 1), n_dims=1), "X"),
+        (_fitted_gmm, lambda m: m.log_prob(_meta(4, 3)), "X"),
+        (_fitted_gmm, lambda m: m.score(_meta(4, 3)), "X"),
+        (_fitted_gmm, lambda m: m.sample(2, given=_meta(1)), "given"),
+        (_fitted_mdn, lambda m: m.score_samples(_meta(4, 3)), "X"),
+        (_fitted_mdn, lambda m: m.score(_meta(4, 3)), "X"),
+        (_fitted_mdn, lambda m: m.sample(2, given=_meta(2, 1)), "given"),
+        (
+            lambda: LatentDensityEstimator(GMM(2, random_state=0)).fit(X),
+            lambda m: m.log_prob(_meta(4, 3)),
+            "X",
+        ),
+        (
+            lambda: LatentDensityEstimator(GMM(2, random_state=0)).fit(X),
+            lambda m: m.score(_meta(4, 3)),
+            "X",
+        ),
+    ],
+)
+def test_meta_tensors_are_refused_by_name(tmp_path, monkeypatch, factory, call, name):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where batches are spooled
+    model = factory()
+    before = _state(model)
+    params = model.get_params()
+    with pytest.raises(TypeError) as caught:
+        call(model)
+    assert str(caught.value) == _META.format(name=name)
+    assert _same(before, _state(model)) and model.get_params() == params
+    if hasattr(model, "score_samples") and hasattr(model, "n_features_in_"):
+        np.testing.assert_array_equal(model.score_samples(X[:5]), factory().score_samples(X[:5]))
+    assert list(tmp_path.glob(".ldelib-*")) == []  # no spooled rows left behind
+
+
+def test_meta_tensors_are_refused_by_the_metrics():
+    with pytest.raises(ValueError) as caught:
+        parzen_log_likelihood(_meta(5, 3), X[:4], bandwidth=0.5)
+    assert str(caught.value) == _META.format(name="samples")
+
+
+def test_parzen_far_point_is_finite_and_exact():
+    # Squared distances of 1e160 overflow float64; the log-likelihood, -5e299, does not.
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 60
+    rng = np.random.default_rng(0)
+    samples = rng.normal(size=(20, 2))
+    point = np.array([[1e160, -3.0], [0.5, 0.25]])
+    h = 1e10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = parzen_log_likelihood(samples, point, bandwidth=h)
+
+    def reference(x: np.ndarray) -> float:
+        # Exact squared distances, then a log-sum-exp shifted by the nearest one.
+        exponents = [
+            -sum((Decimal(float(a)) - Decimal(float(b))) ** 2 for a, b in zip(x, s, strict=True))
+            / (2 * Decimal(h) ** 2)
+            for s in samples
+        ]
+        top = max(exponents)
+        lse = top + sum((e - top).exp() for e in exponents).ln()
+        norm = Decimal(len(samples)).ln() + (2 * Decimal(np.pi) * Decimal(h) ** 2).ln()
+        return float(lse - norm)
+
+    expected = [reference(x) for x in point]
+    np.testing.assert_allclose(result.log_likelihoods, expected, rtol=1e-12)
+    assert result.mean == pytest.approx(np.mean(expected), rel=1e-12)
+
+
+def test_parzen_point_beyond_float64_is_refused_by_name():
+    samples = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError) as caught:
+        parzen_log_likelihood(samples, np.array([[0.0, 0.0], [1e160, 0.0]]), bandwidth=0.5)
+    reach = float(np.abs(samples).max())
+    assert str(caught.value) == (
+        f"X_test row 1 (largest magnitude 1e+160) is so far from every sample (largest "
+        f"magnitude {reach:.3g}) that its Parzen log-likelihood at the bandwidth 0.5 is "
+        "below -1.8e+308 nats, beyond float64's range. Check that X_test and the samples "
+        "are in the same units, or drop such rows."
+    )
+
+
+FAR = np.array([[1e30, 0.0, 0.0], [0.0, 1e20, 0.0], [1e17, -1e17, 1e17]])
+
+
+@pytest.mark.parametrize("options", [{}, {"init": "random"}, {"architecture": "paper"}])
+def test_mdn_scores_rows_far_beyond_float32_in_float64(options):
+    params = {**SMALL_MDN, "max_epochs": 2, **options}
+    if options.get("architecture") == "paper":
+        params.pop("hidden_channels")
+    model = CausalConvMDN(**params, random_state=0).fit(X)
+    near = X[:5]
+    alone = model.score_samples(near)
+    before = _state(model)
+    scores = model.score_samples(np.vstack([near, FAR]))
+    assert _same(before, _state(model))  # no float64 module left behind
+    assert next(model.module_.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(scores[:5], alone, rtol=1e-6)  # still the float32 pass
+    assert np.isfinite(scores).all()
+    # The same network in float64, run directly on the standardised rows.
+    network = copy.deepcopy(model.module_).double()
+    Z = torch.from_numpy(((FAR - model.mean_) / model.scale_)[:, model.ordering_])
+    with torch.no_grad():
+        direct = network(Z).numpy() - np.log(model.scale_).sum()
+    np.testing.assert_allclose(scores[5:], direct, rtol=1e-9)
+    tensor = model.score_samples(torch.tensor(FAR))
+    np.testing.assert_allclose(tensor.detach().numpy(), scores[5:], rtol=1e-12)
+
+
+def test_mdn_far_rows_match_the_anchor_mixture_computed_independently():
+    model = CausalConvMDN(**SMALL_MDN, random_state=0).fit(X)
+    with torch.no_grad():  # no corrections: the model is its anchor mixture exactly
+        model.module_.net.output.weight.zero_()
+        model.module_.net.output.bias.zero_()
+    anchor = model.module_.anchor
+    log_w = anchor.log_weights.double().numpy()
+    means = anchor.means.double().numpy()
+    inverse = anchor.inverse_cholesky.double().numpy()
+    Z = ((FAR - model.mean_) / model.scale_)[:, model.ordering_]
+    eps = np.einsum("kij,nkj->nki", inverse, Z[:, None, :] - means[None])
+    log_n = (
+        -0.5 * np.square(eps).sum(-1)
+        + np.log(np.diagonal(inverse, axis1=1, axis2=2)).sum(-1)
+        - 1.5 * np.log(2 * np.pi)
+    )
+    log_w = log_w - logsumexp(log_w)
+    expected = logsumexp(log_w + log_n, axis=1) - np.log(model.scale_).sum()
+    scores = model.score_samples(FAR)
+    assert np.isfinite(scores).all() and (scores < -1e30).all()
+    np.testing.assert_allclose(scores, expected, rtol=1e-9)
+
+
+TOO_FEW = [
+    (
+        lambda: CausalConvMDN(**SMALL_MDN),
+        2,
+        (
+            "CausalConvMDN needs at least 3 samples to fit, got n_samples = 2. Its start "
+            "(init='auto') is a Gaussian mixture that chooses reg_covar by held-out likelihood: "
+            "it holds out 20% of the rows (at least one) and fits each candidate on the rest, "
+            "which must hold at least 2. Use init='random' to fit on fewer rows."
+        ),
+    ),
+    (
+        lambda: CausalConvMDN(),
+        2,
+        (
+            "CausalConvMDN needs at least 3 samples to fit, got n_samples = 2. Its start "
+            "(init='auto') is a Gaussian mixture that chooses n_components and reg_covar by "
+            "held-out likelihood: it holds out 20% of the rows (at least one) and fits each "
+            "candidate on the rest, which must hold at least 2. Use init='random' to fit on "
+            "fewer rows."
+        ),
+    ),
+    (
+        lambda: CausalConvMDN(3, max_epochs=1, device="cpu"),
+        3,
+        (
+            "CausalConvMDN needs at least 4 samples to fit, got n_samples = 3. Its start "
+            "(init='auto') is a Gaussian mixture that chooses reg_covar by held-out likelihood: "
+            "it holds out 20% of the rows (at least one) and fits each candidate on the rest, "
+            "which must hold at least 3 (one per component of n_components=3). Use "
+            "init='random' to fit on fewer rows."
+        ),
+    ),
+    (
+        lambda: GMM(5),
+        3,
+        (
+            "GMM needs at least 5 samples to fit, got n_samples = 3. A mixture of "
+            "n_components=5 needs at least one row per component."
+        ),
+    ),
+    (
+        lambda: GMM("auto"),
+        2,
+        (
+            "GMM needs at least 3 samples to fit, got n_samples = 2. Choosing n_components by "
+            "held-out likelihood holds out validation_fraction=0.2 of the rows (at least one) "
+            "and fits each candidate on the rest, which must hold at least 2. Give a single "
+            "n_components and reg_covar to fit on every row."
+        ),
+    ),
+    (
+        lambda: GMM([1, 5], reg_covar="auto", validation_fraction=0.5),
+        8,  # round(0.5 * 9) = 4 held out of 9 leaves 5: 9 is enough
+        (
+            "GMM needs at least 9 samples to fit, got n_samples = 8. Choosing n_components "
+            "and reg_covar by held-out likelihood holds out validation_fraction=0.5 of the rows "
+            "(at least one) and fits each candidate on the rest, which must hold at least 5 "
+            "(one per component of n_components=5). Give a single n_components and reg_covar "
+            "to fit on every row."
+        ),
+    ),
+    (lambda: GMMN(**SMALL_GMMN), 1, "GMMN needs at least 2 samples to fit, got n_samples = 1."),
+]
+
+
+@pytest.mark.parametrize(("factory", "n", "message"), TOO_FEW)
+def test_too_few_rows_name_the_minimum_and_why(tmp_path, factory, n, message):
+    rows = np.random.default_rng(0).normal(size=(n, 2))
+    model = factory()
+    with pytest.raises(ValueError) as caught:
+        model.fit(rows)
+    assert str(caught.value) == message
+    assert not hasattr(model, "n_features_in_")
+    # The same rows on disk: the same minimum, and the file untouched.
+    path = tmp_path / "rows.npy"
+    np.save(path, rows)
+    content, stamp = path.read_bytes(), path.stat().st_mtime_ns
+    with pytest.raises(ValueError) as caught:
+        model.fit(path)
+    assert str(caught.value) == message.replace(f"got n_samples = {n}", f"{str(path)!r} has {n}")
+    assert not hasattr(model, "n_features_in_")
+    assert path.read_bytes() == content and path.stat().st_mtime_ns == stamp
+    # The minimum is exact: that many rows fit.
+    minimum = int(re.search(r"at least (\d+) samples", message)[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", ldelib.DegenerateDataWarning)  # 2 rows in 2-D
+        factory().fit(np.random.default_rng(0).normal(size=(minimum, 2)))
+
+
+def test_gmm_max_fit_rows_below_the_minimum_is_refused():
+    model = GMM(5, max_fit_rows=4)
+    with pytest.raises(ValueError) as caught:
+        model.fit(X)
+    assert str(caught.value) == (
+        "The GMM parameter max_fit_rows must be at least 5, the fewest rows this mixture can "
+        "be fitted on; got 4. A mixture of n_components=5 needs at least one row per "
+        "component."
+    )
+    assert not hasattr(model, "n_features_in_")
+
+
+BIG = np.finfo(np.float64).max
+_rng = np.random.default_rng(0)
+AWKWARD = {
+    "+-max in a column": np.column_stack(
+        [_rng.choice([-1.0, 1.0], 40) * BIG * _rng.uniform(0.5, 1.0, 40), _rng.normal(size=40)]
+    ),
+    "+-max, two rows": np.array([[BIG, 0.0], [-BIG, 1.0], [BIG, 2.0], [-BIG, 3.0], [0.0, 4.0]]),
+    "max and tiny": np.column_stack([_rng.uniform(0, BIG, 30), _rng.normal(size=30) * 1e-300]),
+    "max and ordinary columns": np.column_stack(
+        [BIG * np.linspace(-1.0, 1.0, 30), _rng.normal(size=30), np.arange(30.0)]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(AWKWARD))
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: GMM(2, random_state=0, n_init=1),
+        lambda: CausalConvMDN(n_components=1, hidden_channels=4, max_epochs=1, device="cpu"),
+    ],
+    ids=["gmm", "mdn"],
+)
+def test_data_near_the_float64_limit_fits_without_spurious_warnings(factory, name):
+    # pytest makes RuntimeWarning an error: an overflow in a finiteness check or in the
+    # standardisation of valid data fails here.
+    Z = AWKWARD[name]
+    model = factory().set_params(random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", ldelib.DegenerateDataWarning)
+        model.fit(Z)
+    scores = model.score_samples(Z)
+    assert np.isfinite(scores).all()
+    assert np.isfinite(model.sample(5, random_state=0)).all()
+    assert np.isfinite(model.score(Z))
+
+
+def test_discrete_pixels_warn_with_what_to_do():
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().data[:400]
+    for model, hint in [
+        (GMM(2, random_state=0), ", drop constant columns or raise reg_covar (now 1e-06)."),
+        (CausalConvMDN(**SMALL_MDN, random_state=0), " or drop constant columns."),
+    ]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(pixels)
+        expected = (
+            f"{type(model).__name__}: X has columns 0, 16, 31, 32, 39 and 3 more constant and "
+            "columns 1, 2, 3, 4, 5 and 51 more with few distinct values (column 1: 8 "
+            "distinct values among 400 rows): a density fitted by maximum likelihood can "
+            "put ever narrower peaks on repeated values, so its log-likelihoods measure the "
+            "regularisation rather than the data. Dequantise discrete data (add uniform "
+            f"noise of one quantisation step){hint}"
+        )
+        assert [str(w.message) for w in caught] == [expected]  # once: not for the anchor too
+        assert caught[0].category is ldelib.DegenerateDataWarning
+        assert caught[0].filename == __file__  # points at the user's fit
+
+
+def test_a_collapsed_held_out_score_warns():
+    # One row of the second column differs from the others; with this seed it is held
+    # out, and every candidate scores it some 2.5e6 nats below the rest.
+    Z = np.column_stack([np.random.default_rng(0).normal(size=200), np.zeros(200)])
+    Z[7, 1] = 1.0
+    with pytest.warns(ldelib.DegenerateDataWarning) as caught:
+        model = GMM([1, 2], random_state=1).fit(Z)
+    score = max(model.candidate_scores_.values())
+    assert score < -1e6
+    # The reference: a Gaussian with the data's means and variances, per dimension in
+    # standard units (both columns have unit spread there).
+    gaussian = -0.5 * (np.log(2 * np.pi) + 1)
+    gap = gaussian - (score + np.log(model.scale_).sum()) / 2
+    expected = (
+        "GMM: X has column 1 with few distinct values (column 1: 2 distinct values among 200 "
+        "rows): a density fitted by maximum likelihood can put ever narrower peaks on "
+        "repeated values, so its log-likelihoods measure the regularisation rather than the "
+        f"data. Its held-out log-likelihood, {score:.4g} nats per row, is {gap:.3g} nats per "
+        "dimension below that of a Gaussian with the data's means and variances: the fit is "
+        "degenerate. Dequantise discrete data (add uniform noise of one quantisation step), "
+        "drop constant columns or raise reg_covar (now 1e-06)."
+    )
+    assert [str(w.message) for w in caught] == [expected]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        X,
+        X.astype(np.float32).astype(np.float64),  # float32 latents
+        np.random.default_rng(3).normal(size=(5000, 4)).astype(np.float32),
+        np.random.default_rng(0).integers(0, 17, size=(300, 3)) / 16.0
+        + np.random.default_rng(1).uniform(0, 1 / 16, size=(300, 3)),  # dequantised
+    ],
+    ids=["normal", "float32-rounded", "float32-5000", "dequantised"],
+)
+def test_continuous_data_does_not_warn(data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ldelib.DegenerateDataWarning)
+        GMM("auto", reg_covar="auto", random_state=0).fit(data)
+        CausalConvMDN(**SMALL_MDN, random_state=0).fit(data)
+
+
+@pytest.mark.parametrize(
+    ("factory", "limit", "dtype"),
+    [
+        (lambda: GMM(2, standardize=False, random_state=0), "1.3e+151", "float64"),
+        (lambda: CausalConvMDN(**SMALL_MDN, standardize=False), "1.8e+16", "float32"),
+    ],
+    ids=["gmm", "mdn"],
+)
+def test_unstandardised_values_too_large_to_square_are_refused(tmp_path, factory, limit, dtype):
+    Z = AWKWARD["+-max in a column"]
+    name = type(factory()).__name__
+    message = (
+        f"{{where}} holds values up to {np.abs(Z).max():.3g}, and with standardize=False "
+        f"{name} computes with them as they are: beyond about {limit} their squares "
+        f"overflow {dtype}. Use standardize=True (the default), which fits any finite data."
+    )
+    model = factory()
+    with pytest.raises(ValueError) as caught:
+        model.fit(Z)
+    assert str(caught.value) == message.format(where="X")
+    assert not hasattr(model, "n_features_in_")
+    path = tmp_path / "z.npy"
+    np.save(path, Z)
+    content = path.read_bytes()
+    with pytest.raises(ValueError) as caught:
+        model.fit(path)
+    assert str(caught.value) == message.format(where=repr(str(path)))
+    assert not hasattr(model, "n_features_in_") and path.read_bytes() == content
+
+
+def test_mean_log_likelihood_near_the_float64_limit():
+    # A sum of two such values overflows; their mean and spread do not.
+    values = np.array([-1.7e308, -1.5e308])
+    mean, std_err = ldelib.metrics.mean_log_likelihood(values)
+    assert mean == pytest.approx(-1.6e308, rel=1e-15)
+    assert std_err == pytest.approx(0.1e308 / np.sqrt(2), rel=1e-12)
+
+
+def test_a_degenerate_data_warning_made_an_error_leaves_the_model_unfitted():
+    pixels = np.random.default_rng(0).integers(0, 4, size=(200, 2)).astype(float)
+    model = GMM(2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ldelib.DegenerateDataWarning)
+        with pytest.raises(ldelib.DegenerateDataWarning):
+            model.fit(pixels)
+    assert not hasattr(model, "n_features_in_")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ldelib import GMM, GMMN, CausalConvMDN
@@ -29,6 +30,9 @@ def _expected_failed_checks(estimator: object) -> dict[str, str]:
     return EXPECTED_FAILED_CHECKS
 
 
+# Some checks fit iris, measured to 0.1 cm: 35 distinct values in 150 rows. The warning is
+# right, and beside the point of an API check.
+@pytest.mark.filterwarnings("ignore::ldelib.DegenerateDataWarning")
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible(estimator, check):
     check(estimator)

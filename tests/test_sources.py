@@ -11,6 +11,11 @@ from ldelib._sources import CHUNK, Standardizer, open_rows
 SMALL_MDN = {"n_components": 2, "hidden_channels": 8, "max_epochs": 2, "device": "cpu"}
 
 
+# The data's constant column is on purpose (files and arrays must standardise it alike):
+# the warning it draws is tested in test_reliability.py.
+pytestmark = pytest.mark.filterwarnings("ignore::ldelib.DegenerateDataWarning")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     rng = np.random.default_rng(0)
@@ -117,11 +122,25 @@ def test_a_file_with_another_width_is_refused_for_scoring(data, tmp_path):
         GMM(1, random_state=0).fit(X).score_samples(tmp_path / "narrow.npy")
 
 
-def test_gmm_fits_em_on_at_most_max_fit_rows(data):
+def test_gmm_fits_em_on_at_most_max_fit_rows(data, monkeypatch):
+    from sklearn.mixture import GaussianMixture
+
     X, path = data
+    seen = []
+    fit = GaussianMixture.fit
+
+    def recording(self, Z, y=None):
+        seen.append(np.array(Z, copy=True))
+        return fit(self, Z, y)
+
+    monkeypatch.setattr(GaussianMixture, "fit", recording)
     capped = GMM(2, max_fit_rows=500, random_state=0).fit(X)
     assert capped.n_iter_ >= 1 and np.isfinite(capped.score_samples(X)).all()
     on_disk = GMM(2, max_fit_rows=500, random_state=0).fit(path)
+    GMM(2, random_state=0).fit(X)
+    # EM itself got 500 distinct rows from the array and from the file, all 2,500 uncapped.
+    assert [rows.shape for rows in seen] == [(500, 4), (500, 4), (2500, 4)]
+    assert all(len(np.unique(rows, axis=0)) == len(rows) for rows in seen)
     # The subsample is the same draw from the same stream either way.
     np.testing.assert_allclose(on_disk.means_, capped.means_, rtol=1e-6, atol=1e-8)
 

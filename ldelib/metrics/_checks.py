@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._arrays import check_rows
+from .._arrays import check_has_values, check_rows
 
 
 def frozen(a: Any) -> np.ndarray:
@@ -28,6 +28,10 @@ def check_points(x: Any, name: str) -> np.ndarray | torch.Tensor:
     message. Returns a float64 numpy array, or the tensor detached, on its device and in
     its dtype.
     """
+    try:
+        check_has_values(x, name)
+    except TypeError as exc:  # the metrics refuse with ValueError only
+        raise ValueError(str(exc)) from None
     try:
         arr = check_rows(x, name, ndim=2, finite=False)
     except TypeError as exc:

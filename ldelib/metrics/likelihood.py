@@ -25,6 +25,17 @@ def _as_float_or_array(v: Any, name: str) -> float | np.ndarray:
     return float(arr) if arr.ndim == 0 else arr
 
 
+def power_of_two(a: np.ndarray) -> int:
+    """An exponent ``e`` with every finite ``|a| / 2**e < 1``.
+
+    Sums and squares of ``np.ldexp(a, -e)`` cannot overflow (log-likelihoods near
+    -1.8e308 are finite), and a power of two scales exactly: a mean or a standard
+    deviation of the scaled values, scaled back, is that of ``a`` itself.
+    """
+    finite = np.abs(a[np.isfinite(a)])
+    return math.frexp(float(finite.max()))[1] if finite.size else 0
+
+
 def nats_to_bits_per_dim(nats: Any, n_dims: int) -> float | np.ndarray:
     """Convert a per-example value in nats to bits per dimension: ``nats / (D ln 2)``.
 
@@ -107,4 +118,6 @@ def mean_log_likelihood(log_probs: Any, ddof: int = 0) -> tuple[float, float]:
         raise ValueError(f"log_probs must be a non-empty 1-D array; got shape {arr.shape}.")
     if ddof not in (0, 1) or arr.size <= ddof:
         raise ValueError(f"ddof must be 0 or 1 and smaller than n={arr.size}; got {ddof!r}.")
-    return float(arr.mean()), float(arr.std(ddof=ddof) / math.sqrt(arr.size))
+    e = power_of_two(arr)
+    y = np.ldexp(arr, -e)
+    return float(np.ldexp(y.mean(), e)), float(np.ldexp(y.std(ddof=ddof) / math.sqrt(arr.size), e))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ._checks import check_bandwidths, check_points, check_same_dims, frozen
-from .likelihood import mean_log_likelihood
+from .likelihood import mean_log_likelihood, power_of_two
 
 __all__ = [
     "MNIST_PARZEN_BANDWIDTHS",
@@ -75,34 +75,92 @@ def _parzen_lse(
     """Return ``logsumexp_i(-||x - s_i||^2 / (2 h^2))`` of shape (n_bandwidths, n_x).
 
     ``s`` is already divided by ``unit`` and centred; ``x`` is divided and centred block
-    by block, so no full copy is made.
+    by block, so no full copy is made. ``bandwidths`` are in the data's units. A value
+    below float64's range is -inf, never a NaN.
     """
-    coefs = [-0.5 / float(h) ** 2 for h in bandwidths]
+    log_h = torch.as_tensor(np.log(bandwidths), dtype=torch.float64, device=x.device)
     s_sq = (s * s).sum(dim=1)
-    out = torch.empty(len(coefs), x.shape[0], dtype=torch.float64, device=x.device)
+    s_c = s @ centre  # for far rows, below
+    c_sq = centre @ centre
+    out = torch.empty(len(bandwidths), x.shape[0], dtype=torch.float64, device=x.device)
     for i0 in range(0, x.shape[0], batch_size):
-        xb = x[i0 : i0 + batch_size].to(torch.float64) / unit - centre
+        raw = x[i0 : i0 + batch_size].to(torch.float64)
+        xb = raw / unit - centre
+        # Every sample lies within 2 units of the centre. A row beyond 4 units has
+        # squared distances that can overflow in these units (a point at 1e160, samples
+        # near 1), so it is measured in units of its own largest value M instead, where
+        # nothing overflows and nothing cancels: ||x/M - rho (s + centre)||^2 with
+        # rho = unit / M <= 1/3 is at least 4/9 (x/M has a coordinate of 1, a sample at
+        # most 1/3 there).
+        far = ~(xb.abs() <= 4.0).all(dim=1, keepdim=True)
+        any_far = bool(far.any())
+        size = raw.abs().amax(dim=1, keepdim=True)
+        if any_far:
+            xb = torch.where(far, raw / size, xb)
+            rho = torch.where(far, unit / size, 1.0)
+            x_c = far * (xb @ centre)[:, None]
         x_sq = (xb * xb).sum(dim=1, keepdim=True)
+        # 1 / (2 h^2) in the row's units, from logs: a far row's may overflow to inf,
+        # and its log-density, below float64's range, is then -inf.
+        log_unit = torch.where(far, size.log(), math.log(unit))
+        k = (math.log(0.5) + 2.0 * (log_unit.T - log_h[:, None])).exp().unsqueeze(-1)
+        # 0 * inf (a coincident sample, a window too small for the units) counts as 0.
+        finite_k = bool(torch.isfinite(k).all())
         acc = torch.full(
-            (len(coefs), xb.shape[0]), -math.inf, dtype=torch.float64, device=x.device
+            (len(bandwidths), xb.shape[0]), -math.inf, dtype=torch.float64, device=x.device
         )
         for j0 in range(0, s.shape[0], batch_size):
             sb = s[j0 : j0 + batch_size]
             # One GEMM per block serves every bandwidth; the clamp removes the tiny negative
             # values the expanded form produces for (near-)coincident points.
             d2 = torch.addmm(x_sq + s_sq[j0 : j0 + batch_size], xb, sb.T, alpha=-2.0)
+            if any_far:
+                s_far = 2.0 * s_c[j0 : j0 + batch_size] + c_sq
+                d2 = torch.where(
+                    far,
+                    x_sq
+                    + rho.square() * (s_sq[j0 : j0 + batch_size] + s_far)
+                    - 2.0 * rho * (xb @ sb.T + x_c),
+                    d2,
+                )
             d2.clamp_(min=0.0)
             # Shifting by the nearest sample's distance makes the largest term exp(0) = 1 for
             # every bandwidth, so no row underflows to log(0) even for tiny windows.
             d2_min = d2.amin(dim=1, keepdim=True)
             d2.sub_(d2_min)
             buf = torch.empty_like(d2)
-            for k, c in enumerate(coefs):
-                torch.mul(d2, c, out=buf).exp_()
-                lse = buf.sum(dim=1).log_().add_(d2_min.squeeze(1), alpha=c)
-                torch.logaddexp(acc[k], lse, out=acc[k])
+            for b in range(len(bandwidths)):
+                torch.mul(d2, k[b], out=buf)
+                shift = d2_min * k[b]
+                if not finite_k:
+                    buf.nan_to_num_(nan=0.0, posinf=math.inf)
+                    shift.nan_to_num_(nan=0.0, posinf=math.inf)
+                lse = buf.neg_().exp_().sum(dim=1).log_().sub_(shift.squeeze(1))
+                torch.logaddexp(acc[b], lse, out=acc[b])
         out[:, i0 : i0 + batch_size] = acc
     return out
+
+
+def _largest(a: np.ndarray | torch.Tensor) -> float:
+    return float(a.abs().max()) if isinstance(a, torch.Tensor) else float(np.abs(a).max())
+
+
+def _too_far(
+    ll: np.ndarray,
+    x: np.ndarray | torch.Tensor,
+    name: str,
+    window: str,
+    samples: np.ndarray | torch.Tensor,
+) -> None:
+    """Refuse a point whose log-likelihood (``-inf`` in ``ll``) is below float64's range."""
+    row = int(np.flatnonzero(~np.isfinite(ll))[0])
+    point, reach = _largest(x[row]), _largest(samples)
+    raise ValueError(
+        f"{name} row {row} (largest magnitude {point:.3g}) is so far from every sample "
+        f"(largest magnitude {reach:.3g}) that its Parzen log-likelihood at {window} is "
+        f"below -{np.finfo(np.float64).max:.3g} nats, beyond float64's range. Check that "
+        f"{name} and the samples are in the same units, or drop such rows."
+    )
 
 
 def parzen_log_likelihood(
@@ -172,7 +230,9 @@ def parzen_log_likelihood(
     ------
     ValueError
         On non-2-D, empty or non-finite inputs, mismatched dimensions, invalid
-        bandwidths, or when neither ``bandwidth`` nor ``X_valid`` is given.
+        bandwidths, or when neither ``bandwidth`` nor ``X_valid`` is given; and for a
+        point so far from every sample that its log-likelihood is below float64's range
+        (about -1.8e308: a point at 1e160 with samples near 1 and a window of 0.5).
 
     Notes
     -----
@@ -182,6 +242,9 @@ def parzen_log_likelihood(
     fraction of a nat. Data are centred on the sample mean first to limit that loss.
     Log-sum-exp partial results are merged across sample blocks, so memory does not
     grow with ``n_samples``; distances of a block are computed once for all bandwidths.
+    A point far outside the samples is measured in units of its own largest value, so
+    its squared distances do not overflow: its log-likelihood is finite whenever float64
+    can hold it.
 
     References
     ----------
@@ -264,8 +327,14 @@ def parzen_log_likelihood(
             grid = scale * np.logspace(-2.0, 0.5, 21)
         else:
             grid = check_bandwidths(bandwidths, "bandwidths")
-        lse = _parzen_lse(to_x(x_valid), s_t, centre, grid / unit, batch_size, unit)
-        scores = lse.cpu().numpy().mean(axis=1) + log_norm(grid)
+        lse = _parzen_lse(to_x(x_valid), s_t, centre, grid, batch_size, unit).cpu().numpy()
+        e = power_of_two(lse)
+        scores = np.ldexp(np.ldexp(lse, -e).mean(axis=1), e) + log_norm(grid)
+        if not np.isfinite(scores).any():
+            widest = int(np.argmax(grid))
+            _too_far(
+                lse[widest], x_valid, "X_valid", f"every bandwidth up to {grid[widest]:.4g}", s
+            )
         best = int(np.argmax(scores))
         h = float(grid[best])
         if grid.size > 1 and h in (grid.min(), grid.max()):
@@ -280,8 +349,10 @@ def parzen_log_likelihood(
             raise ValueError("bandwidth must be a scalar; use X_valid and bandwidths to search.")
         h = float(check_bandwidths(bandwidth, "bandwidth")[0])
 
-    lse_test = _parzen_lse(to_x(x_test), s_t, centre, np.array([h / unit]), batch_size, unit)[0]
+    lse_test = _parzen_lse(to_x(x_test), s_t, centre, np.array([h]), batch_size, unit)[0]
     ll = lse_test.cpu().numpy() + log_norm(np.array([h]))[0]
+    if not np.isfinite(ll).all():
+        _too_far(ll, x_test, "X_test", f"the bandwidth {h:.4g}", s)
     mean, se = mean_log_likelihood(ll)
     return ParzenResult(
         mean=mean,

@@ -15,7 +15,9 @@ __all__ = [
     "check_rows",
     "component_candidates",
     "is_search",
+    "per_component",
     "reg_candidates",
+    "rows_to_fit",
     "select",
 ]
 
@@ -64,6 +66,31 @@ def check_rows(candidates: list[int], n_rows: int, where: str) -> None:
             f"the {n_rows} rows {where}; a mixture cannot have more components than "
             "training rows. Use fewer components or more data."
         )
+
+
+def rows_to_fit(
+    n_components: int | Sequence[int] | str, validation_fraction: float | None
+) -> tuple[int, int]:
+    """The fewest rows a mixture's fit takes: in all, and left to fit each candidate on.
+
+    EM needs two rows, and one per component; ``validation_fraction`` (``None``: no
+    selection by likelihood) holds rows out of that, as
+    :func:`ldelib.training.split_positions` splits them: ``round(fraction * n)``, at
+    least one, leaving at least one.
+    """
+    largest = max(component_candidates(n_components))  # "auto" starts at K = 1
+    fit_rows = max(2, largest)
+    if validation_fraction is None:
+        return fit_rows, fit_rows
+    n = fit_rows
+    while n - min(max(1, round(validation_fraction * n)), n - 1) < fit_rows:
+        n += 1
+    return n, fit_rows
+
+
+def per_component(fit_rows: int) -> str:
+    """Why a fit needs ``fit_rows`` rows, when the components (not EM's two) set it."""
+    return f" (one per component of n_components={fit_rows})" if fit_rows > 2 else ""
 
 
 def select(

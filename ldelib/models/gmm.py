@@ -17,6 +17,7 @@ from .._sources import OnDisk
 from .._validation import (
     Constraint,
     Integral,
+    InvalidParameterError,
     Options,
     Real,
     SequenceOf,
@@ -25,7 +26,15 @@ from .._validation import (
 from ..base import BaseDensityEstimator
 from ..persistence import register
 from ..training import train_validation_split
-from ._selection import check_rows, component_candidates, is_search, reg_candidates, select
+from ._selection import (
+    check_rows,
+    component_candidates,
+    is_search,
+    per_component,
+    reg_candidates,
+    rows_to_fit,
+    select,
+)
 
 __all__ = ["GMM"]
 
@@ -266,6 +275,49 @@ class GMM(BaseDensityEstimator):
         """Whether there are candidates for K, and for the regularisation."""
         return is_search(self.n_components), is_search(self.reg_covar)
 
+    def _by_likelihood(self) -> bool:
+        """Whether the fit chooses among candidates on held-out rows."""
+        return any(self._selects()) and self.selection == "likelihood"
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.max_fit_rows is not None:
+            minimum, why = self._min_rows()
+            if self.max_fit_rows < minimum:
+                raise InvalidParameterError(
+                    f"The GMM parameter max_fit_rows must be at least {minimum}, the fewest "
+                    f"rows this mixture can be fitted on; got {self.max_fit_rows!r}. {why}"
+                )
+
+    def _min_rows(self) -> tuple[int, str]:
+        held_out = float(self.validation_fraction) if self._by_likelihood() else None
+        minimum, fit_rows = rows_to_fit(self.n_components, held_out)
+        if held_out is not None:
+            return minimum, (
+                f"Choosing {self._candidates()} by held-out likelihood holds out "
+                f"validation_fraction={self.validation_fraction} of the rows (at least one) "
+                f"and fits each candidate on the rest, which must hold at least {fit_rows}"
+                f"{per_component(fit_rows)}. Give a single n_components and reg_covar to "
+                "fit on every row."
+            )
+        if fit_rows > 2:
+            return minimum, (
+                f"A mixture of n_components={fit_rows} needs at least one row per component."
+            )
+        return minimum, ""
+
+    def _held_out_score(self) -> float | None:
+        if not self._by_likelihood():
+            return None
+        return max(self.candidate_scores_.values())
+
+    def _candidates(self) -> str:
+        """What the selection chooses, as messages name it."""
+        many_k, many_reg = self._selects()
+        return " and ".join(
+            name for name, many in (("n_components", many_k), ("reg_covar", many_reg)) if many
+        )
+
     # --------------------------------------------------------------------- fit
     def _mixture(
         self,
@@ -313,7 +365,7 @@ class GMM(BaseDensityEstimator):
         log_det = self._log_scale_sum()
         regs = reg_candidates(self.reg_covar)
         many_k, many_reg = self._selects()
-        by_likelihood = (many_k or many_reg) and self.selection == "likelihood"
+        by_likelihood = self._by_likelihood()
 
         def progress(total: int) -> tqdm:
             # One step per mixture fitted (an upper bound: the search may stop early).

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 import time
+import warnings
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -13,6 +15,7 @@ from torch import Tensor
 from .. import distributed
 from .._arrays import torch_generator
 from .._sources import DiskRows, OnDisk
+from .._threads import step_flops, training_threads
 from .._validation import (
     MAX_TIME,
     TRAINING_PARAMS,
@@ -24,7 +27,7 @@ from .._validation import (
     When,
     python_params,
 )
-from ..base import BaseDensityEstimator
+from ..base import BaseDensityEstimator, DegenerateDataWarning
 from ..nn.autoregressive import AutoregressiveMDN
 from ..persistence import register
 from ..training import (
@@ -35,6 +38,7 @@ from ..training import (
     train_module,
     train_validation_split,
 )
+from ._selection import per_component, rows_to_fit
 from .gmm import GMM, N_COMPONENTS
 
 __all__ = ["CausalConvMDN"]
@@ -128,8 +132,11 @@ class CausalConvMDN(BaseDensityEstimator):
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
     dtype : {"float32", "float64"}, default="float32"
         Precision of the network, whatever torch's global default dtype is.
-        ``"float64"`` carries inputs far outside the data (beyond about 1e16 standard
-        deviations, where float32 gives a log-density of -inf) at about half the speed.
+        ``"float64"`` computes every row in float64, at about half the speed. Either
+        way, a row too far out for float32 (beyond about 1e16 standard deviations, where
+        its density underflows) is scored by a float64 copy of the network, with the
+        same weights: its log-density stays finite, and its gradient flows to the input
+        but not to the weights.
     random_state : int, Generator or None, default=None
         Seeds the mixture, initialisation, splits, shuffling and the sampling stream.
     verbose : int, default=0
@@ -298,6 +305,23 @@ class CausalConvMDN(BaseDensityEstimator):
     def _anchor_estimator(self, seed: int | None = None) -> GMM:
         return GMM(self.n_components, reg_covar="auto", standardize=False, random_state=seed)
 
+    def _min_rows(self) -> tuple[int, str]:
+        if not self._anchored():
+            return super()._min_rows()
+        anchor = self._anchor_estimator()
+        minimum, fit_rows = rows_to_fit(anchor.n_components, float(anchor.validation_fraction))
+        # The anchor's own validation_fraction is no parameter of this model: in percent.
+        return minimum, (
+            f"Its start (init={self.init!r}) is a Gaussian mixture that chooses "
+            f"{anchor._candidates()} by held-out likelihood: it holds out "
+            f"{anchor.validation_fraction:.0%} of the rows (at least one) and fits each "
+            f"candidate on the rest, which must hold at least {fit_rows}"
+            f"{per_component(fit_rows)}. Use init='random' to fit on fewer rows."
+        )
+
+    def _held_out_score(self) -> float | None:
+        return self.best_validation_score_
+
     def _dropout(self) -> float:
         if self.dropout is not None:
             return float(self.dropout)
@@ -413,7 +437,10 @@ class CausalConvMDN(BaseDensityEstimator):
         seed = self.random_state
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             seed = int(rng.integers(2**31 - 1))
-        mixture = self._anchor_estimator(seed).fit(Z)
+        with warnings.catch_warnings():
+            # The same rows: this model says so itself, in its own terms, after its fit.
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            mixture = self._anchor_estimator(seed).fit(Z)
         self.n_components_ = mixture.n_components_
         scores = mixture.candidate_scores_.values()
         self.anchor_ = {
@@ -460,32 +487,51 @@ class CausalConvMDN(BaseDensityEstimator):
         ctx = distributed.context()
         net = distributed.wrap(self.module_, ctx, device, broadcast_buffers=False)
         # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
-        return train_module(
-            self.module_,
-            lambda z: -net(z).mean() / n_features,
-            train if isinstance(train, DiskRows) else as_tensor(train),
-            None if valid is None else as_tensor(valid),
-            optimizer=optimizer,
-            max_time=max_time,
-            keep_initial=self.anchor_ is not None,
-            generator=torch_generator(rng, torch.device("cpu")),
-            lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
-            desc=type(self).__name__,
-            display=self._in_nats(),
-            distributed=ctx,
-            **python_params(
-                self, "max_epochs", "batch_size", "n_iter_no_change", "validate_every", "verbose"
-            ),
-        )
+        # Small steps train faster on one thread (see ldelib._threads).
+        flops = step_flops(self.module_, int(self.batch_size), n_features)
+        with training_threads(flops, device):
+            return train_module(
+                self.module_,
+                lambda z: -net(z).mean() / n_features,
+                train if isinstance(train, DiskRows) else as_tensor(train),
+                None if valid is None else as_tensor(valid),
+                optimizer=optimizer,
+                max_time=max_time,
+                keep_initial=self.anchor_ is not None,
+                generator=torch_generator(rng, torch.device("cpu")),
+                lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
+                desc=type(self).__name__,
+                display=self._in_nats(),
+                distributed=ctx,
+                **python_params(
+                    self,
+                    "max_epochs",
+                    "batch_size",
+                    "n_iter_no_change",
+                    "validate_every",
+                    "verbose",
+                ),
+            )
 
     # ---------------------------------------------------------------- density
+    def _network(self, dtype: torch.dtype) -> AutoregressiveMDN:
+        """``module_``, or a copy of it in ``dtype`` (float64, for rows far beyond the
+        data: see ``BaseDensityEstimator._log_prob_in``) with the same weights."""
+        if dtype == self._dtype:
+            return self.module_
+        # A copy, not module_.to(): scoring must not change the fitted model, and the rows
+        # that need it are rare. Its weights are leaves of their own: those rows carry a
+        # gradient to the input, not to the model's weights.
+        return copy.deepcopy(self.module_).to(dtype)
+
     def _log_prob(self, Z: Tensor) -> Tensor:
-        return self.module_(Z[:, torch.as_tensor(self.ordering_, device=Z.device)])
+        ordered = Z[:, torch.as_tensor(self.ordering_, device=Z.device)]
+        return self._network(Z.dtype)(ordered)
 
     def _log_prob_prefix(self, Z: Tensor, k: int) -> Tensor:
         # Each conditional sees only earlier dimensions: the first k terms are the marginal.
         ordered = Z[:, torch.as_tensor(self.ordering_, device=Z.device)]
-        return self.module_.log_prob_per_dim(ordered)[:, :k].sum(dim=-1)
+        return self._network(Z.dtype).log_prob_per_dim(ordered)[:, :k].sum(dim=-1)
 
     def _ordering(self) -> np.ndarray:
         return np.asarray(self.ordering_)

@@ -1,0 +1,50 @@
+"""How many CPU threads a training loop uses: one for small steps, torch's setting otherwise.
+
+A training step of a small network is a few dozen small kernels. Split over threads, each
+kernel ends in a barrier where the threads spin until the slowest arrives; on a machine
+whose cores are busy with other work, a thread that is descheduled holds every other one
+at that barrier. Measured on 2 cores (``benchmarks/threads.py``, results in
+``benchmarks/results/threads.md``): a small ``CausalConvMDN`` fit took 0.9 s at one or two
+threads on a quiet machine, and 1.5 s at one thread against 5.5 to 25 s at two on a
+loaded one. Large steps do divide their work, so they keep torch's setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+__all__ = ["SMALL_STEP_FLOPS", "step_flops", "training_threads"]
+
+#: Below this many multiply-adds per training step (forward), one thread trains faster,
+#: or no slower, on every machine measured; see the module docstring.
+SMALL_STEP_FLOPS = 2e8
+
+
+def step_flops(module: nn.Module, rows: int, positions: int = 1) -> float:
+    """Multiply-adds of one forward pass: every weight used once per row and position."""
+    weights = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return float(weights) * rows * positions
+
+
+@contextmanager
+def training_threads(flops: float, device: torch.device) -> Iterator[int]:
+    """One intra-op thread for the block when its steps are small and on the CPU.
+
+    Scoped: torch's thread count is restored when the block ends, however it ends, so a
+    user's own ``torch.set_num_threads`` is never changed for long. It is a process-wide
+    setting, so other threads of the process train on one thread for the block's duration
+    too. Yields the thread count in force.
+    """
+    before = torch.get_num_threads()
+    if device.type != "cpu" or flops >= SMALL_STEP_FLOPS or before == 1:
+        yield before
+        return
+    torch.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        torch.set_num_threads(before)
