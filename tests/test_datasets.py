@@ -14,12 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 from scipy.special import logsumexp
 
 from ldelib.datasets import (
     TARGETS,
+    AdditiveCoupling,
     GaussianMixtureTarget,
+    Rotation,
+    SinhArcsinh,
+    StudentMixtureTarget,
+    WarpedMixtureTarget,
     load_digits,
     load_fashion_mnist,
     load_mnist,
@@ -212,6 +218,7 @@ def test_far_points_and_off_support():
 
 def test_defaults():
     names = {"ring", "moons", "spiral", "checkerboard", "banana", "sine-chain", "gmm"}
+    names |= {"warped", "warped-heavy"}
     assert set(TARGETS) == names
     assert make_target("sine-chain").n_features == 16
     assert make_target("gmm", n_features=3, n_components=2).means.shape == (2, 3)
@@ -471,3 +478,197 @@ def test_real_fashion_mnist():
         assert np.bincount(labels).tolist() == [n // 10] * 10
         if split == "train":
             assert abs(images.mean() / 255 - 0.2860) < 1e-4  # the published pixel mean
+
+
+# ----------------------------------------------------------------------------- warped targets
+
+WARPED = ("warped", "warped-heavy")
+
+
+def _asinh_grid(half_width=12.0, cells=500):
+    """Points and areas of a 2-D midpoint grid uniform in s = asinh(x).
+
+    sinh(12) ~ 8e4, so the grid reaches far into the Student-t tails (mass beyond it
+    ~ 1e-10), while the cells stay ~0.05 wide where the mass is: for smooth, fast-decaying
+    integrands the midpoint rule converges exponentially, here to ~1e-9.
+    """
+    s, h = _midpoints(-half_width, half_width, cells)
+    x = np.sinh(s)
+    grid = np.stack(np.meshgrid(x, x, indexing="ij"), axis=-1)
+    return grid, np.outer(np.cosh(s), np.cosh(s)) * h * h
+
+
+@pytest.mark.parametrize("name", WARPED)
+def test_warped_density_integrates_to_one(name):
+    target = make_target(name, n_features=2)
+    grid, area = _asinh_grid()
+    mass = np.exp(target.log_prob(grid)) * area
+    assert abs(mass.sum() - 1.0) < 1e-6
+    rim = np.concatenate([mass[0], mass[-1], mass[:, 0], mass[:, -1]])
+    assert rim.sum() < 1e-9
+    # The same quadrature catches a density that forgets the maps' Jacobians.
+    Z, _ = target.inverse(grid.reshape(-1, 2))
+    no_jacobian = (np.exp(target.base.log_prob(Z)).reshape(area.shape) * area).sum()
+    assert abs(no_jacobian - 1.0) > 0.01
+
+
+def _torch_forward(maps, z):
+    """The maps re-implemented in torch, for autograd Jacobians independent of the inverses."""
+    for m in maps:
+        if isinstance(m, Rotation):
+            z = z @ torch.as_tensor(m.matrix).T
+        elif isinstance(m, SinhArcsinh):
+            tw, skew = torch.as_tensor(m.tailweight), torch.as_tensor(m.skew)
+            z = torch.sinh(tw * torch.asinh(z) - skew)
+        else:
+            assert isinstance(m, AdditiveCoupling)
+            pre = z.index_select(-1, torch.as_tensor(m.active)) @ torch.as_tensor(m.weight_in).T
+            shift = torch.tanh(pre + torch.as_tensor(m.bias)) @ torch.as_tensor(m.weight_out).T
+            # A 0/1 matrix puts the shift on the passive coordinates (vmap-friendly).
+            place = torch.zeros(len(m.passive), m.n_features, dtype=z.dtype)
+            place[torch.arange(len(m.passive)), torch.as_tensor(m.passive)] = 1.0
+            z = z + shift @ place
+    return z
+
+
+def _forward_log_det(maps, Z):
+    """log |det dT/dz| at each row of Z, from torch's autograd Jacobian of the forward maps."""
+    jac = torch.func.vmap(torch.func.jacrev(lambda z: _torch_forward(maps, z)))
+    return torch.linalg.slogdet(jac(torch.as_tensor(Z)))[1].numpy()
+
+
+def _scipy_base_log_prob(base, Z):
+    dof = getattr(base, "dof", None)
+    comps = [
+        np.log(w)
+        + (
+            stats.multivariate_normal(m, c).logpdf(Z)
+            if dof is None
+            else stats.multivariate_t(m, c, df=dof).logpdf(Z)
+        )
+        for w, m, c in zip(base.weights, base.means, base.covariances, strict=True)
+    ]
+    return logsumexp(comps, axis=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "n_features"), [("warped", 2), ("warped", 8), ("warped-heavy", 8)]
+)
+def test_warped_log_prob_is_the_change_of_variables(name, n_features):
+    target = make_target(name, n_features=n_features, seed=4)
+    rng = np.random.default_rng(0)
+    X = np.concatenate([target.sample(30, random_state=1), 3 * rng.normal(size=(10, n_features))])
+    Z, _ = target.inverse(X)
+    np.testing.assert_allclose(target.forward(Z), X, rtol=1e-12, atol=1e-12)
+    reference = _scipy_base_log_prob(target.base, Z) - _forward_log_det(target.maps, Z)
+    # Two float64 paths to the same number (closed-form inverse Jacobians against autograd
+    # of the forward maps, scipy's densities against the vectorised mixture): they agree
+    # to rounding (~1e-14 relative here); a wrong Jacobian term is off by >= 1e-2 nats.
+    np.testing.assert_allclose(target.log_prob(X), reference, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_features", [2, 5])
+def test_every_warped_map_inverts_with_its_log_det(n_features):
+    target = make_target("warped-heavy", n_features=n_features, seed=2)
+    X = 2 * np.random.default_rng(3).standard_t(3, size=(25, n_features))
+    assert {type(m) for m in target.maps} == {Rotation, SinhArcsinh, AdditiveCoupling}
+    for m in target.maps:
+        Z, log_det = m.inverse(X)
+        np.testing.assert_allclose(m.forward(Z), X, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(m.inverse(m.forward(X))[0], X, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(log_det, -_forward_log_det([m], Z), rtol=1e-11, atol=1e-11)
+
+
+def _warped_chi2_pvalue(target, samples, half=7.0, n_bins=28, sub=8):
+    """Pearson chi-square of histogram counts in [-half, half]^2 against masses from log_prob."""
+    box = ((-half, half), (-half, half))
+    dens, cell = _density_grid(target, box, n_bins * sub, n_bins * sub)
+    mass = dens.reshape(n_bins, sub, n_bins, sub).sum(axis=(1, 3)).ravel() * cell
+    edges = [np.linspace(-half, half, n_bins + 1)] * 2
+    counts = np.histogram2d(samples[:, 0], samples[:, 1], bins=edges)[0].ravel()
+    n = len(samples)
+    expected = n * mass
+    # Cells expecting < 5 counts pool with everything outside the box (mass 1 - inside,
+    # the total being 1 by the quadrature test).
+    sparse = expected < 5
+    obs = np.append(counts[~sparse], n - counts[~sparse].sum())
+    exp = np.append(expected[~sparse], n - expected[~sparse].sum())
+    return stats.chi2.sf(((obs - exp) ** 2 / exp).sum(), len(obs) - 1)
+
+
+@pytest.mark.parametrize("name", WARPED)
+def test_warped_samples_agree_with_log_prob(name):
+    target = make_target(name, n_features=2)
+    samples = target.sample(20_000, random_state=1)
+    assert _warped_chi2_pvalue(target, samples) > 1e-3
+    assert _warped_chi2_pvalue(target, 1.05 * samples) < 1e-6
+    # Any D: a sample is the base mixture's sample, from the same stream, pushed forward.
+    target = make_target(name, n_features=8)
+    np.testing.assert_array_equal(
+        target.sample(100, random_state=5),
+        target.forward(target.base.sample(100, random_state=5)),
+    )
+
+
+def test_student_mixture_samples_have_f_distributed_distances():
+    # For one Student-t component, the squared Mahalanobis distance over D is F(D, dof).
+    d, dof = 8, 3.0
+    cov = make_target("gmm", n_features=d, n_components=1).covariances
+    target = StudentMixtureTarget("t", [1.0], np.ones((1, d)), cov, dof=dof)
+    whiten = np.linalg.inv(np.linalg.cholesky(cov[0]))
+    for scale, should_fit in [(1.0, True), (1.1, False)]:
+        X = 1.0 + scale * (target.sample(10_000, random_state=6) - 1.0)
+        r2 = (((X - 1.0) @ whiten.T) ** 2).sum(axis=1)
+        assert bool(stats.kstest(r2 / d, stats.f(d, dof).cdf).pvalue > 1e-3) is should_fit
+
+
+def test_warped_seeds_and_defaults():
+    a, b = make_target("warped", seed=1), make_target("warped", seed=1)
+    assert a.n_features == 8 and len(a.base.weights) == 8 and len(a.maps) == 7
+    np.testing.assert_array_equal(a.sample(50, random_state=0), b.sample(50, random_state=0))
+    other = make_target("warped", seed=2).sample(50, random_state=0)
+    assert not np.allclose(a.sample(50, random_state=0), other)
+    heavy = make_target("warped-heavy", n_features=16, dof=5.0)
+    assert isinstance(heavy.base, StudentMixtureTarget) and heavy.base.dof == 5.0
+    assert make_target("warped-heavy").base.dof == 3.0
+    assert type(make_target("warped").base) is GaussianMixtureTarget
+    # Without layers only the last rotation is left: a rotated mixture, same density.
+    plain = make_target("warped", n_features=3, n_layers=0)
+    X = plain.sample(20, random_state=0)
+    rotation = plain.maps[0].matrix
+    np.testing.assert_allclose(plain.log_prob(X), plain.base.log_prob(X @ rotation), rtol=1e-12)
+    # Points so far out that an inverse map overflows have zero density, not NaN.
+    assert make_target("warped-heavy").log_prob(np.full(8, 1e300)) == -np.inf
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("warped", {"n_features": 1}, "n_features"),
+        ("warped-heavy", {"dof": -1.0}, "dof"),
+        ("warped-heavy", {"dof": 0.0}, "dof"),
+        ("warped", {"dof": np.inf}, "dof"),
+        ("warped", {"n_components": 0}, "n_components"),
+        ("warped", {"n_layers": -1}, "n_layers"),
+        ("warped", {"width": 3}, "bad keyword"),
+    ],
+)
+def test_warped_targets_reject_bad_arguments(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_target(name, **kwargs)
+
+
+def test_warped_building_blocks_reject_bad_arguments():
+    with pytest.raises(ValueError, match="tailweight"):
+        SinhArcsinh([0.0], [-1.0])
+    with pytest.raises(ValueError, match="orthogonal"):
+        Rotation([[1.0, 1.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="split"):
+        AdditiveCoupling([0], [0], [[1.0]], [0.0], [[1.0]])
+    with pytest.raises(ValueError, match="weight_in"):
+        AdditiveCoupling([0], [1], [[1.0, 2.0]], [0.0], [[1.0]])
+    base = make_target("gmm", n_features=2)
+    with pytest.raises(ValueError, match="acts on 3 features"):
+        WarpedMixtureTarget("w", base, [Rotation(np.eye(3))])
+    with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
+        Rotation(np.eye(2)).forward(np.zeros(2))

