@@ -67,5 +67,5 @@ def test_a_small_fit_trains_on_one_thread_and_leaves_the_users_setting(
     module = type(model).__module__
     monkeypatch.setattr(f"{module}.train_module", spy)
     model.fit(np.random.default_rng(0).normal(size=(200, 3)))
-    assert seen == [1]
+    assert seen and all(t == 1 for t in seen)  # init="auto" trains two starts
     assert torch.get_num_threads() == 2

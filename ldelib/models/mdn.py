@@ -43,6 +43,12 @@ from .gmm import GMM, N_COMPONENTS
 
 __all__ = ["CausalConvMDN"]
 
+
+def _better(score: float | None, than: float | None) -> bool:
+    """Whether a validation score beats another (a missing one beats nothing)."""
+    return score is not None and (than is None or score > than)
+
+
 # Rows on disk: at most this many validation rows (scored at every validation), and
 # this many rows for the anchor's EM.
 _MAX_DISK_VALID = 65_536
@@ -65,19 +71,25 @@ class CausalConvMDN(BaseDensityEstimator):
     corrections to every component's mean, scale and weight from an output layer that
     starts at zero. Before training the model *is* that mixture; early stopping also
     considers the untrained state, so the validation score can only improve on the
-    mixture's, and training spends its budget on what the mixture misses.
+    mixture's, and training spends its budget on what the mixture misses. Corrections
+    to a mixture of few components cannot reach every density a free network can
+    (dequantised images, for one), so by default a network from a random start is
+    trained too, and the better of the two on validation is kept.
 
     Parameters
     ----------
     n_components : int, list of int or "auto", default="auto"
         Gaussian components :math:`K` per conditional. With the mixture anchor, passed
         to :class:`~ldelib.GMM` (``"auto"`` and lists are chosen on held-out
-        likelihood); without it, ``"auto"`` means 10 and lists are not allowed.
+        likelihood); without it (and for the random start of ``init="auto"``),
+        ``"auto"`` and lists mean 10.
     init : {"auto", "gmm", "random"}, default="auto"
         ``"gmm"``: start from the conditionals of a fitted Gaussian mixture, as above.
         ``"random"``: a freshly initialised network predicts the mixtures outright.
-        ``"auto"``: ``"gmm"`` for ``architecture="residual"``, ``"random"`` for
-        ``"paper"``.
+        ``"auto"``: with ``architecture="residual"``, train both starts on the same rows
+        and keep the one with the better validation score (``start_scores_``), so the
+        model is never below the mixture nor the random start there; ``max_time`` is
+        split in halves between them. With ``"paper"``, ``"random"``.
     architecture : {"residual", "paper"}, default="residual"
         ``"residual"``: constant-width residual blocks of dilated causal convolutions,
         log-space likelihood, bounded scales, no normalisation across positions.
@@ -148,11 +160,15 @@ class CausalConvMDN(BaseDensityEstimator):
         The fitted network (on ``device_``), in eval mode.
     n_components_ : int
         Mixture components per conditional.
+    start_scores_ : dict
+        With ``init="auto"``: the best validation score (nats per row, data units) of the
+        ``"gmm"`` and the ``"random"`` start; the kept start is the higher (``None``: not
+        trained, when the budget ran out or there are no validation rows).
     anchor_ : dict or None
-        The anchor mixture: ``n_components`` and ``reg_covar`` as chosen, the held-out
-        mean log-likelihood that chose them (nats per row, data units;
-        ``validation_score``) and the seconds its selection and fit took (``fit_s``);
-        ``None`` without an anchor.
+        The anchor mixture of the kept model: ``n_components`` and ``reg_covar`` as
+        chosen, the held-out mean log-likelihood that chose them (nats per row, data
+        units; ``validation_score``) and the seconds its selection and fit took
+        (``fit_s``); ``None`` without an anchor, or when the random start won.
     ordering_ : ndarray of shape (n_features,)
         Column order of the autoregression.
     loss_curve_ : list of float
@@ -250,6 +266,8 @@ class CausalConvMDN(BaseDensityEstimator):
         "best_epoch_",
         "n_iter_",
     )
+    # Set by fits that race the two starts (init="auto"); files written before it lack it.
+    _optional_attributes = (*BaseDensityEstimator._optional_attributes, "start_scores_")
 
     def __init__(
         self,
@@ -322,17 +340,22 @@ class CausalConvMDN(BaseDensityEstimator):
     def _held_out_score(self) -> float | None:
         return self.best_validation_score_
 
+    def _races(self) -> bool:
+        """Whether the fit trains both starts and keeps the better on validation."""
+        return self.init == "auto" and self.architecture == "residual"
+
     def _dropout(self) -> float:
+        # The start being built (or loaded) is the anchored one exactly when anchor_ is set.
         if self.dropout is not None:
             return float(self.dropout)
-        if self.architecture == "paper" or self._anchored():
+        if self.architecture == "paper" or self.anchor_ is not None:
             return 0.0
         return 0.2
 
     def _hidden_channels(self) -> int:
         if self.hidden_channels is not None:
             return int(self.hidden_channels)
-        return 16 if self._anchored() else 64
+        return 16 if self.anchor_ is not None else 64
 
     def _make_module(self) -> AutoregressiveMDN:
         return AutoregressiveMDN(
@@ -372,6 +395,7 @@ class CausalConvMDN(BaseDensityEstimator):
         ``_MAX_DISK_ANCHOR`` rows (EM on every row of a huge file would not fit).
         """
         start = time.perf_counter()
+        self.__dict__.pop("start_scores_", None)  # a previous fit's race
         n_features = self.n_features_in_
         if self.ordering == "variance":
             # In standard units every column has spread 1, a constant one 0.
@@ -401,25 +425,15 @@ class CausalConvMDN(BaseDensityEstimator):
             if anchor_rows is not None and self._anchored()
             else None
         )
-        if mixture is None:
-            self.anchor_: dict[str, Any] | None = None
-            n_components = self.n_components
-            # The parameter rules allow a list of candidates only with the mixture anchor.
-            assert not isinstance(n_components, list)
-            self.n_components_ = 10 if n_components == "auto" else int(n_components)
+        deadline = None if self.max_time is None else start + float(self.max_time)
         # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
         with seeded(rng, device, self._dtype):
-            self.module_ = self._make_module()
-            if mixture is not None:
-                assert self.module_.anchor is not None  # _make_module anchors it (anchor_ is set)
-                self.module_.anchor.set_mixture(
-                    mixture.weights_, mixture.means_, mixture.covariances_
-                )
-            self.module_.to(device=device, dtype=self._dtype)
-            remaining = None
-            if self.max_time is not None:
-                remaining = float(self.max_time) - (time.perf_counter() - start)
-            history = self._train(train, valid, rng, device, remaining)
+            if mixture is None:
+                history = self._train_start(None, train, valid, rng, device, deadline)
+            elif not self._races():
+                history = self._train_start(mixture, train, valid, rng, device, deadline)
+            else:
+                history = self._race(mixture, train, valid, rng, device, start, deadline)
         nats = self._in_nats()
         self.loss_curve_ = [nats.loss(loss) for loss in history.loss_curve]
         self.validation_scores_ = [nats.score(s) for s in history.validation_scores]
@@ -427,6 +441,77 @@ class CausalConvMDN(BaseDensityEstimator):
         self.best_validation_score_ = None if best is None else nats.score(best)
         self.best_epoch_ = history.best_epoch
         self.n_iter_ = history.n_iter
+
+    def _train_start(
+        self,
+        mixture: GMM | None,
+        train: np.ndarray | DiskRows,
+        valid: np.ndarray | None,
+        rng: np.random.Generator,
+        device: torch.device,
+        deadline: float | None,
+    ) -> TrainingHistory:
+        """Build ``module_`` from the mixture (anchored) or from scratch, and train it."""
+        if mixture is None:
+            self.anchor_: dict[str, Any] | None = None
+            n_components = self.n_components
+            # A list of candidates is allowed only with a mixture to choose among them.
+            self.n_components_ = (
+                int(n_components) if isinstance(n_components, numbers.Integral) else 10
+            )
+        self.module_ = self._make_module()
+        if mixture is not None:
+            assert self.module_.anchor is not None  # _make_module anchors it (anchor_ is set)
+            self.module_.anchor.set_mixture(mixture.weights_, mixture.means_, mixture.covariances_)
+        self.module_.to(device=device, dtype=self._dtype)
+        remaining = None if deadline is None else deadline - time.perf_counter()
+        return self._train(train, valid, rng, device, remaining)
+
+    def _race(
+        self,
+        mixture: GMM,
+        train: np.ndarray | DiskRows,
+        valid: np.ndarray | None,
+        rng: np.random.Generator,
+        device: torch.device,
+        start: float,
+        deadline: float | None,
+    ) -> TrainingHistory:
+        """Train the anchored start, then the random one; keep the better on validation.
+
+        Where the data look like a mixture, the anchored start wins and the network only
+        corrects it; where a flexible model can do better (dequantised images, latents of
+        a few distinct shapes), the random start's ten free components per conditional
+        and wider network win, which corrections to a mixture of few components cannot
+        reach. Both are scored on the same validation rows, so the kept one is never below
+        the other there, nor (the anchored start keeps its untrained state when no epoch
+        beats it) below the mixture. A budget is split in halves; what the anchored
+        start's early stop leaves goes to the random one.
+        """
+        half = None if deadline is None else start + (deadline - start) / 2
+        anchored = self._train_start(mixture, train, valid, rng, device, half)
+        kept = dict(self.__dict__)
+        scores = {"gmm": anchored.best_validation_score}
+        out_of_time = deadline is not None and time.perf_counter() >= deadline
+        if valid is None or out_of_time:  # nothing to choose on, or no time to train it
+            self.start_scores_ = {"gmm": self._in_nats_or_none(scores["gmm"]), "random": None}
+            return anchored
+        fresh = self._train_start(None, train, valid, rng, device, deadline)
+        scores["random"] = fresh.best_validation_score
+        won = "random" if _better(scores["random"], scores["gmm"]) else "gmm"
+        if won == "gmm":
+            self.__dict__.update(kept)
+        self.start_scores_ = {k: self._in_nats_or_none(v) for k, v in scores.items()}
+        return fresh if won == "random" else anchored
+
+    def _bar_label(self) -> str:
+        """The progress bar's label: which start is training, when both are."""
+        if not self._races():
+            return type(self).__name__
+        return f"{type(self).__name__} ({'gmm' if self.anchor_ is not None else 'random'} start)"
+
+    def _in_nats_or_none(self, score: float | None) -> float | None:
+        return None if score is None else self._in_nats().score(score)
 
     def _fit_anchor(self, Z: np.ndarray, rng: np.random.Generator) -> GMM:
         """The anchor mixture, fitted to every row, as :class:`GMM` fits: its selection
@@ -500,7 +585,7 @@ class CausalConvMDN(BaseDensityEstimator):
                 keep_initial=self.anchor_ is not None,
                 generator=torch_generator(rng, torch.device("cpu")),
                 lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
-                desc=type(self).__name__,
+                desc=self._bar_label(),
                 display=self._in_nats(),
                 distributed=ctx,
                 **python_params(

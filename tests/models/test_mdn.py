@@ -313,3 +313,68 @@ def test_paper_network_keeps_its_random_start():
     assert model.anchor_ is None and model.n_components_ == 10
     listed = CausalConvMDN([2, 3], max_epochs=1, hidden_channels=8, device="cpu").fit(X)
     assert listed.n_components_ in (2, 3)
+
+
+# ------------------------------------------------- init="auto": the better of two starts
+def _bimodal(n: int, seed: int) -> np.ndarray:
+    # z1 is +-2 whatever z0 is: two clusters a single Gaussian cannot take, and that
+    # corrections to one Gaussian component per conditional cannot split.
+    rng = np.random.default_rng(seed)
+    z0 = rng.normal(size=n)
+    z1 = 2.0 * rng.choice([-1.0, 1.0], size=n) + 0.1 * rng.normal(size=n)
+    return np.column_stack([z0, z1])
+
+
+RACE = {"max_epochs": 30, "hidden_channels": 16, "device": "cpu", "random_state": 0}
+
+
+def test_auto_keeps_the_random_start_where_it_wins_on_validation():
+    X = _bimodal(1500, 0)
+    model = CausalConvMDN(n_components=[1], **RACE).fit(X)
+    scores = model.start_scores_
+    assert scores["random"] > scores["gmm"] + 0.5  # nats per row
+    assert model.anchor_ is None and model.n_components_ == 10
+    assert model.best_validation_score_ == scores["random"]
+    # The kept model is the one scored: its held-out rows score as the random start did.
+    test = _bimodal(3000, 1)
+    # N(0, 1) times an equal mixture of N(+-2, 0.1^2), whose modes do not overlap.
+    truth_ll = -np.log(2 * np.pi) - 1.0 + np.log(0.5) - np.log(0.1)
+    assert model.score(test) == pytest.approx(truth_ll, abs=0.1)
+    assert (
+        model.score(test)
+        > CausalConvMDN(n_components=[1], init="gmm", **RACE).fit(X).score(test) + 0.5
+    )
+
+
+def test_auto_is_the_anchored_model_where_the_mixture_wins():
+    X = make_target("gmm", n_features=3).sample(1500, random_state=0)
+    auto = CausalConvMDN(**RACE).fit(X)
+    assert auto.start_scores_["gmm"] >= auto.start_scores_["random"]
+    assert auto.anchor_ is not None
+    assert auto.best_validation_score_ == auto.start_scores_["gmm"]
+    # Trained first, with the same draws: exactly the model init="gmm" fits.
+    gmm = CausalConvMDN(init="gmm", **RACE).fit(X)
+    np.testing.assert_array_equal(auto.score_samples(X), gmm.score_samples(X))
+    assert not hasattr(gmm, "start_scores_")
+
+
+def test_a_raced_model_saves_and_loads_whichever_start_won(tmp_path):
+    import ldelib
+
+    X = _bimodal(1500, 0)
+    model = CausalConvMDN(n_components=[1], **RACE).fit(X)
+    assert model.anchor_ is None
+    model.save(tmp_path / "m.ldelib")
+    loaded = ldelib.load(tmp_path / "m.ldelib")
+    assert loaded.start_scores_ == model.start_scores_
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    # A refit with one start only forgets the race.
+    loaded.set_params(init="gmm").fit(X)
+    assert not hasattr(loaded, "start_scores_")
+
+
+def test_no_validation_rows_no_race():
+    X = _bimodal(300, 0)
+    model = CausalConvMDN(validation_fraction=0.0, **{**RACE, "max_epochs": 2}).fit(X)
+    assert model.anchor_ is not None
+    assert model.start_scores_ == {"gmm": None, "random": None}
