@@ -46,9 +46,9 @@ def _points(X: ArrayLike, n_features: int) -> NDArray[np.float64]:
 class Bijection(ABC):
     """A smooth invertible map of ``R^n_features`` with a closed-form inverse.
 
-    Attributes
-    ----------
-    n_features : int
+    Its ``n_features`` attribute is the dimension it maps (documented in prose, not as an
+    attribute entry: numpy-style attribute entries become cross-reference targets, and a
+    second ``n_features`` target would make every ``n_features`` in a shape ambiguous).
     """
 
     n_features: int
