@@ -234,10 +234,10 @@ def train_module(
         again after as many more), so training can settle into a minimum before early
         stopping ends it.
     max_time : float, optional
-        Wall-clock budget in seconds: no new epoch (or, with ``validate_every``, no new
-        round of steps) starts once it is spent, and the best weights so far are kept.
-        The first epoch always runs, unless ``keep_initial`` gives weights worth keeping
-        without it.
+        Wall-clock budget in seconds: once it is spent, training stops at the next step
+        (or, with ``validate_every``, at the next validation), the weights of the cut
+        epoch are validated, and the best weights so far are kept. At least one step
+        runs, unless ``keep_initial`` gives weights worth keeping without it.
     keep_initial : bool
         Score the untrained module on the validation rows first and keep it unless an
         epoch beats it: for a module that starts as a good model (an anchored mixture
@@ -305,6 +305,9 @@ def train_module(
     def past_deadline() -> bool:
         return broadcast_flag(time.perf_counter() >= deadline, ctx)
 
+    # Within an epoch, every rank looks at the clock at the same steps (a collective).
+    timed, look_every = math.isfinite(deadline), 16 if ctx.is_distributed else 1
+
     def any_rank(flag: bool) -> bool:
         if not ctx.is_distributed:
             return flag
@@ -356,6 +359,11 @@ def train_module(
                     if stop:
                         break
                     module.train()
+                elif timed and steps % look_every == 0 and past_deadline():
+                    # An epoch of millions of rows must not overrun the budget: it ends
+                    # here, and its weights are validated below like a whole epoch's.
+                    history.timed_out = stop = True
+                    break
             if ctx.is_distributed:
                 total, seen = all_reduce_sum(torch.tensor([total, float(seen)]), ctx).tolist()
             history.loss_curve.append(total / max(seen, 1))
@@ -364,7 +372,7 @@ def train_module(
                 if epoch >= select_from_epoch:
                     run.keep(None, epoch)
             elif not validate_every:
-                stop = run.validate(evaluate(X_valid), epoch, where, steps)
+                stop = run.validate(evaluate(X_valid), epoch, where, steps) or stop
             scores = history.validation_scores
             postfix = shown.postfix(history.loss_curve[-1], scores[-1] if scores else None)
             if where:

@@ -151,6 +151,7 @@ def test_learning_rate_halves_on_plateaus():
 @pytest.mark.parametrize("validate", [True, False])
 def test_time_budget_ends_training_and_keeps_the_best_weights(validate):
     module, train, valid = _setup()
+    steps: list[int] = []
     history = train_module(
         module,
         _mse(module),
@@ -161,10 +162,14 @@ def test_time_budget_ends_training_and_keeps_the_best_weights(validate):
         batch_size=16,
         n_iter_no_change=10_000,
         generator=torch.Generator().manual_seed(0),
-        max_time=1e-9,  # spent before the first epoch ends: exactly one epoch runs
+        on_step=lambda epoch, batch, n: steps.append(batch),
+        max_time=1e-9,  # spent after the first step: the first epoch ends there
     )
+    assert len(train) > 16 and steps == [0]
     assert history.timed_out
     assert history.n_iter == 1 and history.best_epoch == 0
+    # The cut epoch's weights were validated, and kept (the only ones).
+    assert history.validation_steps == ([1] if validate else [])
 
 
 @pytest.mark.parametrize("value", [0, -1.0, "10", True, float("nan")])

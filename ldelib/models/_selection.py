@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
@@ -14,6 +17,7 @@ __all__ = [
     "AUTO_REG_COVAR",
     "check_rows",
     "component_candidates",
+    "fit_until",
     "is_search",
     "per_component",
     "reg_candidates",
@@ -25,6 +29,9 @@ __all__ = [
 AUTO_COMPONENTS = (1, 2, 5, 10, 20, 40, 80, 160)
 #: Candidate regularisations of ``reg_covar="auto"``, in standardised units.
 AUTO_REG_COVAR = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
+
+#: Longest round of EM between looks at the clock, in seconds (see :func:`fit_until`).
+_ROUND_S = 2.0
 
 FitMixture = Callable[[int, float, "GaussianMixture | None"], GaussianMixture]
 
@@ -39,11 +46,11 @@ def component_candidates(
 ) -> list[int]:
     """The candidate numbers of components, sorted and without repeats.
 
-    ``"auto"`` keeps the values of :data:`AUTO_COMPONENTS` with at least two rows per
+    ``"auto"`` keeps the values of :data:`AUTO_COMPONENTS` with at least one row per
     component and dimension.
     """
     if isinstance(value, str):  # "auto"
-        cap = max(1, n_rows // (2 * n_features))
+        cap = max(1, n_rows // n_features)
         return [k for k in AUTO_COMPONENTS if k <= cap]
     values = value if isinstance(value, Sequence) else [value]
     return sorted({int(k) for k in values})
@@ -93,6 +100,46 @@ def per_component(fit_rows: int) -> str:
     return f" (one per component of n_components={fit_rows})" if fit_rows > 2 else ""
 
 
+def fit_until(mixture: GaussianMixture, X: np.ndarray, deadline: float | None) -> GaussianMixture:
+    """``mixture.fit(X)``, with EM stopped once ``deadline`` (``time.perf_counter``) passes.
+
+    EM runs in rounds of warm-started iterations, each sized to end by the deadline (and
+    to take at most a few seconds), and keeps its parameters when time is up. A warm
+    start carries EM's lower bound over, so the parameters and the convergence test are
+    those of one uninterrupted fit; each round costs one extra E-step. The first round
+    (initialisation and one iteration) always runs.
+    """
+    if deadline is None:
+        return mixture.fit(X)
+    max_iter, done, rounds = int(mixture.max_iter), 0, 1
+    mixture.set_params(warm_start=True)
+    try:
+        while True:
+            began = time.perf_counter()
+            mixture.set_params(max_iter=rounds)
+            with warnings.catch_warnings():
+                # Unconverged rounds are the point; the last word is said below.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                mixture.fit(X)
+            done += int(mixture.n_iter_)
+            left = deadline - time.perf_counter()
+            per_iter = (time.perf_counter() - began) / max(int(mixture.n_iter_), 1)
+            if mixture.converged_ or done >= max_iter or left < per_iter:
+                break
+            rounds = max(1, min(max_iter - done, int(min(left, _ROUND_S) / per_iter)))
+    finally:
+        mixture.set_params(max_iter=max_iter, warm_start=False)
+    mixture.n_iter_ = done
+    if not mixture.converged_ and done >= max_iter:
+        warnings.warn(
+            "Best performing initialization did not converge. Try different init "
+            "parameters, or increase max_iter, tol, or check for degenerate data.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return mixture
+
+
 def select(
     fit: FitMixture,
     valid: np.ndarray,
@@ -101,39 +148,47 @@ def select(
     log_det: float,
     many_reg: bool,
     bar: tqdm,
+    deadline: float | None = None,
 ) -> tuple[dict[str, float], tuple[int, float], GaussianMixture]:
-    """A coordinate search: K at the smallest regularisation, then the regularisation.
+    """A joint search over K and the regularisation, on held-out rows.
+
+    K goes up; for each K, the regularisations go up from the weakest, each fit starting
+    from the previous one's solution (a few EM steps instead of a fresh k-means and EM),
+    until the score falls. A K that does not beat the best score so far, twice
+    in a row, ends the search. Searching K at one regularisation first would stop K
+    early where many components need strong regularisation (they overfit without it).
 
     ``fit(k, reg, start)`` fits a mixture on the training rows (from ``start``'s
-    solution when given). K stops after two candidates without a better held-out
-    score; each regularisation starts from the previous one's solution. Returns the
-    held-out scores of the candidates tried (in data units: ``log_det`` is the
+    solution when given). No fit starts after ``deadline``, except the first. Returns
+    the held-out scores of the candidates tried (in data units: ``log_det`` is the
     log-determinant of the standardisation), the best pair and its mixture.
     """
     scores: dict[str, float] = {}
     best_score, best, best_mixture = -math.inf, (candidates[0], regs[0]), None
 
-    def try_fit(k: int, reg: float, start: GaussianMixture | None) -> GaussianMixture:
-        nonlocal best_score, best, best_mixture
-        mixture = fit(k, reg, start)
-        key = f"K={k}, reg_covar={reg:g}" if many_reg else str(k)
-        scores[key] = float(mixture.score(valid)) - log_det
-        if scores[key] > best_score:
-            best_score, best, best_mixture = scores[key], (k, reg), mixture
-        bar.update()
-        bar.set_postfix({"K": k, "reg": f"{reg:g}", "valid ll": f"{scores[key]:.4g} nats/row"})
-        return mixture
+    def out_of_time() -> bool:
+        return (
+            deadline is not None and best_mixture is not None and time.perf_counter() >= deadline
+        )
 
     stalled = 0
     for k in candidates:
-        before = best_score
-        try_fit(k, regs[0], None)
+        before, previous, path_best = best_score, None, -math.inf
+        for reg in regs:
+            if out_of_time():
+                break
+            mixture = fit(k, reg, previous)
+            key = f"K={k}, reg_covar={reg:g}" if many_reg else str(k)
+            score = scores[key] = float(mixture.score(valid)) - log_det
+            bar.update()
+            bar.set_postfix({"K": k, "reg": f"{reg:g}", "valid ll": f"{score:.4g} nats/row"})
+            if score > best_score:
+                best_score, best, best_mixture = score, (k, reg), mixture
+            if not score > path_best:
+                break
+            path_best, previous = score, mixture
         stalled = 0 if best_score > before else stalled + 1
-        if stalled == 2:
+        if stalled == 2 or out_of_time():
             break
-    # Each regularisation starts from the previous one's solution: a few EM steps
-    # instead of a fresh k-means and EM.
-    previous = best_mixture
-    for reg in regs[1:]:
-        previous = try_fit(best[0], reg, previous)
+    assert best_mixture is not None  # the first fit always runs
     return scores, best, best_mixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Literal
 
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .._sources import OnDisk
 from .._validation import (
+    MAX_TIME,
     Constraint,
     Integral,
     InvalidParameterError,
@@ -29,6 +31,7 @@ from ..training import train_validation_split
 from ._selection import (
     check_rows,
     component_candidates,
+    fit_until,
     is_search,
     per_component,
     reg_candidates,
@@ -88,18 +91,20 @@ class GMM(BaseDensityEstimator):
     n_components : int, list of int or "auto", default=10
         Number of mixture components :math:`K`, or candidate values to choose from
         with ``selection``. ``"auto"``: the candidates 1, 2, 5, 10, 20, 40, 80 and 160,
-        up to one component per :math:`2D` fitting rows.
+        up to one component per :math:`D` fitting rows (with strong
+        ``reg_covar``, a component needs fewer rows than its covariance has entries).
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Covariance structure, as in :class:`~sklearn.mixture.GaussianMixture`.
     selection : {"likelihood", "bic"}, default="likelihood"
         How to choose among several candidates. ``"likelihood"``: fit each candidate
         ``(n_components, reg_covar)`` on a training part and keep the best mean
         log-likelihood of the held-out rows, then refit the chosen one on all rows,
-        starting from its fitted parameters. The search is coordinate-wise: numbers of
-        components in increasing order with the smallest ``reg_covar``, stopping once
-        two in a row have not improved on the best score; then, for the best number of
-        components, the other ``reg_covar`` in increasing order, each fit starting from
-        the previous one's parameters. ``"bic"``: fit each
+        starting from its fitted parameters. The search is joint: numbers of components
+        in increasing order, stopping once two in a row have not improved on the best
+        score; for each, ``reg_covar`` in increasing order until the score falls, each
+        fit starting from the previous one's parameters (many components often need
+        strong regularisation, which a search of K at one ``reg_covar`` misses).
+        ``"bic"``: fit each
         candidate ``n_components`` on all rows and keep the lowest Bayesian information
         criterion (a single ``reg_covar`` only). Unused without candidates.
     validation_fraction : float, default=0.2
@@ -121,6 +126,12 @@ class GMM(BaseDensityEstimator):
         Convergence threshold of EM on the per-row lower bound.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
         Initialisation of the responsibilities.
+    max_time : float or None, default=None
+        Wall-clock budget of the fit in seconds: once spent, no further candidate is
+        fitted and EM stops iterating (the first candidate's initialisation and first
+        iteration always run); the best mixture so far is kept, and when no time is left
+        for refitting it on all rows, its fit on the training part is. ``None``: no
+        limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     random_state : int, Generator or None, default=None
@@ -214,6 +225,7 @@ class GMM(BaseDensityEstimator):
         "max_iter": [Integral(1, None)],
         "tol": [Real(0, None, closed="left")],
         "init_params": [Options("kmeans", "k-means++", "random", "random_from_data")],
+        "max_time": MAX_TIME,
         **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
     }
     _parameter_rules = (
@@ -253,6 +265,7 @@ class GMM(BaseDensityEstimator):
         max_iter: int = 100,
         tol: float = 1e-3,
         init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
+        max_time: float | None = None,
         standardize: bool = True,
         random_state: int | np.random.Generator | None = None,
         verbose: int = 0,
@@ -267,6 +280,7 @@ class GMM(BaseDensityEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.init_params = init_params
+        self.max_time = max_time
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
@@ -347,20 +361,25 @@ class GMM(BaseDensityEstimator):
             **warm,
         )
 
+    def _deadline(self) -> float | None:
+        return None if self.max_time is None else time.perf_counter() + float(self.max_time)
+
     def _fit_on_disk(self, source: OnDisk, rng: np.random.Generator) -> None:
+        deadline = self._deadline()
         cap = _MAX_DISK_ROWS if self.max_fit_rows is None else int(self.max_fit_rows)
         Z = source.subsample(cap, rng)
         with _em_threads(Z.shape[1]):
-            self._fit_em(Z, rng)
+            self._fit_em(Z, rng, deadline)
 
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+        deadline = self._deadline()
         if self.max_fit_rows is not None and len(Z) > self.max_fit_rows:
             chosen = rng.choice(len(Z), size=int(self.max_fit_rows), replace=False)
             Z = Z[np.sort(chosen)]
         with _em_threads(Z.shape[1]):
-            self._fit_em(Z, rng)
+            self._fit_em(Z, rng, deadline)
 
-    def _fit_em(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+    def _fit_em(self, Z: np.ndarray, rng: np.random.Generator, deadline: float | None) -> None:
         n, n_features = Z.shape
         log_det = self._log_scale_sum()
         regs = reg_candidates(self.reg_covar)
@@ -387,35 +406,46 @@ class GMM(BaseDensityEstimator):
                 f"left for fitting after holding out validation_fraction="
                 f"{self.validation_fraction} of {n} for selection by likelihood",
             )
-            bar = progress(len(candidates) + len(regs) - 1)
+            bar = progress(len(candidates) * len(regs))
             scores, (best_k, reg), start = select(
-                lambda k, reg, start: self._mixture(k, reg, rng, start).fit(train),
+                lambda k, reg, start: fit_until(
+                    self._mixture(k, reg, rng, start), train, deadline
+                ),
                 valid,
                 candidates,
                 regs,
                 log_det,
                 many_reg,
                 bar,
+                deadline,
             )
-            mixture = self._mixture(best_k, reg, rng, start).fit(Z)
+            out_of_time = deadline is not None and time.perf_counter() >= deadline
+            # Without time to refit on all rows, the training part's fit is kept.
+            mixture = (
+                start
+                if out_of_time
+                else fit_until(self._mixture(best_k, reg, rng, start), Z, deadline)
+            )
         elif many_k:
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")
             reg, scores, fitted = regs[0], {}, {}
             bar = progress(len(candidates))
             for k in candidates:
-                fitted[k] = self._mixture(k, reg, rng).fit(Z)
+                if fitted and deadline is not None and time.perf_counter() >= deadline:
+                    break
+                fitted[k] = fit_until(self._mixture(k, reg, rng), Z, deadline)
                 # BIC = -2 log L + p log n; in data units log L drops by n * log_det.
                 scores[str(k)] = float(fitted[k].bic(Z)) + 2.0 * n * log_det
                 bar.update()
                 bar.set_postfix(K=k, bic=f"{scores[str(k)]:.6g}")
-            mixture = fitted[min(candidates, key=lambda k: scores[str(k)])]
+            mixture = fitted[min(fitted, key=lambda k: scores[str(k)])]
         else:
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")
             reg, scores = regs[0], {}
             bar = progress(1)
-            mixture = self._mixture(candidates[0], reg, rng).fit(Z)
+            mixture = fit_until(self._mixture(candidates[0], reg, rng), Z, deadline)
             bar.update()
         # EM's final lower bound is the mean training log-likelihood (standardised units).
         bar.set_postfix(

@@ -53,6 +53,8 @@ def _better(score: float | None, than: float | None) -> bool:
 # this many rows for the anchor's EM.
 _MAX_DISK_VALID = 65_536
 _MAX_DISK_ANCHOR = 100_000
+#: The share of ``max_time`` the anchor mixture's search may use; the networks get the rest.
+_ANCHOR_SHARE = 0.5
 
 
 @register("ldelib.CausalConvMDN")
@@ -88,8 +90,9 @@ class CausalConvMDN(BaseDensityEstimator):
         ``"random"``: a freshly initialised network predicts the mixtures outright.
         ``"auto"``: with ``architecture="residual"``, train both starts on the same rows
         and keep the one with the better validation score (``start_scores_``), so the
-        model is never below the mixture nor the random start there; ``max_time`` is
-        split in halves between them. With ``"paper"``, ``"random"``.
+        model is never below the mixture nor the random start there; what the mixture's
+        search leaves of ``max_time`` is split in halves between them. With ``"paper"``,
+        ``"random"``.
     architecture : {"residual", "paper"}, default="residual"
         ``"residual"``: constant-width residual blocks of dilated causal convolutions,
         log-space likelihood, bounded scales, no normalisation across positions.
@@ -135,9 +138,10 @@ class CausalConvMDN(BaseDensityEstimator):
         the end of each epoch, for epochs too long to wait for (millions of rows);
         ``n_iter_no_change`` then counts validations.
     max_time : float or None, default=None
-        Wall-clock budget of the whole fit in seconds, the mixture's EM included: no
-        epoch starts after it is spent, and the best weights so far are kept.
-        ``None``: no limit.
+        Wall-clock budget of the whole fit in seconds. The anchor mixture's search and
+        EM may use half of it (see :class:`~ldelib.GMM`'s ``max_time``), the training
+        the rest: it stops at the first step past the budget, even within an epoch,
+        and the best weights so far are kept. ``None``: no limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     device : str, default="auto"
@@ -320,8 +324,14 @@ class CausalConvMDN(BaseDensityEstimator):
     def _anchored(self) -> bool:
         return self.init == "gmm" or (self.init == "auto" and self.architecture == "residual")
 
-    def _anchor_estimator(self, seed: int | None = None) -> GMM:
-        return GMM(self.n_components, reg_covar="auto", standardize=False, random_state=seed)
+    def _anchor_estimator(self, seed: int | None = None, max_time: float | None = None) -> GMM:
+        return GMM(
+            self.n_components,
+            reg_covar="auto",
+            max_time=max_time,
+            standardize=False,
+            random_state=seed,
+        )
 
     def _min_rows(self) -> tuple[int, str]:
         if not self._anchored():
@@ -420,12 +430,12 @@ class CausalConvMDN(BaseDensityEstimator):
             Z = data[:, self.ordering_]
             train, valid = train_validation_split(Z, vf, rng)
             anchor_rows = Z
+        deadline = None if self.max_time is None else start + float(self.max_time)
         mixture = (
-            self._fit_anchor(anchor_rows, rng)
+            self._fit_anchor(anchor_rows, rng, deadline)
             if anchor_rows is not None and self._anchored()
             else None
         )
-        deadline = None if self.max_time is None else start + float(self.max_time)
         # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
         with seeded(rng, device, self._dtype):
             if mixture is None:
@@ -433,7 +443,7 @@ class CausalConvMDN(BaseDensityEstimator):
             elif not self._races():
                 history = self._train_start(mixture, train, valid, rng, device, deadline)
             else:
-                history = self._race(mixture, train, valid, rng, device, start, deadline)
+                history = self._race(mixture, train, valid, rng, device, deadline)
         nats = self._in_nats()
         self.loss_curve_ = [nats.loss(loss) for loss in history.loss_curve]
         self.validation_scores_ = [nats.score(s) for s in history.validation_scores]
@@ -474,7 +484,6 @@ class CausalConvMDN(BaseDensityEstimator):
         valid: np.ndarray | None,
         rng: np.random.Generator,
         device: torch.device,
-        start: float,
         deadline: float | None,
     ) -> TrainingHistory:
         """Train the anchored start, then the random one; keep the better on validation.
@@ -485,10 +494,12 @@ class CausalConvMDN(BaseDensityEstimator):
         and wider network win, which corrections to a mixture of few components cannot
         reach. Both are scored on the same validation rows, so the kept one is never below
         the other there, nor (the anchored start keeps its untrained state when no epoch
-        beats it) below the mixture. A budget is split in halves; what the anchored
+        beats it) below the mixture. What the mixture's search leaves of a budget is
+        split in halves; what the anchored
         start's early stop leaves goes to the random one.
         """
-        half = None if deadline is None else start + (deadline - start) / 2
+        now = time.perf_counter()
+        half = None if deadline is None else now + (deadline - now) / 2
         anchored = self._train_start(mixture, train, valid, rng, device, half)
         kept = dict(self.__dict__)
         scores = {"gmm": anchored.best_validation_score}
@@ -513,10 +524,13 @@ class CausalConvMDN(BaseDensityEstimator):
     def _in_nats_or_none(self, score: float | None) -> float | None:
         return None if score is None else self._in_nats().score(score)
 
-    def _fit_anchor(self, Z: np.ndarray, rng: np.random.Generator) -> GMM:
+    def _fit_anchor(self, Z: np.ndarray, rng: np.random.Generator, deadline: float | None) -> GMM:
         """The anchor mixture, fitted to every row, as :class:`GMM` fits: its selection
-        holds out rows of its own, then the chosen mixture is refitted on all of them."""
+        holds out rows of its own, then the chosen mixture is refitted on all of them.
+        It may use ``_ANCHOR_SHARE`` of the time left before ``deadline``."""
         start = time.perf_counter()
+        # A spent budget still fits the first candidate (GMM's max_time must be positive).
+        budget = None if deadline is None else max(_ANCHOR_SHARE * (deadline - start), 1e-9)
         # An integer random_state seeds the anchor exactly as GMM(random_state=...) is
         # seeded, so the untrained model is that GMM, fitted to the same rows.
         seed = self.random_state
@@ -525,7 +539,7 @@ class CausalConvMDN(BaseDensityEstimator):
         with warnings.catch_warnings():
             # The same rows: this model says so itself, in its own terms, after its fit.
             warnings.simplefilter("ignore", DegenerateDataWarning)
-            mixture = self._anchor_estimator(seed).fit(Z)
+            mixture = self._anchor_estimator(seed, budget).fit(Z)
         self.n_components_ = mixture.n_components_
         scores = mixture.candidate_scores_.values()
         self.anchor_ = {

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import itertools
 import pickle
 import re
+import time
 
 import numpy as np
 import pytest
@@ -394,15 +396,85 @@ def test_numpy_scalars_work_as_python_ones(mixture, tmp_path):
 
 def test_regularisation_is_chosen_on_held_out_rows(mixture):
     train = mixture[1]
-    model = GMM([2, 3], reg_covar=[1e-4, 0.1, 1.0], random_state=0).fit(train[:600])
+    regs = [1e-4, 0.1, 1.0]
+    model = GMM([1, 2, 3, 4], reg_covar=regs, random_state=0).fit(train[:600])
     scores = model.candidate_scores_
-    # K first at the smallest reg_covar, then every reg_covar at the best K.
-    assert {"K=2, reg_covar=0.0001", "K=3, reg_covar=0.0001"} <= set(scores)
-    assert {f"K={model.n_components_}, reg_covar={r:g}" for r in (0.1, 1.0)} <= set(scores)
     best = max(scores, key=scores.get)
     assert best == f"K={model.n_components_}, reg_covar={model.reg_covar_:g}"
     # A unit ridge on standardised data is far too much: it is never the choice.
     assert model.reg_covar_ < 1.0
+    assert model.n_components_ == 3
+
+
+def test_the_search_is_joint(mixture):
+    # Each K walks reg_covar up from the weakest until the held-out score falls; K goes
+    # up until two in a row do not beat the best.
+    train = mixture[1]
+    regs = [1e-4, 1e-2, 0.1, 1.0]
+    model = GMM([1, 2, 3, 4, 5, 6, 8], reg_covar=regs, random_state=0).fit(train[:600])
+    tried: dict[int, list[float]] = {}
+    for key, score in model.candidate_scores_.items():
+        k = re.fullmatch(r"K=(\d+), reg_covar=.+", key).group(1)
+        tried.setdefault(int(k), []).append(score)
+    candidates = [1, 2, 3, 4, 5, 6, 8]
+    assert list(tried) == candidates[: len(tried)]
+    # The search ends after the first two K in a row that do not beat the best so far.
+    best, stalled = -np.inf, 0
+    for k, path in tried.items():
+        assert stalled < 2, f"K={k} was tried after two K without progress"
+        stalled = 0 if max(path) > best else stalled + 1
+        best = max(best, *path)
+    assert stalled == 2 or len(tried) == len(candidates)
+    for path in tried.values():
+        assert 1 <= len(path) <= len(regs)
+        rising = path[:-1] if len(path) < len(regs) else path
+        assert all(a < b for a, b in itertools.pairwise(rising))
+        if len(path) < len(regs):  # it stopped where the score fell
+            assert path[-1] <= path[-2]
+
+
+def test_many_components_with_strong_regularisation_are_found():
+    # 48 tight clusters of 10 rows each in 12-D: without a ridge, every component
+    # collapses onto its few rows; the joint search pairs many K with a strong ridge.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (48, 12))
+    X = np.repeat(centres, 14, axis=0) + rng.normal(0, 0.3, (48 * 14, 12))
+    model = GMM("auto", reg_covar="auto", random_state=0).fit(X)
+    assert model.n_components_ >= 40
+    scores = model.candidate_scores_
+    assert max(scores, key=scores.get) == (
+        f"K={model.n_components_}, reg_covar={model.reg_covar_:g}"
+    )
+
+
+def test_em_in_rounds_is_one_uninterrupted_em(mixture, monkeypatch):
+    from ldelib.models import _selection
+
+    train = mixture[1]
+    whole = GaussianMixture(3, init_params="random", random_state=0, max_iter=60, tol=1e-8)
+    whole.fit(train)
+    monkeypatch.setattr(_selection, "_ROUND_S", 1e-12)  # one EM iteration per round
+    rounds = _selection.fit_until(
+        GaussianMixture(3, init_params="random", random_state=0, max_iter=60, tol=1e-8),
+        train,
+        time.perf_counter() + 1e3,
+    )
+    assert rounds.n_iter_ == whole.n_iter_ > 5
+    assert rounds.converged_ == whole.converged_
+    for name in ("weights_", "means_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(rounds, name), getattr(whole, name))
+    assert rounds.lower_bound_ == whole.lower_bound_
+    assert rounds.max_iter == 60 and not rounds.warm_start
+
+
+def test_a_spent_budget_fits_one_candidate_once(mixture):
+    train = mixture[1]
+    model = GMM("auto", reg_covar="auto", max_time=1e-9, random_state=0).fit(train)
+    # The first candidate: one component at the weakest ridge, one EM iteration, on the
+    # training part (no time to refit it on every row).
+    assert model.candidate_scores_.keys() == {"K=1, reg_covar=0.0001"}
+    assert (model.n_components_, model.reg_covar_, model.n_iter_) == (1, 1e-4, 1)
+    assert np.isfinite(model.score_samples(train)).all()
 
 
 def test_more_components_than_rows_is_refused():

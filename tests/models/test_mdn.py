@@ -222,6 +222,8 @@ def test_budget_includes_the_mixture(clusters):
     model = CausalConvMDN(max_time=1e-6, device="cpu", random_state=0).fit(clusters)
     assert model.n_iter_ == 0 and model.best_epoch_ == -1
     assert model.anchor_["fit_s"] > 1e-6
+    # The anchor's search had no time either: its first candidate, K = 1, once.
+    assert model.anchor_["n_components"] == 1
     assert np.isfinite(model.score(clusters))
 
 
