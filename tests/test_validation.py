@@ -31,7 +31,7 @@ from ldelib._validation import (
     to_python,
     validate_params,
 )
-from ldelib.bench.peers import KernelDensityPeer, ZukoFlowPeer
+from ldelib.bench.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
 
 
 class BadType:
@@ -262,6 +262,7 @@ FAST = {
     GMMN: {"noise_dim": 2, "hidden_sizes": (8,), "batch_size": 16, "max_epochs": 2},
     CausalConvMDN: {"n_components": 2, "hidden_channels": 8, "max_epochs": 2},
     KernelDensityPeer: {"bandwidths": (0.5, 1.0)},
+    GridMixturePeer: {"components": (1, 2), "regs": (1e-3, 1e-2)},
     ZukoFlowPeer: {"transforms": 1, "hidden_features": (8,), "max_epochs": 2},
 }
 CPU = {"device": "cpu"}

@@ -9,6 +9,8 @@ comparison differs only in the model.
 
 from __future__ import annotations
 
+import copy
+import time
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -29,7 +31,7 @@ from .._validation import (
 from ..base import BaseDensityEstimator
 from ..training import seeded, train_module, train_validation_split
 
-__all__ = ["KernelDensityPeer", "ZukoFlowPeer", "zuko_available"]
+__all__ = ["GridMixturePeer", "KernelDensityPeer", "ZukoFlowPeer", "zuko_available"]
 
 
 def zuko_available() -> bool:
@@ -92,6 +94,83 @@ class KernelDensityPeer(BaseDensityEstimator):
     def _sample(self, n_samples: int, generator: torch.Generator) -> Tensor:
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         return torch.as_tensor(self.kde_.sample(n_samples, random_state=seed))
+
+
+class GridMixturePeer(BaseDensityEstimator):
+    """scikit-learn's ``GaussianMixture`` tuned by hand: a full grid, chosen on validation.
+
+    What a careful user does without ldelib: every pair of ``n_components`` (up to one
+    component per two training rows) and ``reg_covar`` is a fresh fit with
+    scikit-learn's defaults on the training part, the best held-out log-likelihood wins,
+    and it is refitted on every row. The grid goes K by K; no new fit starts once
+    ``max_time`` is spent.
+    """
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return torch.float64
+
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "components": [SequenceOf(Integral(1, None), min_len=1, types=(list, tuple))],
+        "regs": [SequenceOf(Real(0, None, closed="neither"), min_len=1, types=(list, tuple))],
+        "validation_fraction": [Real(0, 1, closed="neither")],
+        "max_time": MAX_TIME,
+        **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
+    }
+
+    def __init__(
+        self,
+        components: tuple[int, ...] = (1, 2, 5, 10, 20, 30, 40, 50, 60, 80, 120, 160),
+        regs: tuple[float, ...] = (1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3),
+        validation_fraction: float = 0.2,
+        max_time: float | None = None,
+        standardize: bool = True,
+        random_state: int | np.random.Generator | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.components = components
+        self.regs = regs
+        self.validation_fraction = validation_fraction
+        self.max_time = max_time
+        self.standardize = standardize
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+        from sklearn.mixture import GaussianMixture
+
+        deadline = None if self.max_time is None else time.perf_counter() + self.max_time
+        train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
+        seed = int(rng.integers(2**31 - 1))
+        self.candidate_scores_: dict[str, float] = {}
+        for k in sorted({int(k) for k in self.components if 2 * k <= len(train)} or {1}):
+            for reg in sorted(float(r) for r in self.regs):
+                if (
+                    self.candidate_scores_
+                    and deadline is not None
+                    and time.perf_counter() > deadline
+                ):
+                    break
+                mixture = GaussianMixture(k, reg_covar=reg, random_state=seed).fit(train)
+                self.candidate_scores_[f"K={k}, reg_covar={reg:g}"] = mixture.score(valid)
+        best = max(self.candidate_scores_, key=self.candidate_scores_.__getitem__)
+        k, reg = best.removeprefix("K=").split(", reg_covar=")
+        self.n_components_, self.reg_covar_ = int(k), float(reg)
+        self.mixture_ = GaussianMixture(
+            self.n_components_, reg_covar=self.reg_covar_, random_state=seed
+        ).fit(Z)
+
+    def _log_prob(self, Z: Tensor) -> Tensor:
+        values = self.mixture_.score_samples(Z.detach().cpu().double().numpy())
+        return torch.as_tensor(values, dtype=Z.dtype, device=Z.device)
+
+    def _sample(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        mixture = copy.copy(self.mixture_).set_params(random_state=seed)
+        rows = mixture.sample(n_samples)[0]
+        # scikit-learn returns its draws grouped by component: shuffle them.
+        order = np.random.default_rng(seed).permutation(n_samples)
+        return torch.as_tensor(rows[order])
 
 
 class ZukoFlowPeer(BaseDensityEstimator):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from ldelib.bench.peers import KernelDensityPeer, ZukoFlowPeer
+from ldelib.bench.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
 
 
 def test_kernel_density_is_normalised_and_picks_a_bandwidth():
@@ -38,3 +38,28 @@ def test_zuko_flow_trains_within_budget_and_samples_reproducibly(flow):
 def test_zuko_flow_rejects_unknown_flows():
     with pytest.raises(ValueError, match="flow"):
         ZukoFlowPeer("realnvp").fit(np.zeros((10, 2)) + np.arange(10)[:, None])
+
+
+def test_grid_mixture_picks_the_best_held_out_pair_and_is_normalised():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-4, 1, (300, 1)), rng.normal(4, 0.5, (300, 1))]) * 3 + 7
+    grid = GridMixturePeer(components=(1, 2, 3), regs=(1e-6, 1e-2, 1.0), random_state=0).fit(X)
+    scores = grid.candidate_scores_
+    assert len(scores) == 9
+    assert max(scores, key=scores.get) == f"K={grid.n_components_}, reg_covar={grid.reg_covar_:g}"
+    assert grid.n_components_ >= 2 and grid.reg_covar_ < 1.0
+    # In the data's units: the standardisation's log-determinant is accounted for.
+    mass, _ = integrate.quad(lambda x: np.exp(grid.score_samples([[x]])[0]), -30, 45, limit=200)
+    assert mass == pytest.approx(1.0, abs=1e-6)
+    S = grid.sample(4000, random_state=1)
+    # Shuffled, not grouped by component as scikit-learn returns them.
+    assert 0.3 < (S[:2000] > 7).mean() < 0.7
+    assert np.mean(S > 7) == pytest.approx(0.5, abs=0.05)
+    np.testing.assert_array_equal(S, grid.sample(4000, random_state=1))
+
+
+def test_grid_mixture_stops_at_its_budget():
+    X = np.random.default_rng(0).normal(size=(400, 2))
+    grid = GridMixturePeer(max_time=1e-9, random_state=0).fit(X)
+    assert list(grid.candidate_scores_) == ["K=1, reg_covar=1e-06"]
+    assert np.isfinite(grid.score_samples(X)).all()
