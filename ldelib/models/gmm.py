@@ -129,9 +129,8 @@ class GMM(BaseDensityEstimator):
     max_time : float or None, default=None
         Wall-clock budget of the fit in seconds: once spent, no further candidate is
         fitted and EM stops iterating (the first candidate's initialisation and first
-        iteration always run); the best mixture so far is kept, and when no time is left
-        for refitting it on all rows, its fit on the training part is. ``None``: no
-        limit.
+        iteration always run); the best mixture so far is kept, and refitted on all
+        rows from its solution (at least one EM iteration). ``None``: no limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     random_state : int, Generator or None, default=None
@@ -419,13 +418,8 @@ class GMM(BaseDensityEstimator):
                 bar,
                 deadline,
             )
-            out_of_time = deadline is not None and time.perf_counter() >= deadline
-            # Without time to refit on all rows, the training part's fit is kept.
-            mixture = (
-                start
-                if out_of_time
-                else fit_until(self._mixture(best_k, reg, rng, start), Z, deadline)
-            )
+            # From the chosen solution: past the deadline, one EM iteration on every row.
+            mixture = fit_until(self._mixture(best_k, reg, rng, start), Z, deadline)
         elif many_k:
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")

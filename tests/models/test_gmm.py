@@ -470,8 +470,8 @@ def test_em_in_rounds_is_one_uninterrupted_em(mixture, monkeypatch):
 def test_a_spent_budget_fits_one_candidate_once(mixture):
     train = mixture[1]
     model = GMM("auto", reg_covar="auto", max_time=1e-9, random_state=0).fit(train)
-    # The first candidate: one component at the weakest ridge, one EM iteration, on the
-    # training part (no time to refit it on every row).
+    # The first candidate: one component at the weakest ridge, one EM iteration on the
+    # training part, then one on every row.
     assert model.candidate_scores_.keys() == {"K=1, reg_covar=0.0001"}
     assert (model.n_components_, model.reg_covar_, model.n_iter_) == (1, 1e-4, 1)
     assert np.isfinite(model.score_samples(train)).all()
