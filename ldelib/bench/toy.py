@@ -61,6 +61,7 @@ def run(options: Comparison) -> Report:
                 se_per_dim=truth_se / 2,
             )
             fitted = options.evaluate(report, train, valid, test, seed=seed, target=name)
+            options.paired_leads(fitted, test)
             if seed == seeds[0]:
                 kept.update({(name, label): model for label, (_, model) in fitted.items()})
     tabulate(report)
@@ -81,13 +82,16 @@ def tabulate(report: Report) -> None:
         lambda r: r.get("kind") == "summary",
     )
     report.table(
-        "Every run",
+        "Every run (lde_lead: the default LDE minus the model on the same test rows, nats "
+        "per vector, with its paired standard error)",
         [
             "target",
             "seed",
             "model",
             "ll_per_dim",
             "se_per_dim",
+            "lde_lead",
+            "lde_lead_se",
             "estimate",
             "fit_s",
             "fit_peak_mb",

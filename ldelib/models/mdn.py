@@ -134,7 +134,7 @@ class CausalConvMDN(BaseDensityEstimator):
         ``n_iter_no_change // 2`` of them the learning rate halves, which lets the
         mixture parameters settle before training ends.
     validate_every : int or None, default=None
-        Validate (and check ``max_time``) every this many training steps instead of at
+        Validate every this many training steps instead of at
         the end of each epoch, for epochs too long to wait for (millions of rows);
         ``n_iter_no_change`` then counts validations.
     max_time : float or None, default=None
