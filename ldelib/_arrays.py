@@ -221,12 +221,13 @@ def validate_input(estimator: BaseEstimator, X: Any, *, reset: bool) -> Batch:
     return Batch(data, False, torch.device("cpu"), torch.float64)
 
 
-def check_n_samples(n_samples: Any, name: str = "n_samples") -> int:
-    """Check that ``n_samples`` is a positive integer and return it as an ``int``."""
+def check_n_samples(n_samples: Any, name: str = "n_samples", minimum: int = 1) -> int:
+    """Check that ``n_samples`` is an integer of at least ``minimum`` (1 or 0); as ``int``."""
+    kind = "a positive" if minimum == 1 else "a non-negative"
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {n_samples!r}.")
-    if n_samples < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n_samples}.")
+        raise TypeError(f"{name} must be {kind} integer, got {n_samples!r}.")
+    if n_samples < minimum:
+        raise ValueError(f"{name} must be {kind} integer, got {n_samples}.")
     return int(n_samples)
 
 

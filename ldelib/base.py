@@ -321,6 +321,7 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         Parameters
         ----------
         n_samples : int, default=1
+            Draws to make; 0 gives an empty array of shape (0, n_features).
         random_state : int, Generator or None, default=None
             ``None`` continues the model's own stream, created at ``fit``, so successive
             calls differ; a seed gives reproducible draws without advancing that stream.
@@ -353,9 +354,16 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         self, n_samples: int, random_state: RandomStateLike, with_log_prob: bool, given: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self)
-        n_samples = check_n_samples(n_samples)
+        n_samples = check_n_samples(n_samples, minimum=0)
         if given is not None:
             given = check_given(self, given, n_samples)
+        if n_samples == 0:  # nothing drawn: the sampling stream stays where it is
+            if (
+                given is not None
+                and type(self)._sample_given is BaseDensityEstimator._sample_given
+            ):
+                self._sample_given(torch.empty(0, given.shape[1]), torch.Generator())  # raises
+            return np.empty((0, self.n_features_in_)), np.empty(0)
         rng = self._sample_rng_ if random_state is None else make_rng(random_state)
         device = torch.device(self.device_)
         generator = torch_generator(rng, device)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
+import re
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,13 +44,62 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ValueError(f"--param expects KEY=VALUE (e.g. max_epochs=50), got {pair!r}.")
+        if key in params:
+            raise ValueError(f"--param {key} is given twice; give each parameter once.")
         try:
-            params[key.strip()] = json.loads(value)
+            params[key] = json.loads(value)
         except json.JSONDecodeError:
-            params[key.strip()] = value  # a bare string such as architecture=paper
+            params[key] = value  # a bare string such as architecture=paper
     return params
+
+
+def _check_param_names(model: str, params: dict[str, Any]) -> None:
+    """Refuse a parameter the model does not have, naming the nearest one that it does."""
+    import difflib
+
+    from .models import MODELS
+
+    names = list(MODELS[model]().get_params())
+    for key in params:
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(
+                f"{MODELS[model].__name__} has no parameter {key!r}{hint} "
+                f"(`ldelib params {model}` lists them)."
+            )
+
+
+#: A reStructuredText role (``:class:`~a.B```: its last name) or literal (its text).
+_ROLES = re.compile(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`|``([^`]+)``")
+
+
+def _parameter_docs(cls: type) -> dict[str, str]:
+    """The first sentence of each parameter's description in ``cls``'s docstring."""
+    lines = (cls.__doc__ or "").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == "Parameters"), None)
+    if start is None:
+        return {}
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    for line in lines[start + 2 :]:
+        depth = len(line) - len(line.lstrip())
+        if line.strip() and depth == indent:
+            if " : " not in line:  # the next section
+                break
+            names = [n.strip() for n in line.split(" : ")[0].split(",")]
+            continue
+        if names and line.strip():
+            for name in names:
+                docs[name] = f"{docs.get(name, '')} {line.strip()}".strip()
+    # reStructuredText roles and literals read as plain text on a terminal.
+    plain = {name: _ROLES.sub(lambda m: m[1] or m[2], text) for name, text in docs.items()}
+    # "Up to the first full stop followed by a space" is the first sentence.
+    return {name: text.split(". ")[0].rstrip(".") + "." for name, text in plain.items()}
 
 
 def _load_array(path: str) -> np.ndarray:
@@ -175,14 +227,24 @@ def _demo_figure(target: Any, models: dict[str, Any], path: Path, seed: int) -> 
 
 
 def _fit(args: argparse.Namespace) -> int:
-    params = {"verbose": 1, **_parse_params(args.param)}
+    params = _parse_params(args.param)
+    _check_param_names(args.model, params)
+    if args.seed is not None:
+        if "random_state" in params:
+            raise ValueError("Give the seed once: --seed or --param random_state, not both.")
+        params["random_state"] = args.seed
     _check_output(args.out)
     X = _load_array(args.data)
     from . import distributed
     from .models import make_model
 
+    model = make_model(args.model, **params)
+    # A progress bar while fitting; the saved model keeps the user's own verbosity.
+    saved_verbose = model.verbose
+    model.set_params(verbose=max(1, int(saved_verbose)))
     # The path, not the array: models read a file in chunks (a memmap, never whole).
-    model = make_model(args.model, **params).fit(args.data)
+    model.fit(args.data)
+    model.set_params(verbose=saved_verbose)
     ctx = distributed.context()
     if ctx.is_main:  # under torchrun every rank holds the same model: rank 0 writes it
         model.save(args.out)
@@ -282,6 +344,24 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params(args: argparse.Namespace) -> int:
+    from .models import MODELS
+
+    cls = MODELS[args.model]
+    docs = _parameter_docs(cls)
+    defaults = cls().get_params()
+    order = [name for name in inspect.signature(cls).parameters if name in defaults]
+    rows = [(f"{name}={defaults[name]!r}", docs.get(name, "")) for name in order]
+    width = max(len(left) for left, _ in rows) + 4
+    print(f"{cls.__name__} parameters (ldelib fit --model {args.model} --param KEY=VALUE):")
+    for left, text in rows:
+        lines = textwrap.wrap(text, max(40, 100 - width)) or [""]
+        print(f"  {left:<{width - 2}}{lines[0]}".rstrip())
+        for line in lines[1:]:
+            print(" " * width + line)
+    return 0
+
+
 def _convert(args: argparse.Namespace) -> int:
     from .persistence import convert
 
@@ -352,7 +432,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo.png", help="PNG to write ('' for none)")
     demo.set_defaults(run=_demo)
 
-    fit = sub.add_parser("fit", help="fit a model on an (n, D) .npy array and save it")
+    fit = sub.add_parser(
+        "fit",
+        help="fit a model on an (n, D) .npy array and save it",
+        epilog="Each model's parameters, with their defaults: ldelib params MODEL.",
+    )
     fit.add_argument("data", help="the training rows: a .npy file of shape (n, D)")
     fit.add_argument(
         "--model", choices=list(MODELS), default="mdn", help="the model (default: %(default)s)"
@@ -364,8 +448,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a constructor parameter of the model (VALUE is JSON, else a string); repeatable",
     )
+    fit.add_argument("--seed", type=int, help="random seed of the fit (the model's random_state)")
     fit.add_argument("--out", required=True, help="the model file to write")
     fit.set_defaults(run=_fit)
+
+    params = sub.add_parser(
+        "params", help="list a model's parameters, with their defaults, for `fit --param`"
+    )
+    params.add_argument("model", choices=list(MODELS), help="the model")
+    params.set_defaults(run=_params)
 
     score = sub.add_parser("score", help="log-likelihood of the rows of a .npy array")
     score.add_argument("model", help="a model file written by `ldelib fit` (mdn or gmm)")

@@ -391,9 +391,11 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
             Decoded samples, or latents when nothing is decoded.
         """
         check_is_fitted(self)
-        n_samples = check_n_samples(n_samples)
+        n_samples = check_n_samples(n_samples, minimum=0)
         decode = self._decoding(decode, "decode samples")  # before drawing: keeps the stream
         Z = np.asarray(self.density_.sample(n_samples, random_state=random_state))
+        if decode and n_samples == 0:  # the decoder's output shape, from one latent
+            return self.decode(np.zeros((1, self.latent_dim_)))[:0]
         return self.decode(Z) if decode else Z
 
     def vary(

@@ -94,10 +94,30 @@ def test_bad_parameters(data, param, value):
 
 
 def test_bad_n_samples(fitted):
-    with pytest.raises(ValueError, match="positive"):
-        fitted.sample(0)
-    with pytest.raises(TypeError, match="positive integer"):
+    with pytest.raises(ValueError, match="non-negative integer, got -1"):
+        fitted.sample(-1)
+    with pytest.raises(TypeError, match="non-negative integer"):
         fitted.sample(2.5)
+
+
+@pytest.mark.parametrize("name", ["mdn", "gmm", "gmmn"])
+def test_zero_samples_are_an_empty_array(data, name):
+    from ldelib.models import make_model
+
+    fast = {"mdn": FAST, "gmm": {"n_components": 2}, "gmmn": {"max_epochs": 2}}[name]
+    model = make_model(name, **fast, random_state=0).fit(data)
+    after_fit = model.sample(3)
+    model = make_model(name, **fast, random_state=0).fit(data)
+    empty = model.sample(0)
+    assert empty.shape == (0, 3) and empty.dtype == np.float64
+    np.testing.assert_array_equal(model.sample(3), after_fit)  # the stream did not move
+    if name == "gmmn":  # as for any number of draws
+        with pytest.raises(NotImplementedError, match="cannot sample given a prefix"):
+            model.sample(0, given=[0.5])
+    else:
+        assert model.sample(0, random_state=1, given=[0.5]).shape == (0, 3)
+        X, log_prob = model.sample_and_log_prob(0)
+        assert X.shape == (0, 3) and log_prob.shape == (0,)
 
 
 def test_numpy_in_numpy_out(fitted, data):

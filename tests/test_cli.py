@@ -9,6 +9,7 @@ unwritable output and a model without a density.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import subprocess
 import sys
@@ -123,6 +124,45 @@ def test_fit_score_sample_round_trip(tmp_path, capsys):
     assert np.all(np.abs(many.mean(axis=0) - X.mean(axis=0)) <= 4 * se_mean)
     se_var = np.sqrt(2 / len(X) + 2 / len(many)) * X.var(axis=0)
     assert np.all(np.abs(many.var(axis=0) - X.var(axis=0)) <= 4 * se_var)
+
+
+def test_fit_seed_is_the_random_state_and_the_saved_model_keeps_the_users_params(
+    saved, tmp_path, capsys
+):
+    folder = saved[0]
+
+    def fit(*extra):
+        path = tmp_path / f"gmm{len(list(tmp_path.iterdir()))}.ldelib"
+        argv = ["fit", folder / "z.npy", "--model", "gmm", *extra, "--out", path]
+        assert _run(argv, capsys)[0] == 0
+        return ldelib.load(path)
+
+    one, again, other = fit("--seed", "3"), fit("--seed", "3"), fit("--seed", "4")
+    assert one.random_state == 3
+    np.testing.assert_array_equal(one.means_, again.means_)
+    np.testing.assert_array_equal(one.means_, GMM(random_state=3).fit(folder / "z.npy").means_)
+    assert not np.array_equal(one.means_, other.means_)
+    # Fitted with a progress bar, saved as the user asked: verbose is not theirs.
+    assert one.verbose == 0
+    assert fit("--param", "verbose=2").verbose == 2
+
+
+def test_params_lists_every_parameter_with_its_default(capsys):
+    from ldelib.models import MODELS
+
+    for name, cls in MODELS.items():
+        status, out, _ = _run(["params", name], capsys)
+        assert status == 0
+        lines = out.splitlines()
+        assert lines[0].startswith(f"{cls.__name__} parameters")
+        defaults = cls().get_params()
+        expected = [f"  {k}={defaults[k]!r}  " for k in inspect.signature(cls).parameters]
+        listed = [line for line in lines[1:] if line[2] != " "]
+        assert len(listed) == len(expected)
+        assert all((line + "  ").startswith(e) for line, e in zip(listed, expected, strict=True))
+    _, out, _ = _run(["params", "gmm"], capsys)
+    assert "max_time=None" in out and "Wall-clock budget of the fit in seconds" in out
+    assert "``" not in out and ":class:" not in out  # plain text, not reStructuredText
 
 
 def test_fit_labels_a_gmmn_score_as_an_mmd_not_a_likelihood(saved, tmp_path, capsys):
@@ -335,6 +375,24 @@ ERROR_CASES = [
     (["fit", "{d}/z.npy", "--param", "=1", "--out", "{d}/m.ldelib"], 2, "KEY=VALUE"),
     (["fit", "{d}/z.npy", "--param", "max_epochs=two", "--out", "{d}/m.ldelib"], 2, "max_epochs"),
     (["fit", "{d}/z.npy", "--model", "gmmn", "--param", "foo=1", "--out", "{d}/m"], 2, "foo"),
+    (
+        ["fit", "{d}/z.npy", "--param", "max_epoch=3", "--out", "{d}/m.ldelib"],
+        2,
+        (
+            "CausalConvMDN has no parameter 'max_epoch'; did you mean 'max_epochs'? "
+            "(`ldelib params mdn` lists them)"
+        ),
+    ),
+    (
+        ["fit", "{d}/z.npy", "--param", "tol=0.1", "--param", "tol=0.2", "--out", "{d}/m"],
+        2,
+        "--param tol is given twice",
+    ),
+    (
+        ["fit", "{d}/z.npy", "--seed", "1", "--param", "random_state=2", "--out", "{d}/m"],
+        2,
+        "Give the seed once",
+    ),
     (
         ["fit", "{d}/z.npy", "--model", "gmm", "--out", "{d}/folder"],
         2,

@@ -223,6 +223,12 @@ def test_decoding_without_a_decoder(digits, modules):
         lde.sample(2, decode="yes")
 
 
+def test_zero_samples_have_the_decoders_shape(fitted):
+    images = fitted.sample(0, random_state=0)
+    assert images.shape == (0, *fitted.sample(1, random_state=0).shape[1:])
+    assert fitted.sample(0, decode=False).shape == (0, fitted.latent_dim_)
+
+
 def test_auto_decoding_follows_the_decoder(digits, modules):
     lde = LatentDensityEstimator(GMM(2, random_state=0), *modules).fit(digits)
     np.testing.assert_array_equal(
