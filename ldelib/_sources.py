@@ -270,12 +270,16 @@ class OnDisk:
         Z = self.standardizer.transform(np.asarray(self.rows[positions], dtype=np.float64))
         return Z if self.columns is None else Z[:, self.columns]
 
-    def subsample(self, max_rows: int, rng: np.random.Generator) -> np.ndarray:
-        """All rows, or a seeded subsample of ``max_rows`` of them, standardised."""
-        if len(self) <= max_rows:
-            return self.take(np.arange(len(self)))
+    def subsample(
+        self, max_rows: int, rng: np.random.Generator, among: np.ndarray | None = None
+    ) -> np.ndarray:
+        """All rows (or those at positions ``among``), or a seeded subsample of
+        ``max_rows`` of them, standardised, in file order."""
+        positions = np.arange(len(self)) if among is None else np.asarray(among)
+        if len(positions) > max_rows:
+            positions = rng.choice(positions, size=max_rows, replace=False)
         # Sorted positions read the file front to back.
-        return self.take(np.sort(rng.choice(len(self), size=max_rows, replace=False)))
+        return self.take(np.sort(positions))
 
     def gather(self, positions: np.ndarray, dtype: torch.dtype, device: torch.device) -> DiskRows:
         """The rows at ``positions``, read only when indexed."""

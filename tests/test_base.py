@@ -62,8 +62,8 @@ def test_bad_training_input_gets_a_clear_error(X, error, match):
 
 
 def test_one_sample_is_not_enough():
-    # The mixture start holds rows out to choose reg_covar: 3 rows, not 2.
-    with pytest.raises(ValueError, match="at least 3 samples to fit, got n_samples = 1"):
+    # Validation holds a row out, and the mixture start another to choose reg_covar.
+    with pytest.raises(ValueError, match="at least 4 samples to fit, got n_samples = 1"):
         CausalConvMDN(**FAST).fit(np.zeros((1, 3)))
 
 

@@ -695,33 +695,48 @@ def test_mdn_far_rows_match_the_anchor_mixture_computed_independently():
 TOO_FEW = [
     (
         lambda: CausalConvMDN(**SMALL_MDN),
-        2,
+        3,
         (
-            "CausalConvMDN needs at least 3 samples to fit, got n_samples = 2. Its start "
-            "(init='auto') is a Gaussian mixture that chooses reg_covar by held-out likelihood: "
-            "it holds out 20% of the rows (at least one) and fits each candidate on the rest, "
-            "which must hold at least 2. Use init='random' to fit on fewer rows."
+            "CausalConvMDN needs at least 4 samples to fit, got n_samples = 3. Its start "
+            "(init='auto') is a Gaussian mixture fitted to the rows left after holding out "
+            "validation_fraction=0.1 (at least one row); it chooses reg_covar by held-out "
+            "likelihood, holding out 20% of those rows (at least one) and fitting each "
+            "candidate on the rest, which must hold at least 2. Use init='random' to fit on "
+            "fewer rows."
         ),
     ),
     (
         lambda: CausalConvMDN(),
         2,
         (
-            "CausalConvMDN needs at least 3 samples to fit, got n_samples = 2. Its start "
-            "(init='auto') is a Gaussian mixture that chooses n_components and reg_covar by "
-            "held-out likelihood: it holds out 20% of the rows (at least one) and fits each "
-            "candidate on the rest, which must hold at least 2. Use init='random' to fit on "
-            "fewer rows."
+            "CausalConvMDN needs at least 4 samples to fit, got n_samples = 2. Its start "
+            "(init='auto') is a Gaussian mixture fitted to the rows left after holding out "
+            "validation_fraction=0.1 (at least one row); it chooses n_components and "
+            "reg_covar by held-out likelihood, holding out 20% of those rows (at least one) "
+            "and fitting each candidate on the rest, which must hold at least 2. Use "
+            "init='random' to fit on fewer rows."
         ),
     ),
     (
         lambda: CausalConvMDN(3, max_epochs=1, device="cpu"),
-        3,
+        4,
         (
-            "CausalConvMDN needs at least 4 samples to fit, got n_samples = 3. Its start "
-            "(init='auto') is a Gaussian mixture that chooses reg_covar by held-out likelihood: "
-            "it holds out 20% of the rows (at least one) and fits each candidate on the rest, "
-            "which must hold at least 3 (one per component of n_components=3). Use "
+            "CausalConvMDN needs at least 5 samples to fit, got n_samples = 4. Its start "
+            "(init='auto') is a Gaussian mixture fitted to the rows left after holding out "
+            "validation_fraction=0.1 (at least one row); it chooses reg_covar by held-out "
+            "likelihood, holding out 20% of those rows (at least one) and fitting each "
+            "candidate on the rest, which must hold at least 3 (one per component of "
+            "n_components=3). Use init='random' to fit on fewer rows."
+        ),
+    ),
+    (
+        lambda: CausalConvMDN(validation_fraction=0),
+        2,
+        (
+            "CausalConvMDN needs at least 3 samples to fit, got n_samples = 2. Its start "
+            "(init='auto') is a Gaussian mixture fitted to every row; it chooses n_components "
+            "and reg_covar by held-out likelihood, holding out 20% of those rows (at least "
+            "one) and fitting each candidate on the rest, which must hold at least 2. Use "
             "init='random' to fit on fewer rows."
         ),
     ),

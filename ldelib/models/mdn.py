@@ -36,7 +36,6 @@ from ..training import (
     seeded,
     split_positions,
     train_module,
-    train_validation_split,
 )
 from ._selection import per_component, rows_to_fit
 from .gmm import GMM, N_COMPONENTS
@@ -71,9 +70,10 @@ class CausalConvMDN(BaseDensityEstimator):
     fitted by EM (a :class:`~ldelib.GMM` with the number of components and the
     covariance regularisation chosen on held-out likelihood), and the network learns
     corrections to every component's mean, scale and weight from an output layer that
-    starts at zero. Before training the model *is* that mixture; early stopping also
-    considers the untrained state, so the validation score can only improve on the
-    mixture's, and training spends its budget on what the mixture misses. Corrections
+    starts at zero. Before training the model *is* that mixture, fitted to the rows not
+    held out for validation; early stopping also considers the untrained state, so the
+    validation score can only improve on the mixture's, and training spends its budget
+    on what the mixture misses. Corrections
     to a mixture of few components cannot reach every density a free network can
     (dequantised images, for one), so by default a network from a random start is
     trained too, and the better of the two on validation is kept.
@@ -337,12 +337,23 @@ class CausalConvMDN(BaseDensityEstimator):
         if not self._anchored():
             return super()._min_rows()
         anchor = self._anchor_estimator()
-        minimum, fit_rows = rows_to_fit(anchor.n_components, float(anchor.validation_fraction))
+        anchor_rows, fit_rows = rows_to_fit(anchor.n_components, float(anchor.validation_fraction))
+        vf = float(self.validation_fraction)
+        minimum = anchor_rows
+        # The mixture sees only the rows not held out for validation (see split_positions).
+        while vf > 0 and minimum - min(max(1, round(vf * minimum)), minimum - 1) < anchor_rows:
+            minimum += 1
+        held_out = (
+            f" fitted to the rows left after holding out validation_fraction={vf} (at "
+            "least one row)"
+            if vf > 0
+            else " fitted to every row"
+        )
         # The anchor's own validation_fraction is no parameter of this model: in percent.
         return minimum, (
-            f"Its start (init={self.init!r}) is a Gaussian mixture that chooses "
-            f"{anchor._candidates()} by held-out likelihood: it holds out "
-            f"{anchor.validation_fraction:.0%} of the rows (at least one) and fits each "
+            f"Its start (init={self.init!r}) is a Gaussian mixture{held_out}; it chooses "
+            f"{anchor._candidates()} by held-out likelihood, holding out "
+            f"{anchor.validation_fraction:.0%} of those rows (at least one) and fitting each "
             f"candidate on the rest, which must hold at least {fit_rows}"
             f"{per_component(fit_rows)}. Use init='random' to fit on fewer rows."
         )
@@ -420,16 +431,25 @@ class CausalConvMDN(BaseDensityEstimator):
         device = torch.device(self.device_)
         vf = float(self.validation_fraction)
         train: np.ndarray | DiskRows
+        # The anchor is fitted on the training rows only: the validation rows then score
+        # the anchored start as fairly as the random one (and early stopping, the
+        # untrained anchor as fairly as any epoch). Fitted on them too, a mixture of many
+        # components scores them in sample, and wins selections it should lose.
         if isinstance(data, OnDisk):
             data.columns = self.ordering_
             train_pos, valid_pos = split_positions(len(data), vf, rng)
             valid = None if valid_pos is None else data.take(valid_pos[:_MAX_DISK_VALID])
             train = data.gather(train_pos, self._dtype, device)
-            anchor_rows = data.subsample(_MAX_DISK_ANCHOR, rng) if self._anchored() else None
+            anchor_rows = (
+                data.subsample(_MAX_DISK_ANCHOR, rng, among=train_pos)
+                if self._anchored()
+                else None
+            )
         else:
             Z = data[:, self.ordering_]
-            train, valid = train_validation_split(Z, vf, rng)
-            anchor_rows = Z
+            train_pos, valid_pos = split_positions(len(Z), vf, rng)
+            train, valid = Z[train_pos], None if valid_pos is None else Z[valid_pos]
+            anchor_rows = Z[np.sort(train_pos)]
         deadline = None if self.max_time is None else start + float(self.max_time)
         mixture = (
             self._fit_anchor(anchor_rows, rng, deadline)
@@ -525,14 +545,14 @@ class CausalConvMDN(BaseDensityEstimator):
         return None if score is None else self._in_nats().score(score)
 
     def _fit_anchor(self, Z: np.ndarray, rng: np.random.Generator, deadline: float | None) -> GMM:
-        """The anchor mixture, fitted to every row, as :class:`GMM` fits: its selection
-        holds out rows of its own, then the chosen mixture is refitted on all of them.
-        It may use ``_ANCHOR_SHARE`` of the time left before ``deadline``."""
+        """The anchor mixture, fitted to the training rows ``Z`` as :class:`GMM` fits:
+        its selection holds out rows of its own, then the chosen mixture is refitted on
+        all of them. It may use ``_ANCHOR_SHARE`` of the time left before ``deadline``."""
         start = time.perf_counter()
         # A spent budget still fits the first candidate (GMM's max_time must be positive).
         budget = None if deadline is None else max(_ANCHOR_SHARE * (deadline - start), 1e-9)
         # An integer random_state seeds the anchor exactly as GMM(random_state=...) is
-        # seeded, so the untrained model is that GMM, fitted to the same rows.
+        # seeded, so the untrained model is that GMM, fitted to the training rows.
         seed = self.random_state
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             seed = int(rng.integers(2**31 - 1))
