@@ -114,7 +114,8 @@ class GMM(BaseDensityEstimator):
         score every row. ``None``: every row of an array; for rows on disk (a ``.npy``
         path or memmap; see the scaling guide), a subsample of at most 1,000,000.
     n_init : int, default=1
-        EM restarts per fit; the best is kept.
+        EM restarts per fit; the best is kept (with ``max_time``, the best after its
+        first EM iteration, which alone runs on).
     reg_covar : float, list of float or "auto", default=1e-6
         Added to the diagonal of every covariance, in standardised units; several
         values are candidates for ``selection="likelihood"``. ``"auto"``: 1e-4, 1e-3,
