@@ -100,7 +100,7 @@ class GMM(BaseDensityEstimator):
         ``(n_components, reg_covar)`` on a training part and keep the best mean
         log-likelihood of the held-out rows, then refit the chosen one on all rows,
         starting from its fitted parameters. The search is joint: numbers of components
-        in increasing order, stopping once two in a row have not improved on the best
+        in increasing order, stopping at the first that does not improve on the best
         score; for each, ``reg_covar`` in increasing order until the score falls, each
         fit starting from the previous one's parameters (many components often need
         strong regularisation, which a search of K at one ``reg_covar`` misses).
@@ -341,12 +341,15 @@ class GMM(BaseDensityEstimator):
         start: GaussianMixture | None = None,
     ) -> GaussianMixture:
         """An unfitted mixture; ``start`` makes EM start from that fitted mixture."""
-        warm = {}
+        warm: dict[str, Any] = {}
         if start is not None:
             warm = {
                 "weights_init": start.weights_,
                 "means_init": start.means_,
                 "precisions_init": start.precisions_,
+                # Given all three, scikit-learn computes responsibilities and discards
+                # them: the cheapest ones, not a k-means of every row.
+                "init_params": "random_from_data",
             }
         return GaussianMixture(
             n_components=n_components,
@@ -355,10 +358,9 @@ class GMM(BaseDensityEstimator):
             reg_covar=reg_covar,
             max_iter=int(self.max_iter),
             n_init=1 if start is not None else int(self.n_init),
-            init_params=self.init_params,
             random_state=int(rng.integers(2**31 - 1)),
             verbose=max(0, int(self.verbose) - 1),
-            **warm,
+            **{"init_params": self.init_params, **warm},
         )
 
     def _deadline(self) -> float | None:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from .. import distributed
@@ -37,8 +38,8 @@ from ..training import (
     split_positions,
     train_module,
 )
-from ._selection import per_component, rows_to_fit
-from .gmm import GMM, N_COMPONENTS
+from ._selection import fit_until, per_component, rows_to_fit
+from .gmm import GMM, N_COMPONENTS, _em_threads
 
 __all__ = ["CausalConvMDN"]
 
@@ -172,7 +173,10 @@ class CausalConvMDN(BaseDensityEstimator):
         The anchor mixture of the kept model: ``n_components`` and ``reg_covar`` as
         chosen, the held-out mean log-likelihood that chose them (nats per row, data
         units; ``validation_score``) and the seconds its selection and fit took
-        (``fit_s``); ``None`` without an anchor, or when the random start won.
+        (``fit_s``), and with validation rows ``refit_rows``: once the selection is
+        made, the mixture is refitted to every row (at most 100,000 on disk) from its
+        solution, as :class:`~ldelib.GMM` refits its choice; ``None`` without an anchor,
+        or when the random start won.
     ordering_ : ndarray of shape (n_features,)
         Column order of the autoregression.
     loss_curve_ : list of float
@@ -464,6 +468,9 @@ class CausalConvMDN(BaseDensityEstimator):
                 history = self._train_start(mixture, train, valid, rng, device, deadline)
             else:
                 history = self._race(mixture, train, valid, rng, device, deadline)
+        if mixture is not None and self.anchor_ is not None and valid is not None:
+            every = data.subsample(_MAX_DISK_ANCHOR, rng) if isinstance(data, OnDisk) else Z
+            self._refit_anchor(mixture, every, rng, deadline)
         nats = self._in_nats()
         self.loss_curve_ = [nats.loss(loss) for loss in history.loss_curve]
         self.validation_scores_ = [nats.score(s) for s in history.validation_scores]
@@ -569,6 +576,39 @@ class CausalConvMDN(BaseDensityEstimator):
             "fit_s": time.perf_counter() - start,
         }
         return mixture
+
+    def _refit_anchor(
+        self, mixture: GMM, Z: np.ndarray, rng: np.random.Generator, deadline: float | None
+    ) -> None:
+        """Refit the kept anchor to every row, from its solution, as GMM refits its choice.
+
+        Selection (the race, and the epochs against the untrained state) needed
+        validation rows that the mixture had not seen; once it is made, they add to the
+        mixture's rows, as they do to a GMM's after its selection. EM starts from the
+        mixture the corrections were trained on, so its components keep their places and
+        the corrections still apply, while it moves them by what the extra rows tell.
+        """
+        from sklearn.mixture import GaussianMixture
+
+        chol = mixture.precisions_cholesky_
+        em = GaussianMixture(
+            mixture.n_components_,
+            reg_covar=mixture.reg_covar_,
+            tol=float(mixture.tol),
+            max_iter=int(mixture.max_iter),
+            weights_init=mixture.weights_,
+            means_init=mixture.means_,
+            precisions_init=chol @ chol.transpose(0, 2, 1),
+            init_params="random_from_data",  # unused beside the three above: the cheapest
+            random_state=int(rng.integers(2**31 - 1)),
+        )
+        with _em_threads(Z.shape[1]), warnings.catch_warnings():
+            # A refit that stops short of convergence (max_time) is still a better start.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit_until(em, Z, deadline)
+        assert self.module_.anchor is not None  # the kept start is the anchored one
+        self.module_.anchor.set_mixture(em.weights_, em.means_, em.covariances_)
+        self.anchor_["refit_rows"] = len(Z)
 
     def _in_nats(self) -> Display:
         """Training's per-dimension standardised loss and score as nats per row of data."""
