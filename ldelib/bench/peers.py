@@ -154,8 +154,8 @@ class GridMixturePeer(BaseDensityEstimator):
                 mixture = GaussianMixture(k, reg_covar=reg, random_state=seed).fit(train)
                 self.candidate_scores_[f"K={k}, reg_covar={reg:g}"] = mixture.score(valid)
         best = max(self.candidate_scores_, key=self.candidate_scores_.__getitem__)
-        k, reg = best.removeprefix("K=").split(", reg_covar=")
-        self.n_components_, self.reg_covar_ = int(k), float(reg)
+        chosen_k, chosen_reg = best.removeprefix("K=").split(", reg_covar=")
+        self.n_components_, self.reg_covar_ = int(chosen_k), float(chosen_reg)
         self.mixture_ = GaussianMixture(
             self.n_components_, reg_covar=self.reg_covar_, random_state=seed
         ).fit(Z)

@@ -426,7 +426,8 @@ class GMM(BaseDensityEstimator):
         elif many_k:
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")
-            reg, scores, fitted = regs[0], {}, {}
+            reg, scores = regs[0], {}
+            fitted: dict[int, GaussianMixture] = {}
             bar = progress(len(candidates))
             for k in candidates:
                 if fitted and deadline is not None and time.perf_counter() >= deadline:

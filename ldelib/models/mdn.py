@@ -606,7 +606,8 @@ class CausalConvMDN(BaseDensityEstimator):
             # A refit that stops short of convergence (max_time) is still a better start.
             warnings.simplefilter("ignore", ConvergenceWarning)
             fit_until(em, Z, deadline)
-        assert self.module_.anchor is not None  # the kept start is the anchored one
+        # The kept start is the anchored one.
+        assert self.module_.anchor is not None and self.anchor_ is not None
         self.module_.anchor.set_mixture(em.weights_, em.means_, em.covariances_)
         self.anchor_["refit_rows"] = len(Z)
 
