@@ -74,10 +74,10 @@ class CausalConvMDN(BaseDensityEstimator):
     starts at zero. Before training the model *is* that mixture, fitted to the rows not
     held out for validation; early stopping also considers the untrained state, so the
     validation score can only improve on the mixture's, and training spends its budget
-    on what the mixture misses. Corrections
-    to a mixture of few components cannot reach every density a free network can
-    (dequantised images, for one), so by default a network from a random start is
-    trained too, and the better of the two on validation is kept.
+    on what the mixture misses. Corrections to a mixture of few components cannot reach
+    every density a free network can (dequantised images, for one), so by default a
+    network from a random start is trained too, and the better of the two on validation
+    is kept.
 
     Parameters
     ----------
@@ -135,9 +135,9 @@ class CausalConvMDN(BaseDensityEstimator):
         ``n_iter_no_change // 2`` of them the learning rate halves, which lets the
         mixture parameters settle before training ends.
     validate_every : int or None, default=None
-        Validate every this many training steps instead of at
-        the end of each epoch, for epochs too long to wait for (millions of rows);
-        ``n_iter_no_change`` then counts validations.
+        Validate every this many training steps instead of at the end of each epoch,
+        for epochs too long to wait for (millions of rows); ``n_iter_no_change`` then
+        counts validations.
     max_time : float or None, default=None
         Wall-clock budget of the whole fit in seconds. The anchor mixture's search and
         EM may use half of it (see :class:`~ldelib.GMM`'s ``max_time``), the training
@@ -522,8 +522,8 @@ class CausalConvMDN(BaseDensityEstimator):
         reach. Both are scored on the same validation rows, so the kept one is never below
         the other there, nor (the anchored start keeps its untrained state when no epoch
         beats it) below the mixture. What the mixture's search leaves of a budget is
-        split in halves; what the anchored
-        start's early stop leaves goes to the random one.
+        split in halves; what the anchored start's early stop leaves goes to the random
+        one.
         """
         now = time.perf_counter()
         half = None if deadline is None else now + (deadline - now) / 2
