@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,6 +54,20 @@ def _best(values: dict[str, float], exclude: tuple[str, ...] = ()) -> str | None
     return max(exact, key=exact.get) if exact else None
 
 
+def _cells(
+    by: dict[str, dict], models: tuple[str, ...], text: Callable[[dict], str], best: str | None
+) -> list[str]:
+    """One table cell per model: ``text(row)``, bold for ``best``, empty where absent."""
+    cells = []
+    for m in models:
+        if m not in by:
+            cells.append("")
+            continue
+        shown = text(by[m])
+        cells.append(f"**{shown}**" if m == best else shown)
+    return cells
+
+
 def toy(payload: dict) -> list[str]:
     rows = [r for r in payload["rows"] if r.get("kind") == "summary"]
     targets = list(dict.fromkeys(r["target"] for r in rows))
@@ -70,13 +85,7 @@ def toy(payload: dict) -> list[str]:
     for target in targets:
         by = {r["model"]: r for r in rows if r["target"] == target}
         best = _best({m: by[m]["ll_per_dim"] for m in models if m in by}, ("GMMN (Parzen)",))
-        cells = []
-        for m in models:
-            if m not in by:
-                cells.append("")
-                continue
-            text = f"{by[m]['ll_per_dim']:.4f} ± {by[m]['pm']:.4f}"
-            cells.append(f"**{text}**" if m == best else text)
+        cells = _cells(by, models, lambda r: f"{r['ll_per_dim']:.4f} ± {r['pm']:.4f}", best)
         truth = by["truth"]["ll_per_dim"]
         lines.append(f"| {target} | {truth:.4f} | " + " | ".join(cells) + " |")
     return lines
@@ -100,13 +109,7 @@ def latents(payload: dict) -> list[str]:
     for key in keys:
         by = {r["model"]: r for r in rows if (r["dataset"], r["ae"], r["D"], r["seed"]) == key}
         best = _best({m: by[m]["ll"] for m in models if m in by}, ("GMMN (Parzen)",))
-        cells = []
-        for m in models:
-            if m not in by:
-                cells.append("")
-                continue
-            text = f"{by[m]['ll']:.2f} ± {by[m]['se']:.2f}"
-            cells.append(f"**{text}**" if m == best else text)
+        cells = _cells(by, models, lambda r: f"{r['ll']:.2f} ± {r['se']:.2f}", best)
         lead = ""
         if lde in by and "lead_over_gmm" in by[lde]:  # paired: the same test rows
             lead = f"{by[lde]['lead_over_gmm']:+.2f} ± {by[lde]['lead_se']:.2f}"
@@ -169,13 +172,9 @@ def digits(payload: dict) -> list[str]:
         by = {r["model"]: r for r in rows if r.get("data", "digits") == data}
         d = next(r["D"] for r in runs if r.get("data", "digits") == data)
         best = _best({m: by[m]["ll_per_dim"] for m in models if m in by}, ("GMMN (Parzen)",))
-        cells = []
-        for m in models:
-            if m not in by:
-                cells.append("")
-                continue
-            text = f"{d * by[m]['ll_per_dim']:.1f} ± {d * by[m]['pm']:.1f}"
-            cells.append(f"**{text}**" if m == best else text)
+        cells = _cells(
+            by, models, lambda r, d=d: f"{d * r['ll_per_dim']:.1f} ± {d * r['pm']:.1f}", best
+        )
         rival = _best(
             {m: by[m]["ll_per_dim"] for m in models if m in by},
             ("GMMN (Parzen)", "LDE (CausalConvMDN)"),
