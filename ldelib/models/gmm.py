@@ -100,8 +100,9 @@ class GMM(BaseDensityEstimator):
         ``(n_components, reg_covar)`` on a training part and keep the best mean
         log-likelihood of the held-out rows, then refit the chosen one on all rows,
         starting from its fitted parameters. The search is joint: numbers of components
-        in increasing order, stopping once two in a row have not improved on the best
-        score; for each, ``reg_covar`` in increasing order until the score falls, each
+        in increasing order, stopping at the first that does not improve on the best
+        score when it trails it by more than two paired standard errors on the held-out
+        rows, else at the second in a row; for each, ``reg_covar`` in increasing order until the score falls, each
         fit starting from the previous one's parameters (many components often need
         strong regularisation, which a search of K at one ``reg_covar`` misses).
         ``"bic"``: fit each

@@ -372,6 +372,19 @@ def test_auto_keeps_the_random_start_where_it_wins_on_validation():
     )
 
 
+def test_auto_keeps_the_anchored_start_unless_the_random_one_leads_beyond_noise(monkeypatch):
+    # The same fit as above, where the random start truly wins; with held-out rows that
+    # say it leads by 0.01 nats at a paired standard error of about 0.1, the anchored
+    # start is kept: a lead that small is as likely noise of the split.
+    noise = np.random.default_rng(0).normal(size=150)
+    verdicts = iter([noise, noise + 0.01 + np.random.default_rng(1).normal(size=150)])
+    monkeypatch.setattr(CausalConvMDN, "_score_rows", lambda self, rows, device: next(verdicts))
+    model = CausalConvMDN(n_components=[1], **RACE).fit(_bimodal(1500, 0))
+    assert model.anchor_ is not None
+    assert model.start_scores_["random"] > model.start_scores_["gmm"] + 0.5
+    assert model.best_validation_score_ == model.start_scores_["gmm"]
+
+
 def test_auto_is_the_anchored_model_where_the_mixture_wins():
     X = make_target("gmm", n_features=3).sample(1500, random_state=0)
     auto = CausalConvMDN(**RACE).fit(X)
