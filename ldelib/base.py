@@ -42,6 +42,7 @@ from ._arrays import (
     torch_generator,
     validate_input,
 )
+from ._budget import fit_clock
 from ._prefix import check_given, check_n_dims, prefix_columns, prefix_input
 from ._soundness import check_sound, held_out_collapse, repeated_values
 from ._sources import (
@@ -195,6 +196,10 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
             held-out log-likelihood is absurdly low: the fitted density's
             log-likelihoods are then not to be trusted.
         """
+        with fit_clock():  # max_time counts from here (see ldelib._budget)
+            return self._fit_any(X)
+
+    def _fit_any(self, X: ArrayLike) -> Self:
         self._check_params()
         device = resolve_device(getattr(self, "device", "cpu"))
         if distributed.context().is_distributed:  # under torchrun: this rank's GPU, if any

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._budget import fit_deadline
 from .._sources import OnDisk
 from .._validation import (
     MAX_TIME,
@@ -129,10 +130,11 @@ class GMM(BaseDensityEstimator):
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
         Initialisation of the responsibilities.
     max_time : float or None, default=None
-        Wall-clock budget of the fit in seconds: once spent, no further candidate is
-        fitted and EM stops iterating (the first candidate's initialisation and first
-        iteration always run); the best mixture so far is kept, and refitted on all
-        rows from its solution (at least one EM iteration). ``None``: no limit.
+        Wall-clock budget of the fit in seconds, counted from the call to ``fit``
+        (checking and standardising the rows count against it): once spent, no further
+        candidate is fitted and EM stops iterating (the first candidate's initialisation
+        and first iteration always run); the best mixture so far is kept, and refitted
+        on all rows from its solution (at least one EM iteration). ``None``: no limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     random_state : int, Generator or None, default=None
@@ -365,7 +367,7 @@ class GMM(BaseDensityEstimator):
         )
 
     def _deadline(self) -> float | None:
-        return None if self.max_time is None else time.perf_counter() + float(self.max_time)
+        return fit_deadline(self.max_time)
 
     def _fit_on_disk(self, source: OnDisk, rng: np.random.Generator) -> None:
         deadline = self._deadline()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .._arrays import torch_generator
+from .._budget import fit_deadline
 from .._threads import step_flops, training_threads
 from .._validation import (
     MAX_TIME,
@@ -157,8 +159,9 @@ class GMMN(BaseDensityEstimator):
     n_iter_no_change : int, default=20
         Epochs without a lower held-out MMD² before stopping.
     max_time : float or None, default=None
-        Wall-clock training budget in seconds: no epoch starts after it is spent, and
-        the best weights so far are kept. ``None``: no limit.
+        Wall-clock budget of the fit in seconds, counted from the call to ``fit``: no
+        training step starts after it is spent, and the best weights so far are kept.
+        ``None``: no limit.
     standardize : bool, default=True
         Train on standardised columns; samples are returned in the data's units.
     device : str, default="auto"
@@ -348,6 +351,7 @@ class GMMN(BaseDensityEstimator):
             lr=float(self.learning_rate or (2e-4 if paper else 1e-3)),
             betas=(0.5, 0.999) if paper else (0.9, 0.999),
         )
+        deadline = fit_deadline(self.max_time)
         shuffle = torch_generator(rng, torch.device("cpu"))
         noise = torch_generator(rng, device)
         bandwidths = self.bandwidths_.tolist()
@@ -385,9 +389,9 @@ class GMMN(BaseDensityEstimator):
                 display=Display(
                     "train mmd" if take_sqrt else "train mmd²", "valid mmd²", score=lambda s: -s
                 ),
-                **python_params(
-                    self, "max_epochs", "batch_size", "n_iter_no_change", "max_time", "verbose"
-                ),
+                # What validating and copying the rows left of the budget (ldelib._budget).
+                max_time=None if deadline is None else deadline - time.perf_counter(),
+                **python_params(self, "max_epochs", "batch_size", "n_iter_no_change", "verbose"),
             )
         self.loss_curve_ = [float(v) for v in history.loss_curve]
         self.validation_scores_ = [float(v) for v in history.validation_scores]

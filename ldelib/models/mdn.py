@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .. import distributed
 from .._arrays import torch_generator
+from .._budget import fit_deadline
 from .._sources import DiskRows, OnDisk
 from .._threads import step_flops, training_threads
 from .._validation import (
@@ -140,10 +141,12 @@ class CausalConvMDN(BaseDensityEstimator):
         for epochs too long to wait for (millions of rows); ``n_iter_no_change`` then
         counts validations.
     max_time : float or None, default=None
-        Wall-clock budget of the whole fit in seconds. The anchor mixture's search and
-        EM may use half of it (see :class:`~ldelib.GMM`'s ``max_time``), the training
-        the rest: it stops at the first step past the budget, even within an epoch,
-        and the best weights so far are kept. ``None``: no limit.
+        Wall-clock budget of the whole fit in seconds, counted from the call to ``fit``
+        (checking, standardising and copying the rows count against it). The anchor
+        mixture's search and EM may use half of what is left (see :class:`~ldelib.GMM`'s
+        ``max_time``), the training the rest: it stops at the first step past the
+        budget, even within an epoch, and the best weights so far are kept. ``None``: no
+        limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     device : str, default="auto"
@@ -421,7 +424,6 @@ class CausalConvMDN(BaseDensityEstimator):
         ``_MAX_DISK_VALID`` and the mixture anchor sees a subsample of at most
         ``_MAX_DISK_ANCHOR`` rows (EM on every row of a huge file would not fit).
         """
-        start = time.perf_counter()
         self.__dict__.pop("start_scores_", None)  # a previous fit's race
         n_features = self.n_features_in_
         if self.ordering == "variance":
@@ -456,7 +458,7 @@ class CausalConvMDN(BaseDensityEstimator):
             train_pos, valid_pos = split_positions(len(Z), vf, rng)
             train, valid = Z[train_pos], None if valid_pos is None else Z[valid_pos]
             anchor_rows = Z[np.sort(train_pos)]
-        deadline = None if self.max_time is None else start + float(self.max_time)
+        deadline = fit_deadline(self.max_time)
         mixture = (
             self._fit_anchor(anchor_rows, rng, deadline)
             if anchor_rows is not None and self._anchored()
