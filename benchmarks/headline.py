@@ -2,8 +2,8 @@
 
     python benchmarks/headline.py
 
-Reads the JSON files that ``ldelib bench SUITE --out benchmarks/results`` wrote; every
-number in the output comes from them.
+Reads the JSON files that ``python -m benchmarks SUITE --out benchmarks/results``
+wrote; every number in the output comes from them.
 """
 
 from __future__ import annotations

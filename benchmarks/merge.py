@@ -3,7 +3,7 @@
     python benchmarks/merge.py SUITE OUT PART.json [PART.json ...]
         [--old OLD.json --from-old MODEL [MODEL ...]]
 
-Long suites run as several processes side by side (``ldelib bench latents --seeds 0``
+Long suites run as several processes side by side (``python -m benchmarks latents --seeds 0``
 and ``--seeds 1 2 --dims 8 16``, say). This concatenates their rows, keeps each part's
 command, machine and wall time in ``config["parts"]``, and writes ``OUT/<suite>.json``
 and ``.md`` with the suite's own tables (summaries are recomputed).
@@ -24,7 +24,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from ldelib.bench._report import Report
+if not __package__:
+    # Run as a script, its own folder comes first on sys.path: the package it belongs
+    # to is importable from the folder above.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks import SUITES
+from benchmarks._report import Report
 
 
 def main() -> None:
@@ -64,7 +70,7 @@ def main() -> None:
     merge_command = shlex.join(["python", "benchmarks/merge.py", *sys.argv[1:]])
     report = Report(args.suite, parts[0]["quick"], config)
     report.rows = [row for p in parts for row in p["rows"] if row.get("kind") != "summary"]
-    module = importlib.import_module(f"ldelib.bench.{args.suite.replace('-', '_')}")
+    module = importlib.import_module(f"benchmarks.{SUITES[args.suite]}")
     module.tabulate(report)
     report.meta["environment"] = {
         **parts[0]["environment"],

@@ -19,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..datasets import make_target
-from ..models import GMM, CausalConvMDN
+from ldelib.datasets import make_target
+from ldelib.models import GMM, CausalConvMDN
+
 from ._report import Report
 from .peers import ZukoFlowPeer, zuko_available
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import make_target
-from ..metrics import mean_log_likelihood
-from ..models import CausalConvMDN
+from ldelib.datasets import make_target
+from ldelib.metrics import mean_log_likelihood
+from ldelib.models import CausalConvMDN
+
 from ._comparison import Comparison, compares_models
 from ._report import Report
 from ._summary import summarise

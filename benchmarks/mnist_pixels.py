@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import load_mnist
-from ..metrics import mean_log_likelihood
-from ..models import CausalConvMDN
+from ldelib.datasets import load_mnist
+from ldelib.metrics import mean_log_likelihood
+from ldelib.models import CausalConvMDN
+
 from ._report import Report, measure
 
 PUBLISHED = (

@@ -12,11 +12,11 @@ import pytest
 from marks import needs_fashion, needs_mnist
 from sklearn.mixture import GaussianMixture
 
-from ldelib.bench import SUITES, run_suite
-from ldelib.bench._models import MODELS
-from ldelib.bench.digits import autoencoder_latents, dequantised_digits, pooled
-from ldelib.bench.warped import DEFAULT_MODELS
-from ldelib.cli import main
+from benchmarks import SUITES, run_suite
+from benchmarks.__main__ import main
+from benchmarks._models import MODELS
+from benchmarks.digits import autoencoder_latents, dequantised_digits, pooled
+from benchmarks.warped import DEFAULT_MODELS
 from ldelib.datasets import make_target
 
 
@@ -155,7 +155,7 @@ def test_interpolation_suite(out):
 @pytest.mark.slow
 @needs_mnist
 def test_mnist_pixels_suite_through_the_command_line(out, capsys):
-    status = main(["bench", "mnist-pixels", "--quick", "--out", str(out)])
+    status = main(["mnist-pixels", "--quick", "--out", str(out)])
     assert status == 0, capsys.readouterr().err
     payload = json.loads((out / "mnist-pixels-quick.json").read_text())
     lde = payload["rows"][0]
@@ -207,7 +207,7 @@ def test_every_suite_keeps_the_options_run_suite_passes():
         "variations": [*images, "dims"],
     }
     for name, parameters in expected.items():
-        run = importlib.import_module(f"ldelib.bench.{name}").run
+        run = importlib.import_module(f"benchmarks.{name}").run
         assert list(inspect.signature(run).parameters) == parameters, name
 
 
@@ -266,7 +266,7 @@ def test_pooling_averages_two_by_two_blocks():
 
 
 def test_a_bad_budget_is_an_error(out, capsys):
-    assert main(["bench", "toy", "--budget", "-1", "--out", str(out)]) == 2
+    assert main(["toy", "--budget", "-1", "--out", str(out)]) == 2
     assert "budget_s must be a positive number" in capsys.readouterr().err
 
 
@@ -297,21 +297,21 @@ def test_speed_suite(out):
 
 
 def test_a_subset_of_models_and_dims(out, capsys):
-    args = ["bench", "digits", "--quick", "--models", "gmm", "kde", "--out", str(out / "sub")]
+    args = ["digits", "--quick", "--models", "gmm", "kde", "--out", str(out / "sub")]
     assert main(args) == 0
     payload = json.loads((out / "sub" / "digits-quick.json").read_text())
     runs = [r for r in payload["rows"] if r.get("kind") != "summary"]
     assert {r["model"] for r in runs} == {"GMM (validated)", "KernelDensity"}
-    assert main(["bench", "digits", "--quick", "--models", "flow", "--out", str(out)]) == 2
+    assert main(["digits", "--quick", "--models", "flow", "--out", str(out)]) == 2
     assert "unknown model 'flow'" in capsys.readouterr().err
-    assert main(["bench", "toy", "--quick", "--dims", "8", "--out", str(out)]) == 2
+    assert main(["toy", "--quick", "--dims", "8", "--out", str(out)]) == 2
     assert "no --dims option" in capsys.readouterr().err
 
 
 def test_bench_seeds_through_the_command_line(out):
     def digits(*seeds):
         folder = out / ("seeds-" + "-".join(seeds))
-        args = ["bench", "digits", "--quick", "--models", "gmm", "--seeds", *seeds]
+        args = ["digits", "--quick", "--models", "gmm", "--seeds", *seeds]
         assert main([*args, "--out", str(folder)]) == 0
         payload = json.loads((folder / "digits-quick.json").read_text())
         assert payload["config"]["seeds"] == [int(s) for s in seeds]
@@ -330,7 +330,7 @@ def test_bench_cache_is_reused_through_the_command_line(tmp_path, monkeypatch, c
     from ldelib import IncrementalAutoencoder
 
     cache = tmp_path / "cache"
-    args = ["bench", "ordering", "--quick", "--cache", str(cache)]
+    args = ["ordering", "--quick", "--cache", str(cache)]
     assert main([*args, "--out", str(tmp_path / "first")]) == 0, capsys.readouterr().err
     trained = sorted(p.name for p in cache.glob("*.pt"))
     assert len(trained) == 2  # the plain and the incremental autoencoder

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ldelib.bench import SUITES, run_suite
-from ldelib.bench.scale import QUICK, D, distributed_fit_available, rows_file
+from benchmarks import SUITES, run_suite
+from benchmarks.scale import QUICK, D, distributed_fit_available, rows_file
 from ldelib.models import GMM, CausalConvMDN
 
 
@@ -69,7 +69,7 @@ def test_a_size_that_does_not_fit_on_disk_is_skipped(tmp_path, monkeypatch):
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(
-        "ldelib.bench.scale.shutil.disk_usage",
+        "benchmarks.scale.shutil.disk_usage",
         lambda _: usage._replace(free=10 * 2**20),
     )
     path, why = rows_file(tmp_path, "train", 10_000_000, seed=0)
@@ -140,7 +140,7 @@ def test_quick_suite(tmp_path):
 
 
 def test_a_failing_child_reports_its_error(tmp_path):
-    from ldelib.bench.scale import _measure
+    from benchmarks.scale import _measure
 
     data, _ = rows_file(tmp_path, "train", 100, seed=0)
     spec = {

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets import load_digits
-from ..incremental import IncrementalAutoencoder
+from ldelib.datasets import load_digits
+from ldelib.incremental import IncrementalAutoencoder
+
 from ._comparison import Comparison, compares_models
 from ._report import Report
 from ._summary import summarise

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ..latent import LatentDensityEstimator
-from ..metrics import ood_metrics
-from ..ood import LatentOODScore
+from ldelib.latent import LatentDensityEstimator
+from ldelib.metrics import ood_metrics
+from ldelib.ood import LatentOODScore
+
 from ._data import SCHEDULES, SPLITS, LatentGrid, autoencoder, images
 from ._models import available, make_model
 from ._report import Report

@@ -1,10 +1,13 @@
-"""Reproducible benchmarks: ``ldelib bench SUITE [--quick] [--out DIR]``.
+"""Reproducible benchmarks of ldelib: ``python -m benchmarks SUITE [--quick] [--out DIR]``.
 
 Each suite returns a report whose ``write(out)`` writes ``<suite>.json`` (every
 measured row, the configuration, machine, versions and wall time), ``<suite>.md``
 (tables) and its PNG figures into the output folder. ``--quick`` runs a reduced
 configuration in a few minutes on two cores; the committed results under
 ``benchmarks/results/`` are full runs, each with the command that produced it.
+
+The package is not part of the ldelib wheel: it lives in the repository, beside its
+results. Run it from a checkout, after ``pip install -e ".[bench]"``.
 
 Suites:
 
@@ -40,8 +43,8 @@ from ._models import select_models
 
 __all__ = ["SUITES", "run_suite"]
 
-#: The suites by the name ``ldelib bench`` takes, each with the module of
-#: ``ldelib.bench`` that runs it.
+#: The suites by the name ``python -m benchmarks`` takes, each with the module of
+#: ``benchmarks`` that runs it.
 SUITES = {
     "toy": "toy",
     "latents": "latents",

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import mean_log_likelihood
+from ldelib.metrics import mean_log_likelihood
+
 from ._comparison import Comparison
 from ._data import SPLITS, LatentGrid
 from ._models import MODELS

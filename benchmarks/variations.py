@@ -23,10 +23,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from .._prefix import prefix_columns
-from ..datasets import load_fashion_mnist, load_mnist
-from ..latent import LatentDensityEstimator
-from ..models import CausalConvMDN
+from ldelib._prefix import prefix_columns
+from ldelib.datasets import load_fashion_mnist, load_mnist
+from ldelib.latent import LatentDensityEstimator
+from ldelib.models import CausalConvMDN
+
 from ._data import SCHEDULES, SPLITS, LatentGrid
 from ._report import Report
 

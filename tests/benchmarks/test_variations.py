@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from marks import needs_mnist
 
+from benchmarks import variations
 from ldelib import GMM, LatentDensityEstimator
-from ldelib.bench import variations
 
 
 def test_keeps_are_zero_the_powers_of_two_and_d():

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..datasets import make_target
-from ..metrics import mean_log_likelihood
+from ldelib.datasets import make_target
+from ldelib.metrics import mean_log_likelihood
+
 from ._comparison import Comparison, compares_models
 from ._models import MODELS, RANDOM_INIT
 from ._report import Report

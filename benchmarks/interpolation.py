@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import CausalConvMDN
+from ldelib.models import CausalConvMDN
+
 from ._data import SPLITS, both_schedules, images
 from ._report import Report
 

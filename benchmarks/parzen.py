@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import MNIST_PARZEN_BANDWIDTHS, parzen_log_likelihood
-from ..models import GMM, GMMN, CausalConvMDN
+from ldelib.metrics import MNIST_PARZEN_BANDWIDTHS, parzen_log_likelihood
+from ldelib.models import GMM, GMMN, CausalConvMDN
+
 from ._data import SPLITS, both_schedules, images
 from ._report import Report, measure
 
