@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from . import SUITES, run_suite
@@ -23,12 +24,25 @@ PROG = "python -m benchmarks"
 _INPUT_ERRORS = (ValueError, TypeError, OSError, KeyError)
 
 
+def _suites() -> str:
+    """The suites, one per entry with what it measures, for the end of ``--help``."""
+    width = max(map(len, SUITES)) + 4
+    lines = ["suites:"]
+    for name, suite in SUITES.items():
+        lines += textwrap.wrap(
+            suite.doc, 79, initial_indent=f"  {name:<{width - 2}}", subsequent_indent=" " * width
+        )
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Run a benchmark suite; writes JSON, markdown and PNG files.",
+        epilog=_suites(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("suite", choices=list(SUITES), help="the suite to run")
+    parser.add_argument("suite", choices=list(SUITES), metavar="SUITE", help="the suite to run")
     parser.add_argument("--quick", action="store_true", help="a reduced run of a few minutes")
     parser.add_argument("--out", default="bench-results", help="output folder")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")

@@ -117,10 +117,6 @@ def compares_models(
                 )
             )
 
-        # Not functools.wraps: its __wrapped__ would show run_suite the body's signature.
-        run.__module__ = body.__module__
-        run.__qualname__ = body.__qualname__
-        run.__doc__ = body.__doc__
         return run
 
     return decorate

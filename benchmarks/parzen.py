@@ -21,8 +21,7 @@ from ldelib.models import GMM, GMMN, CausalConvMDN
 
 from ._data import SPLITS, both_schedules, images
 from ._report import Report, measure
-
-USES_AUTOENCODERS = True
+from ._suite import Suite
 
 PUBLISHED = (
     ("GAN (Goodfellow et al., 2014)", 225, 2),
@@ -148,3 +147,12 @@ def _add_parzen_row(
         bandwidth=result.bandwidth,
         **extra,
     )
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "parzen",
+    run,
+    "the paper's Parzen-window protocol on decoded MNIST samples",
+    uses_autoencoders=True,
+)

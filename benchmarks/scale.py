@@ -48,6 +48,7 @@ from ldelib.datasets import make_target
 from ldelib.datasets.targets import Target
 
 from ._report import Report
+from ._suite import Suite
 
 __all__ = ["FULL", "QUICK", "D", "Plan", "distributed_fit_available", "rows_file", "run"]
 
@@ -855,3 +856,7 @@ def _tables(report: Report, plan: Plan) -> None:
             "anchored one, whose anchor search alone outlasts the quick run; the "
             "numbers check the machinery, not the model."
         )
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite("scale", run, "fits and scoring of 1 to 10 million 64-D rows read from disk")

@@ -30,8 +30,7 @@ from ldelib.models import CausalConvMDN
 
 from ._data import SCHEDULES, SPLITS, LatentGrid
 from ._report import Report
-
-USES_AUTOENCODERS = True
+from ._suite import Suite
 
 #: Quantities tabulated against k, with the title of each table.
 QUANTITIES = {
@@ -453,3 +452,13 @@ def _figures(
             ax.set_title(dataset)
             ax.legend(fontsize=7)
     report.save_figure(fig, out, "variations-curves")
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "variations",
+    run,
+    "variations keeping an image's first k latents, IAE vs plain AE",
+    options=frozenset({"dims"}),
+    uses_autoencoders=True,
+)

@@ -41,7 +41,8 @@ def _diagonal_gaussian(train: np.ndarray, test: np.ndarray) -> float:
 
 
 def test_scale_is_a_suite():
-    assert SUITES["scale"] == "scale"
+    suite = SUITES["scale"]
+    assert suite.options == frozenset() and not suite.uses_autoencoders
 
 
 def test_rows_file_is_written_in_chunks_reused_and_nested(tmp_path):
