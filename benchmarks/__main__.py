@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         help="run only these models (" + ", ".join(SHORT_NAMES) + ")",
     )
-    parser.add_argument("--dims", type=int, nargs="+", help="latents: only these latent sizes")
+    parser.add_argument(
+        "--dims", type=int, nargs="+", help="only these latent sizes (warped: dimensions)"
+    )
     parser.add_argument(
         "--json", action="store_true", help="print the written paths as one JSON object"
     )
