@@ -2,8 +2,8 @@
 
     python benchmarks/headline.py
 
-Reads the JSON files that ``ldelib bench SUITE --out benchmarks/results`` wrote; every
-number in the output comes from them.
+Reads the JSON files that ``python -m benchmarks SUITE --out benchmarks/results``
+wrote; every number in the output comes from them.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _present(rows: list[dict]) -> tuple[str, ...]:
 
 def _best(values: dict[str, float], exclude: tuple[str, ...] = ()) -> str | None:
     exact = {k: v for k, v in values.items() if k not in exclude}
-    return max(exact, key=exact.get) if exact else None
+    return max(exact, key=lambda k: exact[k]) if exact else None
 
 
 def _cells(
@@ -172,9 +172,11 @@ def digits(payload: dict) -> list[str]:
         by = {r["model"]: r for r in rows if r.get("data", "digits") == data}
         d = next(r["D"] for r in runs if r.get("data", "digits") == data)
         best = _best({m: by[m]["ll_per_dim"] for m in models if m in by}, ("GMMN (Parzen)",))
-        cells = _cells(
-            by, models, lambda r, d=d: f"{d * r['ll_per_dim']:.1f} ± {d * r['pm']:.1f}", best
-        )
+
+        def nats(r: dict, d: int = d) -> str:  # per vector, this table's unit
+            return f"{d * r['ll_per_dim']:.1f} ± {d * r['pm']:.1f}"
+
+        cells = _cells(by, models, nats, best)
         rival = _best(
             {m: by[m]["ll_per_dim"] for m in models if m in by},
             ("GMMN (Parzen)", "LDE (CausalConvMDN)"),
@@ -185,7 +187,7 @@ def digits(payload: dict) -> list[str]:
             if r.get("data", "digits") == data and r["model"] == rival and "lde_lead" in r
         ]
         lead = ""
-        if leads:
+        if rival is not None and leads:
             mean = sum(v for v, _ in leads) / len(leads)
             se = sum(e**2 for _, e in leads) ** 0.5 / len(leads)
             lead = f"{mean:+.2f} ± {se:.2f} ({SHORT[rival]})"

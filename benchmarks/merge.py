@@ -3,7 +3,7 @@
     python benchmarks/merge.py SUITE OUT PART.json [PART.json ...]
         [--old OLD.json --from-old MODEL [MODEL ...]]
 
-Long suites run as several processes side by side (``ldelib bench latents --seeds 0``
+Long suites run as several processes side by side (``python -m benchmarks latents --seeds 0``
 and ``--seeds 1 2 --dims 8 16``, say). This concatenates their rows, keeps each part's
 command, machine and wall time in ``config["parts"]``, and writes ``OUT/<suite>.json``
 and ``.md`` with the suite's own tables (summaries are recomputed).
@@ -17,14 +17,19 @@ models are re-run. Those rows are marked ``"from": OLD.json``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
-from ldelib.bench._report import Report
+if not __package__:
+    # Run as a script, its own folder comes first on sys.path: the package it belongs
+    # to is importable from the folder above.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks import SUITES
+from benchmarks._report import Report
 
 
 def main() -> None:
@@ -64,8 +69,10 @@ def main() -> None:
     merge_command = shlex.join(["python", "benchmarks/merge.py", *sys.argv[1:]])
     report = Report(args.suite, parts[0]["quick"], config)
     report.rows = [row for p in parts for row in p["rows"] if row.get("kind") != "summary"]
-    module = importlib.import_module(f"ldelib.bench.{args.suite.replace('-', '_')}")
-    module.tabulate(report)
+    tabulate = SUITES[args.suite].tabulate
+    if tabulate is None:
+        raise SystemExit(f"the tables of {args.suite!r} are not rebuilt from its rows")
+    tabulate(report)
     report.meta["environment"] = {
         **parts[0]["environment"],
         "command": " && ".join(

@@ -18,9 +18,10 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
-CASES = {
-    # name: (rows, D, estimator parameters)
+#: name: (rows, D, estimator parameters)
+CASES: dict[str, tuple[int, int, dict[str, Any]]] = {
     "small (8-D, anchored, width 16)": (2_000, 8, {"max_epochs": 3}),
     "medium (32-D, random start, width 64)": (
         5_000,

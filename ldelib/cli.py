@@ -7,7 +7,6 @@ status so it can be tested without a subprocess.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import inspect
 import json
 import os
@@ -370,32 +369,6 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from .bench import run_suite
-
-    # With --json, stdout is for the JSON alone: the suites' progress lines go to stderr.
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with quiet:
-        report = run_suite(
-            args.suite,
-            args.out,
-            args.quick,
-            args.seeds,
-            args.cache,
-            args.budget,
-            models=args.models,
-            dims=args.dims,
-        )
-        written = [str(p) for p in report.write(args.out)]
-    if args.json:
-        _print_json(
-            {"suite": args.suite, "quick": args.quick, "out": args.out, "written": written}
-        )
-    else:
-        print("wrote " + ", ".join(written))
-    return 0
-
-
 def _parser() -> argparse.ArgumentParser:
     from ._version import __version__
     from .datasets import TARGETS
@@ -485,29 +458,6 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="the old model file")
     convert.add_argument("target", help="where to write the converted file")
     convert.set_defaults(run=_convert)
-
-    from .bench import SUITES
-    from .bench._models import SHORT_NAMES
-
-    bench = sub.add_parser("bench", help="run a benchmark suite; writes JSON, markdown, PNG")
-    bench.add_argument("suite", choices=list(SUITES), help="the suite to run")
-    bench.add_argument("--quick", action="store_true", help="a reduced run of a few minutes")
-    bench.add_argument("--out", default="bench-results", help="output folder")
-    bench.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
-    bench.add_argument("--cache", help="folder for trained autoencoders (default OUT/cache)")
-    bench.add_argument(
-        "--budget", type=float, help="wall-time budget (s) per neural model, for every model"
-    )
-    bench.add_argument(
-        "--models",
-        nargs="+",
-        help="run only these models (" + ", ".join(SHORT_NAMES) + ")",
-    )
-    bench.add_argument("--dims", type=int, nargs="+", help="latents: only these latent sizes")
-    bench.add_argument(
-        "--json", action="store_true", help="print the written paths as one JSON object"
-    )
-    bench.set_defaults(run=_bench)
     return parser
 
 

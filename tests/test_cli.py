@@ -199,38 +199,6 @@ def test_score_json_is_the_only_output(saved, tmp_path, capsys, monkeypatch):
     np.testing.assert_allclose(np.load("ll.npy").mean(), result["mean"])
 
 
-class _FakeReport:
-    """Stands for a suite's report: prints progress to stdout as the real ones do."""
-
-    def write(self, out):
-        print("[fake] progress that must not reach stdout under --json")
-        return [f"{out}/fake.json", f"{out}/fake.md"]
-
-
-def test_bench_json_prints_only_the_written_paths(tmp_path, capsys, monkeypatch):
-    import ldelib.bench
-
-    def fake_run_suite(name, out, *args, **kwargs):
-        print(f"[{name}] a row")
-        return _FakeReport()
-
-    monkeypatch.setattr(ldelib.bench, "run_suite", fake_run_suite)
-    out = str(tmp_path / "res")
-    status, stdout, stderr = _run(["bench", "toy", "--quick", "--out", out, "--json"], capsys)
-    assert status == 0
-    result = json.loads(stdout)  # nothing but the JSON
-    assert result == {
-        "suite": "toy",
-        "quick": True,
-        "out": out,
-        "written": [f"{out}/fake.json", f"{out}/fake.md"],
-    }
-    assert "[toy] a row" in stderr and "[fake] progress" in stderr
-
-    status, stdout, _ = _run(["bench", "toy", "--out", out], capsys)
-    assert status == 0 and stdout.endswith(f"wrote {out}/fake.json, {out}/fake.md\n")
-
-
 # ---------------------------------------------------------------------------- info
 @pytest.mark.parametrize("name", ["gmm", "gmmn", "mdn", "lde", "iae"])
 def test_info_describes_every_saveable_class(saved, capsys, name):
@@ -337,7 +305,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 def test_every_argument_has_help():
     parser = _parser()
     commands = _subcommands(parser)
-    assert {"demo", "fit", "score", "sample", "info", "convert", "bench"} <= set(commands)
+    assert {"demo", "fit", "score", "sample", "info", "convert"} <= set(commands)
     for name, command in [("ldelib", parser), *commands.items()]:
         for action in command._actions:
             assert action.help and action.help.strip(), f"{name}: {action.dest} has no help"
@@ -353,8 +321,10 @@ def test_python_m_ldelib_help():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: ldelib")
-    for command in ("fit", "score", "sample", "info", "bench"):
+    for command in ("fit", "score", "sample", "info"):
         assert command in result.stdout
+    # The benchmarks are not part of the installed library: python -m benchmarks runs them.
+    assert "bench" not in result.stdout
 
 
 # ------------------------------------------------------------------------- errors

@@ -27,7 +27,6 @@ PUBLIC_MODULES = (
     "ldelib",
     "ldelib.autoencoders",
     "ldelib.base",
-    "ldelib.bench",
     "ldelib.cli",
     "ldelib.datasets",
     "ldelib.distributed",

@@ -1,15 +1,23 @@
-"""Packaging: one version everywhere, and no module importing names from the package init."""
+"""Packaging: one version everywhere, no module importing names from the package init, and
+a wheel that holds the library alone."""
 
 from __future__ import annotations
 
 import ast
 import importlib.metadata
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 import ldelib
 from ldelib._version import __version__
 
 PACKAGE = Path(ldelib.__file__).parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_installed_metadata_has_the_package_version():
@@ -63,3 +71,56 @@ def test_the_check_finds_what_it_looks_for(tmp_path):
         "sub/deep.py:1: load",
         "sub/deep.py:3: GMM",
     ]
+
+
+def test_the_library_does_not_import_the_benchmarks():
+    # The benchmarks live in the repository, not in the wheel: an import of them from
+    # ldelib would fail wherever ldelib is installed.
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            found += [
+                f"{path.relative_to(PACKAGE).as_posix()}:{node.lineno}: {name}"
+                for name in names
+                if name.split(".")[0] in ("benchmarks", "tests")
+            ]
+    assert not found, "ldelib imports the repository's benchmarks or tests:\n" + "\n".join(found)
+
+
+@pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="not a source checkout")
+def test_the_wheel_holds_the_library_alone(tmp_path):
+    pytest.importorskip("setuptools", minversion="77")  # the build requirement of pyproject
+    # A copy of what the build reads: building in the checkout would leave build/ and
+    # egg-info there, and stale files in build/ would end up in the next wheel.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source)
+    for name in ("ldelib", "benchmarks", "tests"):
+        ignore = shutil.ignore_patterns("__pycache__", "results")
+        shutil.copytree(ROOT / name, source / name, ignore=ignore)
+    build = "from setuptools import build_meta; build_meta.build_wheel('dist')"
+    result = subprocess.run(
+        [sys.executable, "-c", build],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = (source / "dist").glob("ldelib-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    library = {p.relative_to(ROOT).as_posix() for p in (ROOT / "ldelib").rglob("*.py")}
+    assert {n for n in names if n.endswith(".py")} == library
+    assert "ldelib/py.typed" in names
+    others = [
+        n for n in names if not n.startswith(("ldelib/", f"ldelib-{__version__}.dist-info/"))
+    ]
+    assert not others, f"the wheel holds more than the library: {others}"

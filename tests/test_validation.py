@@ -11,6 +11,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 import ldelib
+from benchmarks.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
 from ldelib import GMM, GMMN, CausalConvMDN
 from ldelib._validation import (
     RANDOM_STATE,
@@ -31,7 +32,6 @@ from ldelib._validation import (
     to_python,
     validate_params,
 )
-from ldelib.bench.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
 
 
 class BadType:

@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from ..latent import LatentDensityEstimator
-from ..metrics import ood_metrics
-from ..ood import LatentOODScore
+from ldelib.latent import LatentDensityEstimator
+from ldelib.metrics import ood_metrics
+from ldelib.ood import LatentOODScore
+
 from ._data import SCHEDULES, SPLITS, LatentGrid, autoencoder, images
 from ._models import available, make_model
 from ._report import Report
-
-USES_AUTOENCODERS = True
+from ._suite import Suite
 
 #: (trained on, out of distribution).
 PAIRS = (("fashion", "mnist"), ("mnist", "fashion"))
@@ -262,3 +262,14 @@ def _figure(
             ax.set_xlabel(kind)
             ax.legend(fontsize=8)
     report.save_figure(fig, out, "ood")
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "ood",
+    run,
+    "out-of-distribution detection between Fashion-MNIST and MNIST",
+    options=frozenset({"dims"}),
+    uses_autoencoders=True,
+    tabulate=tabulate,
+)

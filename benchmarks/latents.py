@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import mean_log_likelihood
+from ldelib.metrics import mean_log_likelihood
+
 from ._comparison import Comparison
 from ._data import SPLITS, LatentGrid
 from ._models import MODELS
 from ._report import Report
-
-USES_AUTOENCODERS = True
+from ._suite import Suite
 
 
 def run(
@@ -138,3 +138,14 @@ def tabulate(report: Report) -> None:
         ),
         "fit_peak_mb is the growth of the process's resident memory during the fit.",
     ]
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "latents",
+    run,
+    "autoencoder latents of MNIST and Fashion-MNIST, D = 8 to 64",
+    options=frozenset({"models", "dims"}),
+    uses_autoencoders=True,
+    tabulate=tabulate,
+)

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import mean_log_likelihood
+from ldelib.metrics import mean_log_likelihood
+
 from ._models import MODELS, RANDOM_INIT, available, evaluate
 from ._report import Report
 
@@ -90,7 +91,7 @@ class Comparison:
 def compares_models(
     full_budget: float,
 ) -> Callable[[Callable[[Comparison], Report]], Callable[..., Report]]:
-    """Turn ``body(options)`` into a suite's ``run``, as :func:`~ldelib.bench.run_suite` calls it.
+    """Turn ``body(options)`` into a suite's ``run``, as :func:`~benchmarks.run_suite` calls it.
 
     The options of a model comparison on rows (``toy``, ``digits``): seeds default to
     [0] in quick runs and [0, 1, 2] in full ones; the budget per neural model is
@@ -116,10 +117,6 @@ def compares_models(
                 )
             )
 
-        # Not functools.wraps: its __wrapped__ would show run_suite the body's signature.
-        run.__module__ = body.__module__
-        run.__qualname__ = body.__qualname__
-        run.__doc__ = body.__doc__
         return run
 
     return decorate

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import load_mnist
-from ..metrics import mean_log_likelihood
-from ..models import CausalConvMDN
+from ldelib.datasets import load_mnist
+from ldelib.metrics import mean_log_likelihood
+from ldelib.models import CausalConvMDN
+
 from ._report import Report, measure
+from ._suite import Suite
 
 PUBLISHED = (
     ("MADE MoG (Papamakarios et al., 2017)", -1038.5, 1.8 / 2),
@@ -123,3 +125,7 @@ def run(
             "of the pipeline, far from a converged model."
         )
     return report
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite("mnist-pixels", run, "the MAF paper's 784-D dequantised MNIST in logit space")

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import MNIST_PARZEN_BANDWIDTHS, parzen_log_likelihood
-from ..models import GMM, GMMN, CausalConvMDN
+from ldelib.metrics import MNIST_PARZEN_BANDWIDTHS, parzen_log_likelihood
+from ldelib.models import GMM, GMMN, CausalConvMDN
+
 from ._data import SPLITS, both_schedules, images
 from ._report import Report, measure
-
-USES_AUTOENCODERS = True
+from ._suite import Suite
 
 PUBLISHED = (
     ("GAN (Goodfellow et al., 2014)", 225, 2),
@@ -147,3 +147,12 @@ def _add_parzen_row(
         bandwidth=result.bandwidth,
         **extra,
     )
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "parzen",
+    run,
+    "the paper's Parzen-window protocol on decoded MNIST samples",
+    uses_autoencoders=True,
+)

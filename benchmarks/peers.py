@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._arrays import torch_generator
-from .._validation import (
+from ldelib._arrays import torch_generator
+from ldelib._validation import (
     MAX_TIME,
     TRAINING_PARAMS,
     Constraint,
@@ -28,8 +28,8 @@ from .._validation import (
     SequenceOf,
     python_params,
 )
-from ..base import BaseDensityEstimator
-from ..training import seeded, train_module, train_validation_split
+from ldelib.base import BaseDensityEstimator
+from ldelib.training import seeded, train_module, train_validation_split
 
 __all__ = ["GridMixturePeer", "KernelDensityPeer", "ZukoFlowPeer", "zuko_available"]
 

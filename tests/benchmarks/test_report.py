@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from ldelib.bench._report import Report, environment, measure
+from benchmarks._report import Report, environment, measure
 
 
 def test_report_writes_strict_json_and_declared_tables(tmp_path):

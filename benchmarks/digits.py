@@ -14,10 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets import load_digits
-from ..incremental import IncrementalAutoencoder
+from ldelib.datasets import load_digits
+from ldelib.incremental import IncrementalAutoencoder
+
 from ._comparison import Comparison, compares_models
 from ._report import Report
+from ._suite import Suite
 from ._summary import summarise
 
 
@@ -125,3 +127,13 @@ def tabulate(report: Report) -> None:
         "16 (pooled, ae-latents) for nats per vector. GMMN rows are Parzen estimates "
         "(biased low)."
     )
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "digits",
+    run,
+    "64-D dequantised scikit-learn digits, pooled and encoded too",
+    options=frozenset({"models"}),
+    tabulate=tabulate,
+)

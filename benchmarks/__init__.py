@@ -1,10 +1,13 @@
-"""Reproducible benchmarks: ``ldelib bench SUITE [--quick] [--out DIR]``.
+"""Reproducible benchmarks of ldelib: ``python -m benchmarks SUITE [--quick] [--out DIR]``.
 
 Each suite returns a report whose ``write(out)`` writes ``<suite>.json`` (every
 measured row, the configuration, machine, versions and wall time), ``<suite>.md``
 (tables) and its PNG figures into the output folder. ``--quick`` runs a reduced
 configuration in a few minutes on two cores; the committed results under
 ``benchmarks/results/`` are full runs, each with the command that produced it.
+
+The package is not part of the ldelib wheel: it lives in the repository, beside its
+results. Run it from a checkout, after ``pip install -e ".[bench]"``.
 
 Suites:
 
@@ -30,31 +33,47 @@ Suites:
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 from pathlib import Path
 from typing import Any
 
+from . import (
+    digits,
+    interpolation,
+    latents,
+    mnist_pixels,
+    ood,
+    ordering,
+    parzen,
+    scale,
+    speed,
+    toy,
+    variations,
+    warped,
+)
 from ._models import select_models
+from ._suite import Suite
 
-__all__ = ["SUITES", "run_suite"]
+__all__ = ["SUITES", "Suite", "run_suite"]
 
-#: The suites by the name ``ldelib bench`` takes, each with the module of
-#: ``ldelib.bench`` that runs it.
-SUITES = {
-    "toy": "toy",
-    "latents": "latents",
-    "parzen": "parzen",
-    "ordering": "ordering",
-    "interpolation": "interpolation",
-    "mnist-pixels": "mnist_pixels",
-    "digits": "digits",
-    "warped": "warped",
-    "speed": "speed",
-    "scale": "scale",
-    "ood": "ood",
-    "variations": "variations",
+#: The suites by the name ``python -m benchmarks`` takes, in the order ``--help`` lists
+#: them; each module declares its own.
+SUITES: dict[str, Suite] = {
+    suite.name: suite
+    for suite in (
+        toy.SUITE,
+        latents.SUITE,
+        parzen.SUITE,
+        ordering.SUITE,
+        interpolation.SUITE,
+        mnist_pixels.SUITE,
+        digits.SUITE,
+        warped.SUITE,
+        speed.SUITE,
+        scale.SUITE,
+        ood.SUITE,
+        variations.SUITE,
+    )
 }
 
 
@@ -74,22 +93,23 @@ def run_suite(
     ``budget_s`` replaces the suite's wall-time budget per neural model (ignored by
     ``ordering``, which fits no density model); ``models`` (command-line names, see
     ``SHORT_NAMES``) runs only those models, and ``dims`` only those latent sizes, in
-    the suites that compare models / latent sizes.
+    the suites that compare models / latent sizes. An option the suite does not take
+    (see :class:`Suite`) is a ValueError.
     """
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}.")
-    module = importlib.import_module(f".{SUITES[name]}", __name__)
+    suite = SUITES[name]
     out = Path(out)
     if budget_s is not None and not budget_s > 0:
         raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}.")
-    kwargs: dict[str, Any] = {"out": out, "quick": quick, "seeds": seeds, "budget_s": budget_s}
-    if getattr(module, "USES_AUTOENCODERS", False):
-        kwargs["cache_dir"] = Path(cache_dir) if cache_dir is not None else out / "cache"
-    accepted = inspect.signature(module.run).parameters
-    for option, value in (("models", models), ("dims", dims)):
-        if value is None:
-            continue
-        if option not in accepted:
+    for option, value in (("models", models), ("dims", dims), ("cache", cache_dir)):
+        if value is not None and option not in suite.takes:
             raise ValueError(f"suite {name!r} has no --{option} option.")
-        kwargs[option] = select_models(models) if option == "models" else value
-    return module.run(**kwargs)
+    kwargs: dict[str, Any] = {"out": out, "quick": quick, "seeds": seeds, "budget_s": budget_s}
+    if suite.uses_autoencoders:
+        kwargs["cache_dir"] = Path(cache_dir) if cache_dir is not None else out / "cache"
+    if models is not None:
+        kwargs["models"] = select_models(models)
+    if dims is not None:
+        kwargs["dims"] = dims
+    return suite.run(**kwargs)

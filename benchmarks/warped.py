@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..datasets import make_target
-from ..metrics import mean_log_likelihood
+from ldelib.datasets import make_target
+from ldelib.metrics import mean_log_likelihood
+
 from ._comparison import Comparison, compares_models
 from ._models import MODELS, RANDOM_INIT
 from ._report import Report
+from ._suite import Suite
 from ._summary import summarise
 
 VARIANTS = ("warped", "warped-heavy")
@@ -197,3 +199,13 @@ def tabulate(report: Report) -> None:
             "mixture's EM included)."
         ),
     ]
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "warped",
+    run,
+    "mixtures through known bijections, D = 8 to 64, vs the truth",
+    options=frozenset({"models", "dims"}),
+    tabulate=tabulate,
+)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ldelib.bench import SUITES, run_suite
-from ldelib.bench.scale import QUICK, D, distributed_fit_available, rows_file
+from benchmarks import SUITES, run_suite
+from benchmarks.scale import QUICK, D, distributed_fit_available, rows_file
 from ldelib.models import GMM, CausalConvMDN
 
 
@@ -41,7 +41,8 @@ def _diagonal_gaussian(train: np.ndarray, test: np.ndarray) -> float:
 
 
 def test_scale_is_a_suite():
-    assert SUITES["scale"] == "scale"
+    suite = SUITES["scale"]
+    assert suite.options == frozenset() and not suite.uses_autoencoders
 
 
 def test_rows_file_is_written_in_chunks_reused_and_nested(tmp_path):
@@ -69,7 +70,7 @@ def test_a_size_that_does_not_fit_on_disk_is_skipped(tmp_path, monkeypatch):
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(
-        "ldelib.bench.scale.shutil.disk_usage",
+        "benchmarks.scale.shutil.disk_usage",
         lambda _: usage._replace(free=10 * 2**20),
     )
     path, why = rows_file(tmp_path, "train", 10_000_000, seed=0)
@@ -140,7 +141,7 @@ def test_quick_suite(tmp_path):
 
 
 def test_a_failing_child_reports_its_error(tmp_path):
-    from ldelib.bench.scale import _measure
+    from benchmarks.scale import _measure
 
     data, _ = rows_file(tmp_path, "train", 100, seed=0)
     spec = {

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import mean_log_likelihood, parzen_log_likelihood
-from ..models import GMM, CausalConvMDN
-from ..models import make_model as make
+from ldelib.metrics import mean_log_likelihood, parzen_log_likelihood
+from ldelib.models import GMM, CausalConvMDN
+from ldelib.models import make_model as make
+
 from ._report import Report, measure
 from .peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer, zuko_available
 
@@ -44,7 +45,7 @@ QUICK_SAMPLES = 1000
 #: where it is the better model.
 RANDOM_INIT = "LDE, random init"
 
-#: Command-line names of the models (``ldelib bench --models``).
+#: Command-line names of the models (``python -m benchmarks --models``).
 SHORT_NAMES = {
     **dict(
         zip(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 
@@ -10,8 +9,8 @@ import numpy as np
 import pytest
 from marks import needs_mnist
 
+from benchmarks import variations
 from ldelib import GMM, LatentDensityEstimator
-from ldelib.bench import variations
 
 
 def test_keeps_are_zero_the_powers_of_two_and_d():
@@ -20,10 +19,8 @@ def test_keeps_are_zero_the_powers_of_two_and_d():
     assert variations.keeps(1) == [0, 1]
 
 
-def test_the_suite_takes_the_options_run_suite_passes():
-    parameters = list(inspect.signature(variations.run).parameters)
-    assert parameters == ["out", "quick", "seeds", "cache_dir", "budget_s", "dims"]
-    assert variations.USES_AUTOENCODERS is True
+def test_the_suite_takes_dims_and_an_autoencoder_cache():
+    assert variations.SUITE.options == {"dims"} and variations.SUITE.uses_autoencoders
 
 
 @pytest.mark.parametrize("keep", [0, 1, 3])

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import CausalConvMDN
+from ldelib.models import CausalConvMDN
+
 from ._data import SPLITS, both_schedules, images
 from ._report import Report
-
-USES_AUTOENCODERS = True
+from ._suite import Suite
 
 PAIRS = (("MNIST-MNIST", 0, 0), ("Fashion-Fashion", 1, 1), ("MNIST-Fashion", 0, 1))
 
@@ -135,3 +135,12 @@ def _figure(
         ax.set_title(f"{schedule}: digit to garment paths")
         ax.axis("off")
     report.save_figure(fig, out, "interpolation")
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "interpolation",
+    run,
+    "latent log-likelihood along within- and cross-domain paths",
+    uses_autoencoders=True,
+)

@@ -48,7 +48,7 @@ def environment() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "versions": versions,
-        "command": " ".join(["ldelib", *sys.argv[1:]]) if sys.argv else "",
+        "command": " ".join(["python -m benchmarks", *sys.argv[1:]]) if sys.argv else "",
     }
 
 

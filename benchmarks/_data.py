@@ -18,9 +18,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..autoencoders import make_conv_autoencoder
-from ..datasets import load_fashion_mnist, load_mnist
-from ..incremental import IncrementalAutoencoder
+from ldelib.autoencoders import make_conv_autoencoder
+from ldelib.datasets import load_fashion_mnist, load_mnist
+from ldelib.incremental import IncrementalAutoencoder
 
 __all__ = [
     "SCHEDULES",

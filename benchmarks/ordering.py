@@ -12,8 +12,7 @@ from pathlib import Path
 
 from ._data import SPLITS, LatentGrid
 from ._report import Report
-
-USES_AUTOENCODERS = True
+from ._suite import Suite
 
 
 def run(
@@ -83,3 +82,12 @@ def _figure(report: Report, out: Path, curves: dict, datasets: tuple, dims: tupl
         ax.set_title(dataset)
         ax.legend(fontsize=7)
     report.save_figure(fig, out, "ordering")
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "ordering",
+    run,
+    "reconstruction error against active latents, IAE vs plain AE",
+    uses_autoencoders=True,
+)

@@ -19,9 +19,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..datasets import make_target
-from ..models import GMM, CausalConvMDN
+from ldelib.datasets import make_target
+from ldelib.models import GMM, CausalConvMDN
+
 from ._report import Report
+from ._suite import Suite
 from .peers import ZukoFlowPeer, zuko_available
 
 MODELS = ("LDE (CausalConvMDN)", "LDE, paper network", "GMM", "zuko MAF", "zuko NSF")
@@ -248,3 +250,7 @@ def run(
 
 
 __all__ = ["MODELS", "best_seconds", "cached_sampling", "lde_flops", "rows_per_second", "run"]
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite("speed", run, "rows per second of log_prob, sample and training, D = 8 to 128")

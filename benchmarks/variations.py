@@ -23,14 +23,14 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from .._prefix import prefix_columns
-from ..datasets import load_fashion_mnist, load_mnist
-from ..latent import LatentDensityEstimator
-from ..models import CausalConvMDN
+from ldelib._prefix import prefix_columns
+from ldelib.datasets import load_fashion_mnist, load_mnist
+from ldelib.latent import LatentDensityEstimator
+from ldelib.models import CausalConvMDN
+
 from ._data import SCHEDULES, SPLITS, LatentGrid
 from ._report import Report
-
-USES_AUTOENCODERS = True
+from ._suite import Suite
 
 #: Quantities tabulated against k, with the title of each table.
 QUANTITIES = {
@@ -452,3 +452,13 @@ def _figures(
             ax.set_title(dataset)
             ax.legend(fontsize=7)
     report.save_figure(fig, out, "variations-curves")
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "variations",
+    run,
+    "variations keeping an image's first k latents, IAE vs plain AE",
+    options=frozenset({"dims"}),
+    uses_autoencoders=True,
+)

@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import make_target
-from ..metrics import mean_log_likelihood
-from ..models import CausalConvMDN
+from ldelib.datasets import make_target
+from ldelib.metrics import mean_log_likelihood
+from ldelib.models import CausalConvMDN
+
 from ._comparison import Comparison, compares_models
 from ._report import Report
+from ._suite import Suite
 from ._summary import summarise
 
 TARGETS = ("ring", "checkerboard", "moons", "spiral")
@@ -159,3 +161,13 @@ def _figure5(
             if j == 0:
                 ax.set_ylabel(name)
     report.save_figure(fig, out, "toy-figure5")
+
+
+#: How ``python -m benchmarks`` runs this suite.
+SUITE = Suite(
+    "toy",
+    run,
+    "2-D targets with exact densities: every model vs the truth",
+    options=frozenset({"models"}),
+    tabulate=tabulate,
+)
