@@ -21,10 +21,10 @@ import torch
 
 from ldelib.datasets import make_target
 from ldelib.models import GMM, CausalConvMDN
+from ldelib.peers import ZukoFlowPeer, zuko_available
 
 from ._report import Report
 from ._suite import Suite
-from .peers import ZukoFlowPeer, zuko_available
 
 MODELS = ("LDE (CausalConvMDN)", "LDE, paper network", "GMM", "zuko MAF", "zuko NSF")
 

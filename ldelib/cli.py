@@ -1,4 +1,4 @@
-"""The ``ldelib`` command line: a demo, and fit / score / sample / info on ``.npy`` files.
+"""The ``ldelib`` command line: a demo, and fit / compare / score / sample / info on ``.npy`` files.
 
 Every subcommand is a thin layer over the library API; ``main(argv)`` returns an exit
 status so it can be tested without a subprocess.
@@ -258,6 +258,32 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    if args.test is not None and args.test_fraction is not None:
+        raise ValueError("Give --test or --test-fraction, not both.")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a file; give a folder for the results.")
+    # Everything is checked before the first fit, and nothing is written until the end.
+    result = compare(
+        args.train,
+        args.test,
+        test_fraction=0.2 if args.test_fraction is None else args.test_fraction,
+        models=args.models,
+        budget=args.budget,
+        seeds=args.seeds,
+        progress=not args.json,
+    )
+    paths = result.save(args.out)
+    if args.json:
+        _print_json({"files": paths, "ranking": result.ranking(), "skipped": result.skipped})
+    else:
+        print(result.to_markdown())
+        print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
 def _score(args: argparse.Namespace) -> int:
     from .base import BaseDensityEstimator
     from .metrics import mean_log_likelihood
@@ -430,6 +456,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     params.add_argument("model", choices=list(MODELS), help="the model")
     params.set_defaults(run=_params)
+
+    from .compare import MODELS as COMPARED
+
+    compare = sub.add_parser(
+        "compare",
+        help="fit every density model to your rows under one budget, rank them on test rows",
+        epilog="Models: " + ", ".join(f"{k} ({v})" for k, v in COMPARED.items()) + ".",
+    )
+    compare.add_argument("train", help="the training rows: a .npy file of shape (n, D)")
+    compare.add_argument("--test", help="test rows (.npy); default: hold out --test-fraction")
+    compare.add_argument(
+        "--test-fraction",
+        type=float,
+        help="share of the training rows held out as test rows (default: 0.2)",
+    )
+    compare.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(COMPARED),
+        metavar="MODEL",
+        help="the models to compare (default: all; see below)",
+    )
+    compare.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        help="wall-clock seconds per model and seed (default: %(default)s)",
+    )
+    compare.add_argument(
+        "--seeds", type=int, default=1, help="fits per model, seeds 0, 1, ... (default: 1)"
+    )
+    compare.add_argument("--out", required=True, help="folder for compare.md, .json and .png")
+    compare.add_argument("--json", action="store_true", help=json_help)
+    compare.set_defaults(run=_compare)
 
     score = sub.add_parser("score", help="log-likelihood of the rows of a .npy array")
     score.add_argument("model", help="a model file written by `ldelib fit` (mdn or gmm)")

@@ -11,7 +11,6 @@ import torch
 from sklearn.base import BaseEstimator
 
 import ldelib
-from benchmarks.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
 from ldelib import GMM, GMMN, CausalConvMDN
 from ldelib._validation import (
     RANDOM_STATE,
@@ -32,6 +31,7 @@ from ldelib._validation import (
     to_python,
     validate_params,
 )
+from ldelib.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
 
 
 class BadType:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from benchmarks.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
+from ldelib.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
 
 
 def test_kernel_density_is_normalised_and_picks_a_bandwidth():

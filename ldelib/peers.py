@@ -1,10 +1,11 @@
 """The estimators a user would pick instead of ldelib, behind ldelib's contract.
 
 Wrapping the peers in :class:`~ldelib.base.BaseDensityEstimator` gives every model in a
-benchmark the same standardisation, input checks and log-determinant bookkeeping, and
-the zuko flows the same training loop as ldelib's own networks (Adam, minibatches,
-early stopping on a validation split, learning-rate halving, wall-time budget), so the
-comparison differs only in the model.
+comparison (:func:`ldelib.compare.compare`, the benchmarks) the same standardisation,
+input checks and log-determinant bookkeeping, and the zuko flows the same training loop
+as ldelib's own networks (Adam, minibatches, early stopping on a validation split,
+learning-rate halving, wall-time budget), so the comparison differs only in the model.
+The zuko flows need the ``peers`` extra (``pip install "ldelib[peers]"``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ldelib._arrays import torch_generator
-from ldelib._validation import (
+from ._arrays import torch_generator
+from ._budget import fit_deadline
+from ._validation import (
     MAX_TIME,
     TRAINING_PARAMS,
     Constraint,
@@ -28,13 +30,14 @@ from ldelib._validation import (
     SequenceOf,
     python_params,
 )
-from ldelib.base import BaseDensityEstimator
-from ldelib.training import seeded, train_module, train_validation_split
+from .base import BaseDensityEstimator
+from .training import seeded, train_module, train_validation_split
 
 __all__ = ["GridMixturePeer", "KernelDensityPeer", "ZukoFlowPeer", "zuko_available"]
 
 
 def zuko_available() -> bool:
+    """Whether zuko, which the MAF and NSF peers need, can be imported."""
     try:
         import zuko  # noqa: F401
     except ImportError:
@@ -139,7 +142,7 @@ class GridMixturePeer(BaseDensityEstimator):
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
         from sklearn.mixture import GaussianMixture
 
-        deadline = None if self.max_time is None else time.perf_counter() + self.max_time
+        deadline = fit_deadline(self.max_time)
         train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         seed = int(rng.integers(2**31 - 1))
         self.candidate_scores_: dict[str, float] = {}
@@ -221,6 +224,10 @@ class ZukoFlowPeer(BaseDensityEstimator):
         self.verbose = verbose
 
     def _make_module(self) -> nn.Module:
+        if not zuko_available():
+            raise ImportError(
+                f'The zuko {self.flow.upper()} needs zuko: pip install "ldelib[peers]".'
+            )
         import zuko
 
         kind = zuko.flows.MAF if self.flow == "maf" else zuko.flows.NSF
@@ -231,6 +238,7 @@ class ZukoFlowPeer(BaseDensityEstimator):
         )
 
     def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+        deadline = fit_deadline(self.max_time)
         device = torch.device(self.device_)
         train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         with seeded(rng, device, self._dtype):
@@ -249,9 +257,8 @@ class ZukoFlowPeer(BaseDensityEstimator):
             optimizer=optimizer,
             generator=torch_generator(rng, torch.device("cpu")),
             lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
-            **python_params(
-                self, "max_epochs", "batch_size", "n_iter_no_change", "max_time", "verbose"
-            ),
+            max_time=None if deadline is None else deadline - time.perf_counter(),
+            **python_params(self, "max_epochs", "batch_size", "n_iter_no_change", "verbose"),
             desc=f"zuko {self.flow.upper()}",
         )
         self.n_iter_ = history.n_iter
