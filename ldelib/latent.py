@@ -10,7 +10,7 @@ function.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -24,6 +24,7 @@ from ._arrays import RandomStateLike, check_n_samples
 from ._batching import Codec, check_rows_of
 from ._prefix import prefix_columns
 from ._sources import is_batches, is_on_disk, open_rows
+from ._summary import SummaryItem
 from .base import BaseDensityEstimator
 from .models import MODELS, make_model
 from .persistence import Persistent, register
@@ -172,6 +173,16 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
                 f"got {density!r}."
             )
         return clone(density)
+
+    # ----------------------------------------------------------------- summary
+    @staticmethod
+    def _summarise_training(params: Mapping[str, Any], a: Mapping[str, Any]) -> list[SummaryItem]:
+        from .persistence.describe import Fitted, training_summary
+
+        density = a.get("density_")
+        if not isinstance(density, Fitted):
+            return []
+        return [SummaryItem("density", "density model", density.name), *training_summary(density)]
 
     # ------------------------------------------------------------ persistence
     _saved_attributes: ClassVar[tuple[str, ...]] = ("density_", "latent_dim_", "input_shape_")

@@ -294,6 +294,33 @@ def test_fit_and_info_share_one_training_summary(saved, name):
     assert from_file == in_memory and from_file
 
 
+def test_each_class_summarises_its_own_training():
+    # The persistence layer holds no model's terms: a class names its own, and a class
+    # without a summary gets only what the attribute names promise.
+    from ldelib._summary import SummaryItem
+
+    class Plain:
+        pass
+
+    class Own:
+        @staticmethod
+        def _summarise_training(params, attributes):
+            return [SummaryItem("steps", "steps taken", attributes["steps_"])]
+
+    attributes = {"steps_": 3, "n_iter_": 7}
+    assert training_summary(Fitted("Own", {}, attributes, klass=Own)) == [
+        SummaryItem("steps", "steps taken", 3)
+    ]
+    assert [i.key for i in training_summary(Fitted("Plain", {}, attributes, klass=Plain))] == [
+        "n_iter"
+    ]
+    from ldelib.persistence import describe
+
+    source = inspect.getsource(describe)
+    for name in ("CausalConvMDN", "GMMN", "IncrementalAutoencoder", "LatentDensityEstimator"):
+        assert f'"{name}"' not in source
+
+
 # --------------------------------------------------------------------------- help
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:

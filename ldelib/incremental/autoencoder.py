@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -17,6 +17,7 @@ from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from .._arrays import check_rows, make_rng, resolve_device
 from .._batching import apply_batched, placement
+from .._summary import SummaryItem, negated
 from .._validation import (
     RANDOM_STATE,
     TRAINING_PARAMS,
@@ -191,6 +192,21 @@ class IncrementalAutoencoder(AutoencoderFiles, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+
+    # ----------------------------------------------------------------- summary
+    @staticmethod
+    def _summarise_training(p: Mapping[str, Any], a: Mapping[str, Any]) -> list[SummaryItem]:
+        # best_validation_score_ is minus the reconstruction loss.
+        return [
+            SummaryItem("n_iter", "epochs run", a.get("n_iter_")),
+            SummaryItem("n_warmup_epochs", "warm-up epochs", a.get("n_warmup_epochs_")),
+            SummaryItem("best_epoch", "epoch kept", a.get("best_epoch_")),
+            SummaryItem(
+                "best_validation_loss",
+                f"best validation reconstruction loss ({p.get('loss')})",
+                negated(a.get("best_validation_score_")),
+            ),
+        ]
 
     # ------------------------------------------------------------------ checks
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {

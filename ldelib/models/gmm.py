@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Literal
 
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .._budget import fit_deadline
 from .._sources import OnDisk
+from .._summary import SummaryItem
 from .._validation import (
     MAX_TIME,
     Constraint,
@@ -468,6 +470,37 @@ class GMM(BaseDensityEstimator):
         self.converged_ = bool(mixture.converged_)
         self.n_iter_ = int(mixture.n_iter_)
         self.lower_bound_ = float(mixture.lower_bound_) - log_det
+
+    # ----------------------------------------------------------------- summary
+    @staticmethod
+    def _summarise_training(p: Mapping[str, Any], a: Mapping[str, Any]) -> list[SummaryItem]:
+        items = [
+            SummaryItem("n_components", "components", a.get("n_components_")),
+            SummaryItem("covariance_type", "covariance type", p.get("covariance_type")),
+            SummaryItem("reg_covar", "covariance regularisation", a.get("reg_covar_")),
+            SummaryItem("converged", "EM converged", a.get("converged_")),
+            SummaryItem("n_iter", "EM iterations", a.get("n_iter_")),
+            SummaryItem(
+                "lower_bound",
+                "training log-likelihood (EM lower bound)",
+                a.get("lower_bound_"),
+                "nats/row",
+            ),
+        ]
+        if a.get("candidate_scores_"):
+            by_bic = p.get("selection") == "bic"
+            items += [
+                SummaryItem("selection", "chosen by", p.get("selection")),
+                SummaryItem(
+                    "candidate_scores",
+                    "BIC of each candidate"
+                    if by_bic
+                    else "validation log-likelihood of each candidate",
+                    a.get("candidate_scores_"),
+                    "" if by_bic else "nats/row",
+                ),
+            ]
+        return items
 
     # ------------------------------------------------------------- persistence
     def _restored(self) -> None:

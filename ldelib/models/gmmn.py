@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .._arrays import torch_generator
 from .._budget import fit_deadline
+from .._summary import SummaryItem, negated
 from .._threads import step_flops, training_threads
 from .._validation import (
     MAX_TIME,
@@ -306,6 +307,19 @@ class GMMN(BaseDensityEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+
+    # ----------------------------------------------------------------- summary
+    @staticmethod
+    def _summarise_training(params: Mapping[str, Any], a: Mapping[str, Any]) -> list[SummaryItem]:
+        # best_validation_score_ is minus a held-out MMD², not a likelihood.
+        return [
+            SummaryItem("n_iter", "epochs run", a.get("n_iter_")),
+            SummaryItem(
+                "best_validation_mmd2",
+                "best validation MMD²",
+                negated(a.get("best_validation_score_")),
+            ),
+        ]
 
     # ----------------------------------------------------------------- hooks
     def _restored(self) -> None:

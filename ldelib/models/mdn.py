@@ -6,6 +6,7 @@ import copy
 import numbers
 import time
 import warnings
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -17,6 +18,7 @@ from .. import distributed
 from .._arrays import torch_generator
 from .._budget import fit_deadline
 from .._sources import DiskRows, OnDisk
+from .._summary import SummaryItem
 from .._threads import step_flops, training_threads
 from .._validation import (
     MAX_TIME,
@@ -694,6 +696,23 @@ class CausalConvMDN(BaseDensityEstimator):
                     "verbose",
                 ),
             )
+
+    # ----------------------------------------------------------------- summary
+    @staticmethod
+    def _summarise_training(params: Mapping[str, Any], a: Mapping[str, Any]) -> list[SummaryItem]:
+        return [
+            SummaryItem(
+                "n_components", "mixture components per conditional", a.get("n_components_")
+            ),
+            SummaryItem("n_iter", "epochs run", a.get("n_iter_")),
+            SummaryItem("best_epoch", "epoch kept (-1: the anchor)", a.get("best_epoch_")),
+            SummaryItem(
+                "best_validation_log_likelihood",
+                "best validation log-likelihood",
+                a.get("best_validation_score_"),
+                "nats/row",
+            ),
+        ]
 
     # ---------------------------------------------------------------- density
     def _network(self, dtype: torch.dtype) -> AutoregressiveMDN:

@@ -17,10 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from .._summary import SummaryItem, format_value
 from .files import read_model_file
 from .registry import registered
 
-__all__ = ["Fitted", "SummaryItem", "describe_model_file", "jsonable", "training_summary"]
+__all__ = [
+    "Fitted",
+    "SummaryItem",
+    "describe_model_file",
+    "format_value",
+    "jsonable",
+    "training_summary",
+]
 
 
 def jsonable(value: Any) -> Any:
@@ -72,8 +80,8 @@ class Fitted:
     ``fit`` has the model in memory; ``info`` reads the file's configuration without
     rebuilding the object (which, for an autoencoder, would need the user's modules, and
     for any file would run the model's checks and allocate its network). Both go through
-    this one view, so that each model's training summary is defined once, in
-    :func:`training_summary`, and ``fit`` and ``info`` can never disagree.
+    this one view, so that each model's training summary is defined once, by its class
+    (:func:`training_summary`), and ``fit`` and ``info`` can never disagree.
 
     Attributes
     ----------
@@ -87,12 +95,15 @@ class Fitted:
         ``Fitted`` too; arrays and modules are left out.
     not_stored : tuple of str
         Parameters the file does not hold: they are given back to ``load`` in Python.
+    klass : type or None
+        The class, whose ``_summarise_training`` describes its training.
     """
 
     name: str
     params: dict[str, Any]
     attributes: dict[str, Any]
     not_stored: tuple[str, ...] = ()
+    klass: type | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, obj: Any) -> Fitted:
@@ -104,7 +115,7 @@ class Fitted:
             if hasattr(obj, name):
                 value = getattr(obj, name)
                 attributes[name] = cls.of(value) if isinstance(value, Persistent) else value
-        return cls(type(obj).__name__, obj.get_params(deep=False), attributes)
+        return cls(type(obj).__name__, obj.get_params(deep=False), attributes, klass=type(obj))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Fitted:
@@ -132,7 +143,7 @@ class Fitted:
             decoded = _decode_attribute(value)
             if decoded is not _OMITTED:
                 attributes[str(name)] = decoded
-        return cls(klass.__name__, params, attributes, tuple(not_stored))
+        return cls(klass.__name__, params, attributes, tuple(not_stored), klass)
 
 
 _OMITTED = object()  # an array or module: not part of a description
@@ -183,118 +194,16 @@ def _decode_attribute(value: Any) -> Any:
     return {str(k): _decode_attribute(v) for k, v in value.items()}
 
 
-@dataclass(frozen=True)
-class SummaryItem:
-    """One fact of a training summary: a JSON key, words for people, a value, its unit."""
-
-    key: str
-    label: str
-    value: Any
-    unit: str = ""
-
-    def text(self) -> str:
-        """The value for people: numbers to 6 significant digits, with the unit."""
-        shown = format_value(self.value)
-        return f"{shown} {self.unit}" if self.unit and self.value is not None else shown
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}: {format_value(v)}" for k, v in value.items()) or "none"
-    return str(value)
-
-
-def _negated(value: Any) -> float | None:
-    return None if value is None else -float(value)
-
-
 def training_summary(fitted: Fitted) -> list[SummaryItem]:
-    """What training produced, in each model's own terms and units.
+    """What training produced, in the model's own terms and units (see ``ldelib._summary``).
 
-    The models share the attribute name ``best_validation_score_`` but not its meaning:
-    a CausalConvMDN's is a held-out log-likelihood (nats/row, data units); a GMMN's is
-    *minus* a held-out MMD² (not a likelihood at all); an IncrementalAutoencoder's is
-    minus its reconstruction loss. Printing them under one label would mislead, so each
-    class is described here, once, for both ``fit`` and ``info``.
+    Each class describes itself (``_summarise_training``); for a class registered by
+    another package without one, only what the attribute names promise.
     """
-    a, p = fitted.attributes, fitted.params
-    if fitted.name == "LatentDensityEstimator":
-        density = a.get("density_")
-        if not isinstance(density, Fitted):
-            return []
-        return [
-            SummaryItem("density", "density model", density.name),
-            *training_summary(density),
-        ]
-    if fitted.name == "CausalConvMDN":
-        return [
-            SummaryItem(
-                "n_components", "mixture components per conditional", a.get("n_components_")
-            ),
-            SummaryItem("n_iter", "epochs run", a.get("n_iter_")),
-            SummaryItem("best_epoch", "epoch kept (-1: the anchor)", a.get("best_epoch_")),
-            SummaryItem(
-                "best_validation_log_likelihood",
-                "best validation log-likelihood",
-                a.get("best_validation_score_"),
-                "nats/row",
-            ),
-        ]
-    if fitted.name == "GMMN":
-        return [
-            SummaryItem("n_iter", "epochs run", a.get("n_iter_")),
-            SummaryItem(
-                "best_validation_mmd2",
-                "best validation MMD²",
-                _negated(a.get("best_validation_score_")),
-            ),
-        ]
-    if fitted.name == "GMM":
-        items = [
-            SummaryItem("n_components", "components", a.get("n_components_")),
-            SummaryItem("covariance_type", "covariance type", p.get("covariance_type")),
-            SummaryItem("reg_covar", "covariance regularisation", a.get("reg_covar_")),
-            SummaryItem("converged", "EM converged", a.get("converged_")),
-            SummaryItem("n_iter", "EM iterations", a.get("n_iter_")),
-            SummaryItem(
-                "lower_bound",
-                "training log-likelihood (EM lower bound)",
-                a.get("lower_bound_"),
-                "nats/row",
-            ),
-        ]
-        if a.get("candidate_scores_"):
-            by_bic = p.get("selection") == "bic"
-            items += [
-                SummaryItem("selection", "chosen by", p.get("selection")),
-                SummaryItem(
-                    "candidate_scores",
-                    "BIC of each candidate"
-                    if by_bic
-                    else "validation log-likelihood of each candidate",
-                    a.get("candidate_scores_"),
-                    "" if by_bic else "nats/row",
-                ),
-            ]
-        return items
-    if fitted.name == "IncrementalAutoencoder":
-        return [
-            SummaryItem("n_iter", "epochs run", a.get("n_iter_")),
-            SummaryItem("n_warmup_epochs", "warm-up epochs", a.get("n_warmup_epochs_")),
-            SummaryItem("best_epoch", "epoch kept", a.get("best_epoch_")),
-            SummaryItem(
-                "best_validation_loss",
-                f"best validation reconstruction loss ({p.get('loss')})",
-                _negated(a.get("best_validation_score_")),
-            ),
-        ]
-    # A class registered by another package: only what the names promise.
+    summarise = getattr(fitted.klass, "_summarise_training", None)
+    if summarise is not None:
+        return list(summarise(fitted.params, fitted.attributes))
+    a = fitted.attributes
     items = []
     if "n_iter_" in a:
         items.append(SummaryItem("n_iter", "iterations", a["n_iter_"]))
