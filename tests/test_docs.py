@@ -1,5 +1,5 @@
-"""The documentation under docs/: its examples run, its API reference is complete, its
-pages and links resolve.
+"""The documentation under docs/: its examples run, each on its own, its API reference is
+complete, its pages and links resolve.
 
 These tests read the Markdown sources only; the site itself is built (with warnings as
 errors) by ``python -m sphinx -W --keep-going -b html docs docs/_build/html``, which
@@ -92,9 +92,16 @@ def _without_code(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Every Python example runs
+# Every Python example runs, each on its own
 # ---------------------------------------------------------------------------------------
-PAGES_WITH_CODE = [p for p in PAGES if any(info == "python" for _, info, _, _ in _blocks(p))]
+# A reader copies one block, not the page: every block brings its own imports and data,
+# so each runs in a fresh namespace (and a fresh working directory).
+PYTHON_BLOCKS = [
+    (page, line, code)
+    for page in PAGES
+    for line, info, code, skipped in _blocks(page)
+    if info == "python" and not skipped
+]
 
 
 @pytest.fixture
@@ -112,18 +119,18 @@ def isolated(tmp_path, monkeypatch):
         table.update(before)
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=_name)
-def test_python_examples_run(page, isolated):
-    namespace: dict[str, object] = {"__name__": f"docs:{_name(page)}"}
-    for line, info, code, skipped in _blocks(page):
-        if info != "python" or skipped:
-            continue
-        try:
-            exec(compile(code, f"{page}:{line}", "exec"), namespace)  # noqa: S102 - our pages
-        except Exception as error:
-            raise AssertionError(
-                f"the Python block at {_name(page)}:{line} failed: {error!r}"
-            ) from error
+@pytest.mark.parametrize(
+    ("page", "line", "code"), PYTHON_BLOCKS, ids=[f"{_name(p)}:{n}" for p, n, _ in PYTHON_BLOCKS]
+)
+def test_python_example_runs_on_its_own(page, line, code, isolated):
+    namespace: dict[str, object] = {"__name__": f"docs:{_name(page)}:{line}"}
+    try:
+        exec(compile(code, f"{page}:{line}", "exec"), namespace)  # noqa: S102 - our pages
+    except Exception as error:
+        raise AssertionError(
+            f"the Python block at {_name(page)}:{line} failed on its own (each block needs "
+            f"its own imports and data): {error!r}"
+        ) from error
 
 
 def test_skipped_examples_are_few():
