@@ -1,9 +1,9 @@
 """The documentation under docs/: its examples run, each on its own, its API reference is
-complete, its pages and links resolve.
+complete, its pages and links resolve, and the built site loads nothing from the network.
 
-These tests read the Markdown sources only; the site itself is built (with warnings as
-errors) by ``python -m sphinx -W --keep-going -b html docs docs/_build/html``, which
-needs the ``docs`` extra.
+Most tests read the Markdown sources; those of the built site build it (with warnings as
+errors, as ``python -m sphinx -W --keep-going -b html docs docs/_build/html`` does), which
+needs the ``docs`` extra, and skip without Sphinx.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+import subprocess
+import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -267,3 +270,88 @@ def test_relative_links_and_images_exist(page):
         if not file.exists() or (file.suffix == ".md" and anchor and anchor not in _anchors(file)):
             broken.append(target)
     assert not broken, f"{_name(page)}: broken relative links or images: {broken}"
+
+
+# ---------------------------------------------------------------------------------------
+# The built site: no network, copy buttons
+# ---------------------------------------------------------------------------------------
+class _Assets(HTMLParser):
+    """The scripts, stylesheets and other resources a page loads (not the links it shows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "audio", "video", "embed"):
+            self.loaded.append(values.get("src") or "")
+        elif tag == "link" and values.get("rel") not in ("canonical", "next", "prev"):
+            self.loaded.append(values.get("href") or "")
+        elif tag == "object":
+            self.loaded.append(values.get("data") or "")
+
+
+def _loaded(page: Path) -> list[str]:
+    parser = _Assets()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return [url for url in parser.loaded if url]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The HTML site, built as CI builds it (every warning an error)."""
+    pytest.importorskip("sphinx", reason="the docs extra builds the site")
+    out = tmp_path_factory.mktemp("site")
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
+    build = subprocess.run(
+        [*command, "-d", str(out / "doctrees"), str(DOCS), str(out / "html")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, f"the docs build failed:\n{build.stdout}{build.stderr}"
+    return out / "html"
+
+
+def _html_pages(site: Path) -> list[Path]:
+    return sorted(p for p in site.rglob("*.html") if "_static" not in p.parts)
+
+
+@pytest.mark.slow
+def test_site_loads_nothing_from_the_network(site):
+    remote = {
+        f"{page.relative_to(site)}: {url}"
+        for page in _html_pages(site)
+        for url in _loaded(page)
+        if re.match(r"^\s*(https?:)?//", url, re.IGNORECASE)
+    }
+    # Stylesheets can load fonts and other stylesheets themselves.
+    for sheet in (site / "_static").rglob("*.css"):
+        for url in re.findall(r"(?:url\(|@import)\s*['\"]?\s*((?:https?:)?//[^'\")\s]+)",
+                              sheet.read_text(encoding="utf-8", errors="replace")):
+            remote.add(f"{sheet.relative_to(site)}: {url}")
+    assert not remote, f"the site loads from the network: {sorted(remote)}"
+
+
+@pytest.mark.slow
+def test_maths_is_typeset_by_the_served_mathjax(site):
+    page = site / "guide" / "autoencoders.html"
+    html = page.read_text(encoding="utf-8")
+    assert 'class="math' in html, "the page chosen for this test has no maths any more"
+    scripts = [url for url in _loaded(page) if "mathjax" in url.lower()]
+    assert scripts, "the maths of guide/autoencoders.html loads no MathJax"
+    for url in scripts:
+        assert (page.parent / url.split("?")[0]).is_file(), f"{url} is not in the site"
+    fonts = site / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert any(fonts.glob("*.woff")), "MathJax's fonts are not served with the site"
+
+
+@pytest.mark.slow
+def test_code_blocks_have_a_copy_button(site):
+    for name in ("getting-started.html", "api/models.html"):
+        page = site / name
+        assert "highlight" in page.read_text(encoding="utf-8"), f"{name} has no code block"
+        scripts = [url for url in _loaded(page) if url.split("?")[0].endswith("copybutton.js")]
+        assert scripts, f"{name} has no copy button"
+        assert (page.parent / scripts[0].split("?")[0]).is_file()
