@@ -1,5 +1,6 @@
 """The documentation under docs/: its examples run, each on its own, its API reference is
-complete, its pages and links resolve, and the built site loads nothing from the network.
+complete, its pages and links resolve, the results files it cites are linked, and the
+built site loads nothing from the network.
 
 Most tests read the Markdown sources; those of the built site build it (with warnings as
 errors, as ``python -m sphinx -W --keep-going -b html docs docs/_build/html`` does), which
@@ -53,7 +54,10 @@ def _name(page: Path) -> str:
 
 def _blocks(page: Path) -> list[tuple[int, str, str, bool]]:
     """The fenced blocks of a page: (line number, info string, code, skipped)."""
-    lines = page.read_text(encoding="utf-8").splitlines()
+    return _blocks_of(page.read_text(encoding="utf-8").splitlines())
+
+
+def _blocks_of(lines: list[str]) -> list[tuple[int, str, str, bool]]:
     blocks = []
     i = 0
     while i < len(lines):
@@ -92,6 +96,21 @@ def _without_code(text: str) -> str:
         else:
             out.append(line)
     return "\n".join(out)
+
+
+# Directives whose body is Markdown (a figure's caption, a note), not code.
+PROSE_DIRECTIVES = re.compile(r"^\{(figure|note|tip|warning|important|seealso|admonition)\}")
+
+
+def _prose(text: str) -> str:
+    """The page with the lines of its code blocks blanked out; directives holding
+    Markdown, such as a figure and its caption, are kept."""
+    lines = text.splitlines()
+    for line, info, body, _ in _blocks_of(lines):
+        if not PROSE_DIRECTIVES.match(info):
+            for i in range(line - 1, min(line + body.count("\n") + 1, len(lines))):
+                lines[i] = ""
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------
@@ -273,7 +292,53 @@ def test_relative_links_and_images_exist(page):
 
 
 # ---------------------------------------------------------------------------------------
-# The built site: no network, copy buttons
+# Every results file cited is linked, to a page of the site that shows it
+# ---------------------------------------------------------------------------------------
+RESULTS = DOCS.parent / "benchmarks" / "results"
+RESULTS_PAGES = DOCS / "results"
+# A results file named in code: `toy.md`, `results/toy.md` or `benchmarks/results/toy.md`.
+CITATION = re.compile(r"`(?:(?:benchmarks/)?results/)?([\w.-]+\.md)`")
+
+
+def _results_files() -> list[str]:
+    return sorted(p.name for p in RESULTS.glob("*.md"))
+
+
+@pytest.mark.parametrize("name", _results_files())
+def test_every_results_file_has_a_page(name):
+    page = RESULTS_PAGES / name
+    assert page.exists(), f"docs/results/{name} is missing: add a page that includes it"
+    text = page.read_text(encoding="utf-8")
+    included = re.findall(r"^```\{include\}\s+(\S+)", text, re.MULTILINE)
+    assert [(page.parent / target).resolve() for target in included] == [RESULTS / name], (
+        f"docs/results/{name} must include benchmarks/results/{name}, and only it"
+    )
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_cited_results_files_are_linked(page):
+    text = _prose(page.read_text(encoding="utf-8"))
+    unlinked, wrong = [], []
+    for found in CITATION.finditer(text):
+        name = found.group(1)
+        if name not in _results_files():
+            continue  # another project file (the README of a folder, SUITE.md...)
+        link = re.match(r"\]\(\s*([^)\s]+)\s*\)", text[found.end() :])
+        if text[found.start() - 1 : found.start()] != "[" or link is None:
+            unlinked.append(found.group(0))
+            continue
+        target = (page.parent / link.group(1).partition("#")[0]).resolve()
+        if target != (RESULTS_PAGES / name).resolve():
+            wrong.append(f"{found.group(0)} -> {link.group(1)}")
+    assert not unlinked, (
+        f"{_name(page)} cites results files without linking them: {unlinked}; write "
+        f"[`NAME.md`](RELATIVE/results/NAME.md), which links the page of docs/results/"
+    )
+    assert not wrong, f"{_name(page)} links results files to the wrong page: {wrong}"
+
+
+# ---------------------------------------------------------------------------------------
+# The built site: no network, copy buttons, the results pages
 # ---------------------------------------------------------------------------------------
 class _Assets(HTMLParser):
     """The scripts, stylesheets and other resources a page loads (not the links it shows)."""
@@ -355,3 +420,14 @@ def test_code_blocks_have_a_copy_button(site):
         scripts = [url for url in _loaded(page) if url.split("?")[0].endswith("copybutton.js")]
         assert scripts, f"{name} has no copy button"
         assert (page.parent / scripts[0].split("?")[0]).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _results_files())
+def test_results_pages_are_built(site, name):
+    page = site / "results" / f"{Path(name).stem}.html"
+    assert page.is_file(), f"{name} has no page in the built site"
+    heading = (RESULTS / name).read_text(encoding="utf-8").lstrip("# \n").splitlines()[0]
+    shown = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
+    words = re.sub(r"[`*]", "", heading).split()[:3]
+    assert " ".join(words) in re.sub(r"\s+", " ", shown), f"{page} does not show {name}"
