@@ -75,7 +75,7 @@ def toy(payload: dict) -> list[str]:
     models = _present(rows)
     lines = [
         (
-            f"### 2-D targets with exact densities (test nats/dim, mean ± sd over {len(seeds)} "
+            f"## 2-D targets with exact densities (test nats/dim, mean ± sd over {len(seeds)} "
             f"seed{'s' if len(seeds) > 1 else ''}; **best exact model** in bold)"
         ),
         "",
@@ -98,7 +98,7 @@ def latents(payload: dict) -> list[str]:
     keys = list(dict.fromkeys((r["dataset"], r["ae"], r["D"], r["seed"]) for r in rows))
     lines = [
         (
-            "### Autoencoder latents (test nats per latent vector, ± s.e.; **best exact model** "
+            "## Autoencoder latents (test nats per latent vector, ± s.e.; **best exact model** "
             "in bold; LDE − GMM: the LDE's lead over the validated mixture, ± its paired "
             "standard error where the run recorded it)"
         ),
@@ -122,7 +122,7 @@ def latents(payload: dict) -> list[str]:
 def parzen(payload: dict) -> list[str]:
     lines = [
         (
-            "### MNIST Parzen-window protocol (nats; ± s.e.; "
+            "## MNIST Parzen-window protocol (nats; ± s.e.; "
             f"{payload['config']['n_samples']:,} decoded samples per model)"
         ),
         "",
@@ -136,7 +136,7 @@ def parzen(payload: dict) -> list[str]:
 
 def ordering(payload: dict) -> list[str]:
     lines = [
-        "### Reconstruction MSE from the first k latents (test images)",
+        "## Reconstruction MSE from the first k latents (test images)",
         "",
         "| dataset | D | k=1 plain | k=1 IAE | k=D/4 plain | k=D/4 IAE | k=D plain | k=D IAE |",
         "|---|---|---|---|---|---|---|---|",
@@ -159,7 +159,7 @@ def digits(payload: dict) -> list[str]:
     n = len(payload["config"]["seeds"])
     lines = [
         (
-            f"### scikit-learn digits (test nats per vector, mean ± sd over {n} "
+            f"## scikit-learn digits (test nats per vector, mean ± sd over {n} "
             f"seed{'s' if n > 1 else ''}; 1,000 training rows; **best exact model** in bold; "
             "LDE − best other: the default LDE's lead over the best other exact model, mean "
             "over seeds ± the paired standard error)"
@@ -200,7 +200,7 @@ def speed(payload: dict) -> list[str]:
     models = list(dict.fromkeys(r["model"] for r in rows))
     lines = [
         (
-            "### Throughput on this CPU (rows per second; × zuko MAF in brackets; train: "
+            "## Throughput on this CPU (rows per second; × zuko MAF in brackets; train: "
             "one epoch, GMM: EM to convergence)"
         ),
         "",
@@ -224,7 +224,7 @@ def speed(payload: dict) -> list[str]:
 
 def interpolation(payload: dict) -> list[str]:
     lines = [
-        "### Latent log-likelihood along straight paths between test images (nats)",
+        "## Latent log-likelihood along straight paths between test images (nats)",
         "",
         "| AE | pairs | ends | midpoint | lowest point | dip below the lower end |",
         "|---|---|---|---|---|---|",
@@ -249,7 +249,7 @@ def ood(payload: dict) -> list[str]:
     rows = [r for r in payload["rows"] if not r.get("published")]
     lines = [
         (
-            "### Out-of-distribution detection from latents (test AUROC: in-distribution "
+            "## Out-of-distribution detection from latents (test AUROC: in-distribution "
             "images scored above the other dataset's; **best** in bold)"
         ),
         "",
@@ -283,7 +283,7 @@ def variations(payload: dict) -> list[str]:
     rows = [r for r in payload["rows"] if r.get("kind") == "variations"]
     lines = [
         (
-            "### Variations keeping the first k latents: class kept (share of variations "
+            "## Variations keeping the first k latents: class kept (share of variations "
             "the classifier puts in the source's class) and mean pixel distance to the "
             "source's reconstruction"
         ),
@@ -335,7 +335,7 @@ def main() -> None:
         ("interpolation", interpolation),
         ("ood", ood),
         ("variations", variations),
-        ("scale", "### Out-of-core fits and scoring of millions of rows read from disk"),
+        ("scale", "## Out-of-core fits and scoring of millions of rows read from disk"),
     ):
         payload = _load(results, suite)
         if payload is None:

@@ -30,6 +30,8 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "sphinx-mathjax-offline",  # the package's name, hyphens and all
+    "sphinx_copybutton",
 ]
 
 source_suffix = {".md": "markdown"}
@@ -39,6 +41,17 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 # Markdown (MyST): $...$ maths, ::: fences, anchors for the headings of every page.
 myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]
 myst_heading_anchors = 3
+
+# Maths is typeset by a copy of MathJax served with the site (sphinx-mathjax-offline copies
+# it to _static/mathjax), not by one fetched from a CDN: pages read offline, or behind a
+# firewall, show formulas rather than raw TeX. tests/test_docs.py fails on any page that
+# loads a script or stylesheet from the network.
+mathjax_path = "mathjax/tex-chtml.js"
+
+# The copy button leaves out ">>> " and "... " prompts and the output lines of the
+# docstring examples, so what it copies runs as it is.
+copybutton_prompt_text = r">>> |\.\.\. "
+copybutton_prompt_is_regexp = True
 
 # API reference: autodoc directives are written out in docs/api/*.md, so no stub files
 # are generated into the source tree.
