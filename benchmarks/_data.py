@@ -102,6 +102,11 @@ def images(dataset: str, n_train: int, n_valid: int, n_test: int, seed: int = 0)
     )
 
 
+#: Names the design of make_conv_autoencoder in the cache's file names, so that weights
+#: of an earlier design (2: its last layer upsamples then convolves) are never loaded.
+_DESIGN = 2
+
+
 @dataclass
 class TrainedAutoencoder:
     model: IncrementalAutoencoder
@@ -128,7 +133,8 @@ def autoencoder(
     """
     torch.manual_seed(seed)
     encoder, decoder = make_conv_autoencoder(28, 1, latent_dim, width=width)
-    name = f"ae-{key}-d{latent_dim}-{'iae' if incremental else 'plain'}-e{epochs}-s{seed}.pt"
+    schedule = "iae" if incremental else "plain"
+    name = f"ae{_DESIGN}-{key}-d{latent_dim}-{schedule}-e{epochs}-s{seed}.pt"
     path = None if cache_dir is None else Path(cache_dir) / name
     if path is not None and path.exists() and path.with_suffix(".json").exists():
         model = IncrementalAutoencoder.load(path, encoder=encoder, decoder=decoder)

