@@ -40,9 +40,11 @@ def _mnist_available() -> bool:
 @pytest.mark.slow
 def test_mnist_generate_quick(tmp_path):
     results = _load("mnist_generate").main(["--quick", "--out-dir", str(tmp_path)])
-    prefix = np.array(results["prefix_mse"])
-    assert prefix.shape == (8,)
-    assert prefix[-1] < prefix[0]  # more active dimensions, better reconstructions
-    assert np.isfinite(results["latent_ll_CausalConvMDN"])
+    for name in ("AE", "IAE"):
+        prefix = np.array(results[f"prefix_mse_{name}"])
+        assert prefix.shape == (16,)
+        assert prefix[-1] < prefix[0]  # more active dimensions, better reconstructions
+    for name in ("AE + GMM", "AE + LDE", "IAE + LDE"):
+        assert np.isfinite(results[f"latent_ll_{name}"])
     for name in ("samples.png", "interpolation.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
