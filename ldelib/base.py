@@ -496,7 +496,7 @@ class BaseDensityEstimator(Persistent, DensityMixin, BaseEstimator, ABC):
         warnings.warn(
             f"{type(self).__name__}: {' '.join(reasons)} {hint}.",
             DegenerateDataWarning,
-            stacklevel=3,
+            stacklevel=4,  # the user's call to fit (through fit and _fit_any)
         )
 
     def _check_sound(self, Z: np.ndarray) -> None:
