@@ -157,10 +157,33 @@ class GaussianMixtureConditionals(nn.Module):
         return MixtureParams(torch.log_softmax(logits, -1), means, log_scales.expand_as(means))
 
     def log_prob(self, z: Tensor) -> Tensor:
-        """The mixture's log-density of rows ``z`` (B, D), shape (B,)."""
-        eps, log_scales, logits = self(z)
-        last = -0.5 * eps[..., -1, :].square() - log_scales[-1] - _HALF_LOG_2PI
-        return torch.logsumexp(logits[..., -1, :] + last, dim=-1)
+        """The mixture's log-density of rows ``z`` (B, D), shape (B,).
+
+        One whitening and a sum of squares per component: the joint density needs none
+        of the conditionals, so it skips their cumulative sums.
+        """
+        eps = self._whiten(z)
+        log_det = torch.diagonal(self.inverse_cholesky, dim1=-2, dim2=-1).log().sum(-1)
+        log_norm = self.log_weights + log_det - self.features * _HALF_LOG_2PI
+        return torch.logsumexp(torch.add(log_norm, eps.square().sum(-2), alpha=-0.5), dim=-1)
+
+    def sample(self, uniform: Tensor, normal: Tensor) -> Tensor:
+        r"""Rows drawn from the mixture itself, shape (B, D), given noise of shapes (B,)
+        and (B, D).
+
+        The component is picked by inverting the cumulative weights at ``uniform``, then
+        the row is :math:`\mu_k + L_k\,\text{normal}`, by a triangular solve with
+        :math:`L_k^{-1}`: one draw per row instead of :math:`D` conditional ones.
+        """
+        cumulative = torch.cumsum(self.log_weights.exp(), dim=0)
+        picked = (cumulative < uniform.unsqueeze(-1)).sum(-1).clamp(max=self.components - 1)
+        z = torch.empty_like(normal)
+        for k in picked.unique().tolist():
+            rows = (picked == k).nonzero().squeeze(1)
+            noise = normal[rows].T
+            drawn = torch.linalg.solve_triangular(self.inverse_cholesky[k], noise, upper=False)
+            z[rows] = drawn.T + self.means[k]
+        return z
 
     # -------------------------------------------------------------- stepping
     def start(self, n: int) -> _StepState:

@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -165,19 +166,51 @@ class AutoregressiveMDN(nn.Module):
         anchor = self.anchor.conditionals(z)
         return self._corrected(anchor, self.net(self._anchored_inputs(z, anchor.log_weights)))
 
-    def log_prob_per_dim(self, z: Tensor) -> Tensor:
-        r""":math:`\log p(z_j \mid z_{<j})` for every dimension, shape (B, D)."""
+    def idle(self) -> bool:
+        """Whether the model is its anchor's mixture exactly: an anchored network whose
+        output layer is zero (as it starts, and as a fit that no epoch improved leaves it),
+        outside training. Scoring and drawing then skip the network."""
+        if self.anchor is None or self.training:
+            return False
+        output = self.net.output
+        return not (bool(output.weight.any()) or bool(output.bias.any()))
+
+    def _chunk_rows(self, z: Tensor) -> int:
+        """Rows per pass that keep a (rows, D, K) or (rows, D, width) tensor near 512 KiB,
+        so that the element-wise passes over it run in cache (measured at D = 8 to 512 and
+        K = 10 to 20 on one thread: up to 1.4 times the rows per second of 1,024-row
+        passes, and 3.7 times that of 8,192-row passes)."""
+        width = max(self.components, self.net.output.in_features)
+        rows = 2**19 // (z.element_size() * self.features * width)
+        return 1 << min(max(rows.bit_length() - 1, 7), 11)
+
+    def _in_chunks(self, f: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
+        rows = self._chunk_rows(z)
+        if z.shape[0] <= rows:
+            return f(z)
+        return torch.cat([f(chunk) for chunk in z.split(rows)])
+
+    def _log_prob_per_dim(self, z: Tensor) -> Tensor:
         if self.anchor is None:
             raw = self.net(self._inputs(z))
             return mixture_log_prob(z, self._params(raw))
         terms = self.anchor(z)
+        if self.idle():
+            return anchored_log_prob(terms)
         raw = self.net(self._anchored_inputs(z, terms.logits))
         mean_shift, log_scale_shift, logit_shift = raw.split(self.components, dim=-1)
         return anchored_log_prob(terms, mean_shift, bounded(log_scale_shift), logit_shift)
 
+    def log_prob_per_dim(self, z: Tensor) -> Tensor:
+        r""":math:`\log p(z_j \mid z_{<j})` for every dimension, shape (B, D)."""
+        return self._in_chunks(self._log_prob_per_dim, z)
+
     def forward(self, z: Tensor) -> Tensor:
         r""":math:`\log p(z)` of rows of shape (B, D), shape (B,)."""
-        return self.log_prob_per_dim(z).sum(dim=-1)
+        if self.idle():
+            assert self.anchor is not None  # idle() says there is one
+            return self._in_chunks(self.anchor.log_prob, z)
+        return self._in_chunks(lambda rows: self._log_prob_per_dim(rows).sum(dim=-1), z)
 
     def _noise(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         ref = self.net.output.weight
@@ -207,6 +240,10 @@ class AutoregressiveMDN(nn.Module):
                 :math:`p(z_{\ge k} \mid z_{<k})`. Cached, the prefix takes one parallel
                 pass and the draw :math:`D - k` steps.
 
+        An idle model (see :meth:`idle`) draws from its mixture directly, one component
+        and one Gaussian per row, or with ``given`` from the mixture's conditionals
+        alone: the same distribution, without the network.
+
         Returns:
             The samples, shape (n, D) (starting with ``given``), and :math:`\log p` of
             what was drawn, shape (n,): :math:`\log p(z)`, or with ``given``
@@ -224,6 +261,11 @@ class AutoregressiveMDN(nn.Module):
         """
         k = 0 if given is None else given.shape[1]
         uniform, normal = self._noise(n, generator)
+        idle = self.idle()
+        if idle and given is None:
+            assert self.anchor is not None  # idle() says there is one
+            z = self.anchor.sample(uniform[:, 0], normal)
+            return z, self.anchor.log_prob(z)
         z = uniform.new_zeros(n, self.features)
         if given is not None:
             z[:, :k] = given
@@ -249,22 +291,31 @@ class AutoregressiveMDN(nn.Module):
                 state.logits.copy_(terms.logits[:, k] if k < self.features else state.logits)
             else:
                 x = self._inputs(z)[:, :first]
-            self.net.prefill(x, cache)
+            if idle:  # only the anchor's state is needed
+                cache.position = first
+            else:
+                self.net.prefill(x, cache)
         for s in range(cache.position, cache.length):
             j = s - self.n_pad + 1
-            x = self._step_input(z, s)
-            if self.anchor is not None:
-                assert state is not None  # started above whenever there is an anchor
+            if idle:
+                assert self.anchor is not None and state is not None
+                cache.advance()
                 anchor = self.anchor.conditional(state, j)
-                x = torch.cat([x, torch.softmax(anchor.log_weights, dim=-1)], dim=-1)
-            out = self.net.step(x, cache)
-            cache.advance()
-            if j < 0:
-                continue
-            if self.anchor is None:
-                params = self._params(out)
+                params = anchor._replace(log_weights=torch.log_softmax(anchor.log_weights, -1))
             else:
-                params = self._corrected(anchor, out)
+                x = self._step_input(z, s)
+                if self.anchor is not None:
+                    assert state is not None  # started above whenever there is an anchor
+                    anchor = self.anchor.conditional(state, j)
+                    x = torch.cat([x, torch.softmax(anchor.log_weights, dim=-1)], dim=-1)
+                out = self.net.step(x, cache)
+                cache.advance()
+                if j < 0:
+                    continue
+                if self.anchor is None:
+                    params = self._params(out)
+                else:
+                    params = self._corrected(anchor, out)
             z[:, j] = mixture_sample(params, uniform[:, j], normal[:, j])
             log_p += mixture_log_prob(z[:, j], params)
             if self.anchor is not None:

@@ -151,3 +151,53 @@ def test_set_mixture_checks_shapes():
         anchor.set_mixture([1.0], np.zeros((1, 3)), np.eye(3)[None])
     with pytest.raises(torch.linalg.LinAlgError):
         anchor.set_mixture([0.5, 0.5], np.zeros((2, 3)), -np.eye(3)[None].repeat(2, 0))
+
+
+def test_idle_model_scores_and_draws_its_mixture_without_the_network():
+    gm, X = _mixture(5, 3)
+    model = _anchored(gm).eval()
+    assert model.idle()
+    assert not model.train().idle()  # training always runs the network
+    assert not _perturb(_anchored(gm)).eval().idle()
+    model.eval()
+    calls = []
+    model.net.register_forward_hook(lambda *_: calls.append(1))
+    z = torch.from_numpy(X[:50])
+    tol = _rounding(gm)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(z).numpy(), gm.score_samples(X[:50]), rtol=tol, atol=tol)
+        torch.testing.assert_close(model.log_prob_per_dim(z).sum(-1), model(z))
+    drawn, log_p = model.sample(500, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(log_p, model(drawn))
+    assert not calls
+    # Given a prefix, the mixture's own conditionals: the same draws as the network whose
+    # output is zero gives, without running it.
+    given = torch.from_numpy(X[:40, :2])
+    idle_z, idle_lp = model.sample(40, torch.Generator().manual_seed(3), given=given)
+    assert not calls
+    naive_z, naive_lp = model.sample(
+        40, torch.Generator().manual_seed(3), given=given, cached=False
+    )
+    torch.testing.assert_close(idle_z, naive_z, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(idle_lp, naive_lp, rtol=1e-9, atol=1e-9)
+
+
+def test_anchor_draws_follow_each_component():
+    # Two far-apart components with different covariances: the rows drawn for each match
+    # its weight, mean and covariance, to Monte Carlo error.
+    covariances = np.array([[[1.0, 0.8], [0.8, 1.0]], [[0.25, -0.1], [-0.1, 0.5]]])
+    anchor = GaussianMixtureConditionals(2, 2).double()
+    anchor.set_mixture([0.3, 0.7], [[-20.0, 0.0], [20.0, 5.0]], covariances)
+    generator = torch.Generator().manual_seed(0)
+    uniform = torch.rand(40_000, generator=generator, dtype=torch.float64)
+    normal = torch.randn(40_000, 2, generator=generator, dtype=torch.float64)
+    z = anchor.sample(uniform, normal).numpy()
+    first = z[:, 0] < 0
+    assert abs(first.mean() - 0.3) < 0.01
+    for rows, mean, cov in [
+        (z[first], [-20, 0], covariances[0]),
+        (z[~first], [20, 5], covariances[1]),
+    ]:
+        np.testing.assert_allclose(rows.mean(0), mean, atol=0.03)
+        np.testing.assert_allclose(np.cov(rows.T), cov, atol=0.03)

@@ -140,3 +140,16 @@ def test_paper_mask_separates_padding_from_zero_values():
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="architecture"):
         AutoregressiveMDN(3, architecture="wavenet")
+
+
+@pytest.mark.parametrize("architecture", ["residual", "paper"])
+def test_large_batches_are_scored_in_chunks_row_by_row(architecture):
+    # Scoring runs in cache-sized chunks: a row's density must not depend on its batch.
+    model = _model(33, architecture).eval()
+    z = torch.randn(600, 33, dtype=torch.float64)
+    assert model._chunk_rows(z) < len(z)
+    with torch.no_grad():
+        whole, alone = model(z), torch.cat([model(row) for row in z[:5].split(1)])
+        per_dim = model.log_prob_per_dim(z)
+    torch.testing.assert_close(whole[:5], alone)
+    torch.testing.assert_close(per_dim.sum(-1), whole)
