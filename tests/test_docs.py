@@ -395,8 +395,10 @@ def test_site_loads_nothing_from_the_network(site):
     }
     # Stylesheets can load fonts and other stylesheets themselves.
     for sheet in (site / "_static").rglob("*.css"):
-        for url in re.findall(r"(?:url\(|@import)\s*['\"]?\s*((?:https?:)?//[^'\")\s]+)",
-                              sheet.read_text(encoding="utf-8", errors="replace")):
+        for url in re.findall(
+            r"(?:url\(|@import)\s*['\"]?\s*((?:https?:)?//[^'\")\s]+)",
+            sheet.read_text(encoding="utf-8", errors="replace"),
+        ):
             remote.add(f"{sheet.relative_to(site)}: {url}")
     assert not remote, f"the site loads from the network: {sorted(remote)}"
 

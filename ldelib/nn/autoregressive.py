@@ -278,7 +278,7 @@ class AutoregressiveMDN(nn.Module):
             return z, log_p
 
         cache = StepCache(self.n_pad + self.features - 1)
-        state = None if self.anchor is None else self.anchor.start(n)
+        state = None if self.anchor is None else self.anchor.start(z)
         if k > 0:
             # The given prefix in one parallel pass: the network's activations at the
             # positions before dimension k's, and the anchor's state after z_<k.
@@ -287,7 +287,6 @@ class AutoregressiveMDN(nn.Module):
                 assert self.anchor is not None
                 terms = self.anchor(z)
                 x = self._anchored_inputs(z, terms.logits)[:, :first]
-                state.residuals[..., :k] = z[:, None, :k] - self.anchor.means[:, :k]
                 state.logits.copy_(terms.logits[:, k] if k < self.features else state.logits)
             else:
                 x = self._inputs(z)[:, :first]
@@ -320,5 +319,5 @@ class AutoregressiveMDN(nn.Module):
             log_p += mixture_log_prob(z[:, j], params)
             if self.anchor is not None:
                 assert state is not None
-                self.anchor.update(state, j, z[:, j], anchor)
+                self.anchor.update(state, z[:, j], anchor)
         return z, log_p
