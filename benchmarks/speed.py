@@ -11,6 +11,7 @@ activations, is set against the naive loop that re-runs the network on every pre
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,13 @@ from ldelib.peers import ZukoFlowPeer, zuko_available
 from ._report import Report
 from ._suite import Suite
 
-MODELS = ("LDE (CausalConvMDN)", "LDE, paper network", "GMM", "zuko MAF", "zuko NSF")
+LDE = "LDE (CausalConvMDN)"
+IDLE = "LDE, idle network"
+MODELS = (LDE, IDLE, "LDE, paper network", "GMM", "zuko MAF", "zuko NSF")
+#: Models whose sampling and scoring take minutes above this D: left out there.
+SLOW, SLOW_MAX_D = ("LDE, paper network", "zuko NSF"), 128
+#: Clusters of the data, and the K of the LDE's anchor and the GMM.
+N_CLUSTERS = 20
 
 
 def best_seconds(fn: Callable[[], Any], repeats: int, warm_up: bool = True) -> float:
@@ -67,12 +74,12 @@ def _model(label: str, epochs: int, seed: int) -> Any:
         "validation_fraction": 0.0,
         "random_state": seed,
     }
-    if label == "LDE (CausalConvMDN)":
-        return CausalConvMDN(device="cpu", **neural)
+    if label == LDE:
+        return CausalConvMDN(N_CLUSTERS, device="cpu", **neural)
     if label == "LDE, paper network":
         return CausalConvMDN(architecture="paper", device="cpu", **neural)
     if label == "GMM":
-        return GMM(10, random_state=seed)
+        return GMM(N_CLUSTERS, random_state=seed)
     flow: Literal["maf", "nsf"] = "maf" if label == "zuko MAF" else "nsf"
     return ZukoFlowPeer(flow, device="cpu", **neural)
 
@@ -129,12 +136,23 @@ def cached_sampling(model: CausalConvMDN, n: int, repeats: int) -> dict[str, flo
     }
 
 
+def _idle(model: CausalConvMDN) -> CausalConvMDN:
+    """The fitted LDE with its network's output layer at zero: what a fit that no epoch
+    improved leaves (where the mixture is already the best model), so the mixture alone."""
+    idle = copy.deepcopy(model)
+    with torch.no_grad():
+        idle.module_.net.output.weight.zero_()
+        idle.module_.net.output.bias.zero_()
+    return idle
+
+
 def run(
     out: Path, quick: bool, seeds: list[int] | None = None, budget_s: float | None = None
 ) -> Report:
     del budget_s  # timings, not fits to a budget
     seed = (seeds or [0])[0]
-    dims = (8, 64) if quick else (8, 16, 32, 64, 128)
+    dims = (8, 64) if quick else (8, 16, 32, 64, 128, 256, 512)
+    threads = (1,) if quick else (1, 2)
     n_fit, n_eval, repeats, epochs = (2000, 500, 1, 1) if quick else (10_000, 10_000, 3, 1)
     n_cached_sampling = 64 if quick else 1000
     labels = [m for m in MODELS if not m.startswith("zuko") or zuko_available()]
@@ -144,21 +162,55 @@ def run(
         quick,
         {
             "dims": dims,
+            "threads": threads,
             "n_fit_rows": n_fit,
             "n_eval_rows": n_eval,
             "n_cached_sampling_rows": n_cached_sampling,
             "repeats": repeats,
             "seed": seed,
-            "data": "make_target('gmm', D, n_components=10): a random full-covariance mixture",
-            "models": "defaults of each model; GMM with K = 10",
+            "data": f"make_target('gmm', D, n_components={N_CLUSTERS}): a random mixture of "
+            "well-separated full-covariance clusters",
+            "models": f"defaults of each model; the LDE and GMM with K = {N_CLUSTERS}, the K "
+            "that the anchor chooses on MNIST latents",
         },
     )
-    for d in dims:
-        target = make_target("gmm", d, n_components=10)
-        X = target.sample(n_fit, random_state=seed)
-        X_eval = target.sample(n_eval, random_state=seed + 1)
-        rows: dict[str, dict[str, Any]] = {}
-        for label in labels:
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for d in dims:
+            sizes = (n_fit, n_eval, repeats, epochs, n_cached_sampling)
+            _run_dimension(report, d, n_threads, labels, seed, *sizes)
+    _tables(report, n_cached_sampling)
+    if missing:
+        report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
+    return report
+
+
+def _run_dimension(
+    report: Report,
+    d: int,
+    n_threads: int,
+    labels: list[str],
+    seed: int,
+    n_fit: int,
+    n_eval: int,
+    repeats: int,
+    epochs: int,
+    n_cached_sampling: int,
+) -> None:
+    target = make_target("gmm", d, n_components=N_CLUSTERS)
+    X = target.sample(n_fit, random_state=seed)
+    X_eval = target.sample(n_eval, random_state=seed + 1)
+    rows: dict[str, dict[str, Any]] = {}
+    lde: CausalConvMDN | None = None
+    for label in labels:
+        if d > SLOW_MAX_D and label in SLOW:
+            continue
+        if label == IDLE:
+            if lde is None:
+                continue
+            model: Any = _idle(lde)
+            fit_s = anchor_s = train_per_s = None
+        else:
             model = _model(label, epochs, seed)
             start = time.perf_counter()
             model.fit(X)
@@ -168,45 +220,53 @@ def run(
                 train_per_s = n_fit / fit_s  # EM to convergence: GMM has no epochs
             else:
                 train_per_s = n_fit * epochs / (fit_s - anchor_s)
+            if label == LDE:
+                lde = model
 
-            # Functions rather than lambdas: mypy cannot infer a lambda with defaults.
-            def score(n: int, m: Any = model, x: np.ndarray = X_eval) -> Any:
-                return m.score_samples(x[:n])
+        # Functions rather than lambdas: mypy cannot infer a lambda with defaults.
+        def score(n: int, m: Any = model, x: np.ndarray = X_eval) -> Any:
+            return m.score_samples(x[:n])
 
-            def sample(n: int, m: Any = model) -> Any:
-                return m.sample(n, random_state=seed)
+        def sample(n: int, m: Any = model) -> Any:
+            return m.sample(n, random_state=seed)
 
-            logprob_per_s, n_scored = rows_per_second(score, n_eval, repeats)
-            sample_per_s, n_sampled = rows_per_second(sample, n_eval, repeats)
-            row = report.add(
-                D=d,
-                model=label,
-                logprob_per_s=logprob_per_s,
-                logprob_rows=n_scored,
-                sample_per_s=sample_per_s,
-                sample_rows=n_sampled,
-                train_per_s=train_per_s,
-                anchor_fit_s=anchor_s or None,
-                K=getattr(model, "n_components_", None),
+        logprob_per_s, n_scored = rows_per_second(score, n_eval, repeats)
+        sample_per_s, n_sampled = rows_per_second(sample, n_eval, repeats)
+        row = report.add(
+            threads=n_threads,
+            D=d,
+            model=label,
+            logprob_per_s=logprob_per_s,
+            logprob_rows=n_scored,
+            sample_per_s=sample_per_s,
+            sample_rows=n_sampled,
+            train_per_s=train_per_s,
+            fit_s=fit_s,
+            anchor_fit_s=anchor_s or None,
+            K=getattr(model, "n_components_", None),
+        )
+        if label == LDE:
+            flops = lde_flops(model)
+            row["gflop_per_row"] = flops / 1e9
+            row["lde_gflops"] = flops * row["logprob_per_s"] / 1e9
+            row["matmul_gflops"] = (
+                flops * n_scored / _matmul_seconds(model, n_scored, repeats) / 1e9
             )
-            if label == "LDE (CausalConvMDN)":
-                flops = lde_flops(model)
-                row["gflop_per_row"] = flops / 1e9
-                row["lde_gflops"] = flops * row["logprob_per_s"] / 1e9
-                row["matmul_gflops"] = (
-                    flops * n_scored / _matmul_seconds(model, n_scored, repeats) / 1e9
-                )
-                row["matmul_share"] = row["lde_gflops"] / row["matmul_gflops"]
-                row.update(cached_sampling(model, n_cached_sampling, repeats))
-            rows[label] = row
-        maf = rows.get("zuko MAF")
-        for row in rows.values():
-            for key in ("logprob", "sample", "train"):
-                ratio = row[f"{key}_per_s"] / maf[f"{key}_per_s"] if maf else None
-                row[f"{key}_vs_maf"] = ratio
+            row["matmul_share"] = row["lde_gflops"] / row["matmul_gflops"]
+            row.update(cached_sampling(model, n_cached_sampling, repeats))
+        rows[label] = row
+    maf = rows.get("zuko MAF")
+    for row in rows.values():
+        for key in ("logprob", "sample", "train"):
+            value = row[f"{key}_per_s"]
+            row[f"{key}_vs_maf"] = value / maf[f"{key}_per_s"] if maf and value else None
+
+
+def _tables(report: Report, n_cached_sampling: int) -> None:
     report.table(
         "Rows per second (and ratio to zuko MAF); train: one epoch (GMM: EM to convergence)",
         [
+            "threads",
             "D",
             "model",
             "K",
@@ -216,20 +276,29 @@ def run(
             "sample_vs_maf",
             "train_per_s",
             "train_vs_maf",
+            "fit_s",
         ],
     )
     report.table(
         "The LDE's arithmetic: GFLOP per row of log_prob, achieved GFLOP/s, the same "
         "matrix products alone, and the share of that rate achieved",
-        ["D", "gflop_per_row", "lde_gflops", "matmul_gflops", "matmul_share", "anchor_fit_s"],
-        lambda r: r["model"] == "LDE (CausalConvMDN)",
+        [
+            "threads",
+            "D",
+            "gflop_per_row",
+            "lde_gflops",
+            "matmul_gflops",
+            "matmul_share",
+            "anchor_fit_s",
+        ],
+        lambda r: r["model"] == LDE,
     )
     report.table(
         f"The LDE's network drawing {n_cached_sampling} rows: cached steps against the naive "
         "loop that re-runs it on every prefix (seconds), and the largest difference of "
         "the two draws from the same noise",
-        ["D", "cached_s", "naive_s", "cached_speedup", "max_abs_diff"],
-        lambda r: r["model"] == "LDE (CausalConvMDN)" and "cached_s" in r,
+        ["threads", "D", "cached_s", "naive_s", "cached_speedup", "max_abs_diff"],
+        lambda r: r["model"] == LDE and "cached_s" in r,
     )
     report.notes += [
         (
@@ -242,15 +311,23 @@ def run(
             "train: rows per second of a fit of one epoch without validation, less the "
             "anchor mixture's EM (anchor_fit_s, paid once per fit) for the default LDE."
         ),
-        f"Torch threads: {torch.get_num_threads()}.",
+        (
+            f"{IDLE}: the fitted LDE with its network's output layer set to zero, as a fit "
+            "leaves it when no epoch beats the mixture on validation; it is then the "
+            "mixture exactly, and scores and draws without running the network."
+        ),
+        (
+            f"{', '.join(SLOW)}: run up to D = {SLOW_MAX_D} only (at D = 128 they score "
+            "100 to 10,000 times slower than MAF)."
+        ),
+        "threads: torch.set_num_threads for every fit and timing of that row.",
     ]
-    if missing:
-        report.notes.append(f"Not run (package missing): {', '.join(missing)}.")
-    return report
 
 
 __all__ = ["MODELS", "best_seconds", "cached_sampling", "lde_flops", "rows_per_second", "run"]
 
 
 #: How ``python -m benchmarks`` runs this suite.
-SUITE = Suite("speed", run, "rows per second of log_prob, sample and training, D = 8 to 128")
+SUITE = Suite(
+    "speed", run, "rows per second of log_prob, sample and training, D = 8 to 512, 1 and 2 threads"
+)

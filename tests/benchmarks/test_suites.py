@@ -285,8 +285,15 @@ def test_speed_suite(out):
     rows = payload["rows"]
     assert {r["D"] for r in rows} == {8, 64}
     for row in rows:
-        for key in ("logprob_per_s", "sample_per_s", "train_per_s"):
-            assert row[key] > 0
+        assert row["logprob_per_s"] > 0 and row["sample_per_s"] > 0
+        # The idle LDE is the fitted one with its output layer zeroed: nothing is trained.
+        assert (row["train_per_s"] is None) == (row["model"] == "LDE, idle network")
+    for d in (8, 64):
+        fitted, idle = (
+            next(r for r in rows if r["D"] == d and r["model"] == m)
+            for m in ("LDE (CausalConvMDN)", "LDE, idle network")
+        )
+        assert fitted["K"] == idle["K"] == 20
     maf = {r["D"]: r for r in rows if r["model"] == "zuko MAF"}
     for row in rows:
         if row["D"] in maf:
