@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,20 +51,28 @@ class Comparison:
 
         One row per model is added to ``report``, in order (see ``_models.evaluate``).
         """
-        return {
-            label: evaluate(
-                report,
-                label,
-                train,
-                valid,
-                test,
-                seed=seed,
-                budget=self.budget,
-                quick=self.quick,
-                **context,
-            )
-            for label in self.labels
-        }
+        fitted = {}
+        for label in self.labels:
+            try:
+                fitted[label] = evaluate(
+                    report,
+                    label,
+                    train,
+                    valid,
+                    test,
+                    seed=seed,
+                    budget=self.budget,
+                    quick=self.quick,
+                    **context,
+                )
+            except FloatingPointError as error:
+                # A model that diverges is a result to report, not the end of a run of
+                # hours (the paper network's unbounded scales, on heavy-tailed rows).
+                where = ", ".join(f"{k}={v}" for k, v in {**context, "seed": seed}.items())
+                note = f"{label} failed ({where}): {error}"
+                print(f"[{report.suite}] {note}", file=sys.stderr, flush=True)
+                report.notes.append(note)
+        return fitted
 
     @staticmethod
     def paired_leads(fitted: dict[str, tuple[dict[str, Any], Any]], test: np.ndarray) -> None:

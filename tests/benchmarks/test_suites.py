@@ -409,3 +409,25 @@ def test_warped_suite(out):
         if row["model"] in ("truth", "GMM (validated)"):
             assert row["gap_closed"] == (1.0 if row["model"] == "truth" else 0.0)
     assert "gap_closed" in (out / "warped-quick.md").read_text()
+
+
+def test_a_model_that_diverges_is_noted_and_the_run_goes_on(monkeypatch, tmp_path):
+    from benchmarks import _comparison
+    from benchmarks._report import Report
+
+    def evaluate(report, label, *args, **kwargs):
+        if label == "LDE, paper network":
+            raise FloatingPointError("CausalConvMDN diverged while training")
+        return report.add(model=label), None
+
+    monkeypatch.setattr(_comparison, "evaluate", evaluate)
+    options = _comparison.Comparison(
+        tmp_path, True, [0], 1.0, ["GMM (validated)", "LDE, paper network", "zuko MAF"], []
+    )
+    report = Report("warped", True, {})
+    rows = np.zeros((4, 2))
+    fitted = options.evaluate(report, rows, rows, rows, seed=3, target="warped-heavy", D=32)
+    assert list(fitted) == ["GMM (validated)", "zuko MAF"]
+    assert [r["model"] for r in report.rows] == ["GMM (validated)", "zuko MAF"]
+    note = "LDE, paper network failed (target=warped-heavy, D=32, seed=3): CausalConvMDN"
+    assert report.notes == [note + " diverged while training"]
