@@ -175,6 +175,12 @@ class AutoregressiveMDN(nn.Module):
         output = self.net.output
         return not (bool(output.weight.any()) or bool(output.bias.any()))
 
+    def _mixture_only(self) -> bool:
+        """Whether to score through the mixture alone: when idle and no gradient is asked
+        of the network's weights (the full pass gives them one, even at zero)."""
+        grads = torch.is_grad_enabled() and self.net.output.weight.requires_grad
+        return self.idle() and not grads
+
     def _chunk_rows(self, z: Tensor) -> int:
         """Rows per pass that keep a (rows, D, K) or (rows, D, width) tensor near 512 KiB,
         so that the element-wise passes over it run in cache (measured at D = 8 to 512 and
@@ -195,7 +201,7 @@ class AutoregressiveMDN(nn.Module):
             raw = self.net(self._inputs(z))
             return mixture_log_prob(z, self._params(raw))
         terms = self.anchor(z)
-        if self.idle():
+        if self._mixture_only():
             return anchored_log_prob(terms)
         raw = self.net(self._anchored_inputs(z, terms.logits))
         mean_shift, log_scale_shift, logit_shift = raw.split(self.components, dim=-1)
@@ -207,7 +213,7 @@ class AutoregressiveMDN(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         r""":math:`\log p(z)` of rows of shape (B, D), shape (B,)."""
-        if self.idle():
+        if self._mixture_only():
             assert self.anchor is not None  # idle() says there is one
             return self._in_chunks(self.anchor.log_prob, z)
         return self._in_chunks(lambda rows: self._log_prob_per_dim(rows).sum(dim=-1), z)

@@ -171,6 +171,10 @@ def test_idle_model_scores_and_draws_its_mixture_without_the_network():
     with torch.no_grad():
         torch.testing.assert_close(log_p, model(drawn))
     assert not calls
+    # A gradient asked of the network's weights runs it: at zero, it still has one.
+    model(z).sum().backward()
+    assert calls and model.net.output.weight.grad.abs().sum() > 0
+    calls.clear()
     # Given a prefix, the mixture's own conditionals: the same draws as the network whose
     # output is zero gives, without running it.
     given = torch.from_numpy(X[:40, :2])
