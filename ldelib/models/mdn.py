@@ -192,7 +192,8 @@ class CausalConvMDN(BaseDensityEstimator):
         Validation mean log-likelihood per epoch (nats per row, data units).
     best_validation_score_ : float or None
     best_epoch_ : int
-        Epoch whose weights were kept (0-based); -1: the untrained (anchor) state.
+        Epoch whose weights were kept (0-based); -1: the untrained (anchor) state, which
+        is the mixture exactly, and scores and samples without running the network.
     n_iter_ : int
         Epochs run.
     n_features_in_ : int
