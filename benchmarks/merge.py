@@ -54,6 +54,9 @@ def main() -> None:
         parts.append({**old, "rows": rows, "notes": [], "old": True})
     config = dict(parts[0]["config"])
     config["seeds"] = sorted({s for p in parts for s in p["config"].get("seeds", [])})
+    for key in ("dims", "latent_dims"):  # parts split by dimension: the run covers them all
+        if key in config:
+            config[key] = sorted({d for p in parts for d in p["config"].get(key, [])})
     config["parts"] = [
         {
             "command": p["environment"]["command"],
