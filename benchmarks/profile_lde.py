@@ -1,6 +1,6 @@
 """Where the LDE's time goes: ``torch.profiler`` on scoring, one training step and sampling.
 
-    python benchmarks/profile.py --out benchmarks/results/profile.md
+    python benchmarks/profile_lde.py --out benchmarks/results/profile.md
 
 The module is the default anchored LDE (16 channels) over a random full-covariance
 mixture of K components in D dimensions, its output layer drawn small and random
@@ -106,7 +106,7 @@ def main() -> None:
         "# Profile: where the LDE's time goes (one thread)",
         "",
         (
-            f"Command: `python benchmarks/profile.py --out ...`; rows per call: {ROWS}, a "
+            f"Command: `python benchmarks/profile_lde.py --out ...`; rows per call: {ROWS}, a "
             f"quarter of them for scoring and sampling above D = {LARGE_D}."
         ),
         "",
