@@ -25,7 +25,8 @@ spend its training on what the mixture misses.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import weakref
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -98,6 +99,9 @@ class GaussianMixtureConditionals(nn.Module):
         self.register_buffer("log_weights", torch.full((components,), -math.log(components)))
         self.register_buffer("means", torch.zeros(components, features))
         self.register_buffer("inverse_cholesky", torch.eye(features).repeat(components, 1, 1))
+        self._affine_cache: dict[
+            bool, tuple[tuple[Any, Any, tuple[int, int]], Tensor, Tensor]
+        ] = {}
 
     @torch.no_grad()
     def set_mixture(self, weights: object, means: object, covariances: object) -> None:
@@ -124,6 +128,10 @@ class GaussianMixtureConditionals(nn.Module):
         self.means.copy_(torch.from_numpy(means))
         self.inverse_cholesky.copy_(inverse)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The whitening's cache holds weak references, which do not pickle; it refills.
+        return {**self.__dict__, "_affine_cache": {}}
+
     def _log_scales(self) -> Tensor:
         """:math:`\\log L_{k,jj} = -\\log (L_k^{-1})_{jj}`, shape (D, K)."""
         return -torch.diagonal(self.inverse_cholesky, dim1=-2, dim2=-1).log().T
@@ -135,11 +143,34 @@ class GaussianMixtureConditionals(nn.Module):
         contiguous in (B, D, K); ``strict`` leaves out the diagonal, giving the part of
         :math:`\\varepsilon_{k,j}` that comes from :math:`z_{<j}`.
         """
-        inverse = self.inverse_cholesky.tril(-1) if strict else self.inverse_cholesky
+        weight, bias = self._affine(strict)
+        return torch.addmm(bias, z, weight, alpha=1, beta=-1).view(
+            -1, self.features, self.components
+        )
+
+    def _affine(self, strict: bool) -> tuple[Tensor, Tensor]:
+        """The whitening's weight (D, DK) and bias (DK,), laid out for :meth:`_whiten`.
+
+        Kept until the mixture's buffers change (set, loaded, or moved to another dtype
+        or device): the layout is a copy of all K factors, which profiled at 46% of the
+        time of scoring 128-row chunks at D = 512.
+        """
+        inverse, means = self.inverse_cholesky, self.means
+        cached = self._affine_cache.get(strict)
+        if cached is not None:
+            (inverse_ref, means_ref, versions), weight, bias = cached
+            # The same tensors (not merely the same address), unchanged in place.
+            same = inverse_ref() is inverse and means_ref() is means
+            if same and versions == (inverse._version, means._version):
+                return weight, bias
+        if strict:
+            inverse = inverse.tril(-1)
         d, k = self.features, self.components
         weight = inverse.permute(2, 1, 0).reshape(d, d * k)  # [i, (j, k)] = inverse[k, j, i]
-        bias = (inverse @ self.means.unsqueeze(-1)).squeeze(-1).T.reshape(d * k)
-        return torch.addmm(bias, z, weight, alpha=1, beta=-1).view(-1, d, k)
+        bias = (inverse @ means.unsqueeze(-1)).squeeze(-1).T.reshape(d * k)
+        key = (weakref.ref(inverse), weakref.ref(means), (inverse._version, means._version))
+        self._affine_cache[strict] = (key, weight, bias)
+        return weight, bias
 
     def forward(self, z: Tensor) -> AnchorTerms:
         """The conditionals of every dimension of rows ``z`` of shape (B, D)."""

@@ -205,3 +205,28 @@ def test_anchor_draws_follow_each_component():
     ]:
         np.testing.assert_allclose(rows.mean(0), mean, atol=0.03)
         np.testing.assert_allclose(np.cov(rows.T), cov, atol=0.03)
+
+
+def test_the_whitening_follows_every_change_of_the_mixture():
+    # Its layout is cached: setting, loading, copying, pickling or casting the mixture must
+    # never leave a stale one behind.
+    import copy
+    import pickle
+
+    gm, X = _mixture(4, 3)
+    other, _ = _mixture(4, 3, seed=1)
+    anchor = GaussianMixtureConditionals(4, 3).double()
+    z = torch.from_numpy(X[:20])
+    anchor.set_mixture(gm.weights_, gm.means_, gm.covariances_)
+    np.testing.assert_allclose(anchor.log_prob(z).numpy(), gm.score_samples(X[:20]), rtol=1e-9)
+    anchor.set_mixture(other.weights_, other.means_, other.covariances_)
+    expected = other.score_samples(X[:20])
+    np.testing.assert_allclose(anchor.log_prob(z).numpy(), expected, rtol=1e-9)
+    for twin in (copy.deepcopy(anchor), pickle.loads(pickle.dumps(anchor))):
+        np.testing.assert_allclose(twin.log_prob(z).numpy(), expected, rtol=1e-9)
+    loaded = GaussianMixtureConditionals(4, 3).double()
+    loaded.log_prob(z)  # fills its cache with the standard normal
+    loaded.load_state_dict(anchor.state_dict())
+    np.testing.assert_allclose(loaded.log_prob(z).numpy(), expected, rtol=1e-9)
+    single = anchor.float()(z.float()).eps
+    torch.testing.assert_close(single.double(), anchor.double()(z).eps, rtol=1e-4, atol=1e-4)
