@@ -14,14 +14,21 @@ took the largest shares of the profiled time. Run it against another checkout
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+if not __package__:
+    # Run as a script, its own folder comes first on sys.path: the package it belongs
+    # to is importable from the folder above.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks.speed import best_seconds
 from ldelib.nn.autoregressive import AutoregressiveMDN
 
 #: (D, K) pairs profiled by default.
@@ -74,16 +81,6 @@ def _paths(mdn: AutoregressiveMDN, d: int) -> dict[str, Callable[[], Any]]:
     }
 
 
-def _best(fn: Callable[[], Any], repeats: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def _top(fn: Callable[[], Any], n: int) -> str:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
@@ -119,19 +116,15 @@ def main() -> None:
             for name, fn in _paths(mdn, d).items():
                 if name == "train step" and not trained:
                     continue  # training runs the network whatever its output layer holds
-                rate = _rows(name, d) / _best(fn)
+                rate = _rows(name, d) / best_seconds(fn, repeats=3)
                 row = (
                     f"| {d} | {k} | {'trained' if trained else 'idle'} | {name} | "
                     f"{rate:,.0f} | {_top(fn, args.top)} |"
                 )
                 print(row, flush=True)
                 lines.append(row)
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    else:
-        print(text)
+    if args.out:  # the rows were printed as they came
+        Path(args.out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
