@@ -463,7 +463,7 @@ class CausalConvMDN(BaseDensityEstimator):
             anchor_rows = Z[np.sort(train_pos)]
         deadline = fit_deadline(self.max_time)
         mixture = (
-            self._fit_anchor(anchor_rows, rng, deadline)
+            self._fit_anchor(anchor_rows, rng, deadline, valid)
             if anchor_rows is not None and self._anchored()
             else None
         )
@@ -576,10 +576,18 @@ class CausalConvMDN(BaseDensityEstimator):
     def _in_nats_or_none(self, score: float | None) -> float | None:
         return None if score is None else self._in_nats().score(score)
 
-    def _fit_anchor(self, Z: np.ndarray, rng: np.random.Generator, deadline: float | None) -> GMM:
-        """The anchor mixture, fitted to the training rows ``Z`` as :class:`GMM` fits:
-        its selection holds out rows of its own, then the chosen mixture is refitted on
-        all of them. It may use ``_ANCHOR_SHARE`` of the time left before ``deadline``."""
+    def _fit_anchor(
+        self,
+        Z: np.ndarray,
+        rng: np.random.Generator,
+        deadline: float | None,
+        valid: np.ndarray | None = None,
+    ) -> GMM:
+        """The anchor mixture, fitted to the training rows ``Z`` by :class:`GMM`, with
+        K and the regularisation chosen on ``valid``: the rows that then choose the
+        epoch and the start. (Without them, it holds out rows of its own, as GMM does.)
+        It may use ``_ANCHOR_SHARE`` of the time left before ``deadline`` (measured: 0.75
+        reached no larger K on 60,000 warped rows at D = 16 and 64 in 45 s)."""
         start = time.perf_counter()
         # A spent budget still fits the first candidate (GMM's max_time must be positive).
         budget = None if deadline is None else max(_ANCHOR_SHARE * (deadline - start), 1e-9)
@@ -591,7 +599,8 @@ class CausalConvMDN(BaseDensityEstimator):
         with warnings.catch_warnings():
             # The same rows: this model says so itself, in its own terms, after its fit.
             warnings.simplefilter("ignore", DegenerateDataWarning)
-            mixture = self._anchor_estimator(seed, budget).fit(Z)
+            estimator = self._anchor_estimator(seed, budget)
+            mixture = estimator.fit(Z) if valid is None else estimator._fit_held_out(Z, valid)
         self.n_components_ = mixture.n_components_
         scores = mixture.candidate_scores_.values()
         self.anchor_ = {

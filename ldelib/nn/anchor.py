@@ -123,8 +123,29 @@ class GaussianMixtureConditionals(nn.Module):
         chol = torch.linalg.cholesky(torch.from_numpy(covariances))
         eye = torch.eye(d, dtype=torch.float64).expand(k, d, d)
         inverse = torch.linalg.solve_triangular(chol, eye, upper=False).tril()
-        log_w = torch.from_numpy(np.log(weights / weights.sum()))
-        self.log_weights.copy_(log_w)
+        self._set(weights, means, inverse)
+
+    @torch.no_grad()
+    def set_precisions(self, weights: object, means: object, precisions_cholesky: object) -> None:
+        r"""Take the mixture's parameters as scikit-learn keeps them: (K,), (K, D) and
+        the upper-triangular :math:`U_k` with :math:`\Sigma_k^{-1} = U_k U_k^\top` (K, D, D).
+
+        :math:`U_k = L_k^{-\top}` (both factorisations are unique), so no factorisation
+        is needed: what scoring a fitted mixture costs is one transpose.
+        """
+        weights = np.asarray(weights, dtype=np.float64)
+        means = np.asarray(means, dtype=np.float64)
+        upper = np.asarray(precisions_cholesky, dtype=np.float64)
+        k, d = self.components, self.features
+        if weights.shape != (k,) or means.shape != (k, d) or upper.shape != (k, d, d):
+            raise ValueError(
+                f"Expected a mixture of {k} components in {d} dimensions, got weights "
+                f"{weights.shape}, means {means.shape}, precision factors {upper.shape}."
+            )
+        self._set(weights, means, torch.from_numpy(upper).transpose(1, 2).tril())
+
+    def _set(self, weights: np.ndarray, means: np.ndarray, inverse: Tensor) -> None:
+        self.log_weights.copy_(torch.from_numpy(np.log(weights / weights.sum())))
         self.means.copy_(torch.from_numpy(means))
         self.inverse_cholesky.copy_(inverse)
 

@@ -170,18 +170,19 @@ def _zero_corrections(model: CausalConvMDN) -> CausalConvMDN:
 
 
 def _anchor_twin(model: CausalConvMDN, X: np.ndarray, seed: int):
-    """The validated GMM of the model's training rows (not its validation rows), in the
-    model's standard units, refitted by EM to every row from its solution; and its
-    log-density of ``X`` in the units of the data."""
+    """The GMM of the model's training rows (not its validation rows), with K and the
+    regularisation chosen on its validation rows, in the model's standard units,
+    refitted by EM to every row from its solution; and its log-density of ``X`` in the
+    units of the data."""
     from sklearn.mixture import GaussianMixture
 
     from ldelib import GMM
     from ldelib.training import split_positions
 
-    train, _ = split_positions(len(X), model.validation_fraction, np.random.default_rng(seed))
+    train, valid = split_positions(len(X), model.validation_fraction, np.random.default_rng(seed))
     Z = (X - model.mean_) / model.scale_
     gmm = GMM("auto", reg_covar="auto", standardize=False, random_state=seed)
-    gmm.fit(Z[np.sort(train)])
+    gmm._fit_held_out(Z[np.sort(train)], Z[valid])
     chol = gmm.precisions_cholesky_
     refit = GaussianMixture(
         gmm.n_components_,
@@ -194,8 +195,8 @@ def _anchor_twin(model: CausalConvMDN, X: np.ndarray, seed: int):
 
 
 def test_untrained_model_is_the_validated_gmm_refitted_to_every_row(clusters):
-    # Chosen and fitted on the training rows, so that validation judges it fairly, then
-    # refitted to every row from its solution, as GMM refits its choice.
+    # Fitted on the training rows and chosen on the validation rows that then judge the
+    # epochs and starts, then refitted to every row from its solution, as GMM refits.
     model = CausalConvMDN(hidden_channels=8, max_epochs=2, device="cpu", random_state=3)
     _zero_corrections(model.fit(clusters))
     gmm, log_prob = _anchor_twin(model, clusters, 3)

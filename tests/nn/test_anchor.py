@@ -145,6 +145,26 @@ def test_corrections_reweight_shift_and_scale():
     torch.testing.assert_close(scaled, wider)
 
 
+@pytest.mark.parametrize(("d", "k"), [(1, 2), (5, 3), (16, 4)])
+def test_precision_factors_give_the_same_conditionals(d, k):
+    # scikit-learn's U_k (Sigma_k^-1 = U_k U_k^T) is L_k^-T: no factorisation needed.
+    gm, X = _mixture(d, k)
+    from_cov, from_prec = GaussianMixtureConditionals(d, k), GaussianMixtureConditionals(d, k)
+    from_cov.double().set_mixture(gm.weights_, gm.means_, gm.covariances_)
+    from_prec.double().set_precisions(gm.weights_, gm.means_, gm.precisions_cholesky_)
+    tol = _rounding(gm)
+    torch.testing.assert_close(
+        from_prec.inverse_cholesky, from_cov.inverse_cholesky, rtol=tol, atol=tol
+    )
+    assert torch.equal(from_prec.inverse_cholesky, from_prec.inverse_cholesky.tril())
+    z = torch.from_numpy(X[:50])
+    np.testing.assert_allclose(
+        from_prec.log_prob(z).numpy(), gm.score_samples(X[:50]), rtol=tol, atol=tol
+    )
+    with pytest.raises(ValueError, match="precision factors"):
+        from_prec.set_precisions(gm.weights_, gm.means_, gm.precisions_cholesky_[:-1])
+
+
 def test_set_mixture_checks_shapes():
     anchor = GaussianMixtureConditionals(3, 2)
     with pytest.raises(ValueError, match="2 components in 3 dimensions"):
