@@ -72,7 +72,7 @@ class CausalConvMDN(BaseDensityEstimator):
 
     By default the conditionals start from those of a full-covariance Gaussian mixture
     fitted by EM (a :class:`~ldelib.GMM` with the number of components and the
-    covariance regularisation chosen on held-out likelihood), and the network learns
+    covariance regularisation chosen on the validation rows), and the network learns
     corrections to every component's mean, scale and weight from an output layer that
     starts at zero. Before training the model *is* that mixture, fitted to the rows not
     held out for validation; early stopping also considers the untrained state, so the
@@ -442,10 +442,11 @@ class CausalConvMDN(BaseDensityEstimator):
         device = torch.device(self.device_)
         vf = float(self.validation_fraction)
         train: np.ndarray | DiskRows
-        # The anchor is fitted on the training rows only: the validation rows then score
-        # the anchored start as fairly as the random one (and early stopping, the
-        # untrained anchor as fairly as any epoch). Fitted on them too, a mixture of many
-        # components scores them in sample, and wins selections it should lose.
+        # The anchor is fitted on the training rows only (the validation rows choose its
+        # K): they then score the anchored start as fairly as the random one (and early
+        # stopping, the untrained anchor as fairly as any epoch). Fitted on them too, a
+        # mixture of many components scores them in sample, and wins selections it should
+        # lose.
         if isinstance(data, OnDisk):
             data.columns = self.ordering_
             train_pos, valid_pos = split_positions(len(data), vf, rng)
@@ -591,8 +592,8 @@ class CausalConvMDN(BaseDensityEstimator):
         start = time.perf_counter()
         # A spent budget still fits the first candidate (GMM's max_time must be positive).
         budget = None if deadline is None else max(_ANCHOR_SHARE * (deadline - start), 1e-9)
-        # An integer random_state seeds the anchor exactly as GMM(random_state=...) is
-        # seeded, so the untrained model is that GMM, fitted to the training rows.
+        # An integer random_state seeds the anchor as GMM(random_state=...) is seeded:
+        # the untrained model can be reproduced from the fitted rows and the seed.
         seed = self.random_state
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             seed = int(rng.integers(2**31 - 1))
