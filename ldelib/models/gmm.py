@@ -564,10 +564,8 @@ class GMM(BaseDensityEstimator):
             # One product whitens every component, in cache-sized passes (measured on one
             # thread at K = 20: 4.6 times the rows per second of per-component products
             # over (n, K, D) residuals at D = 64; 3.5 at D = 16, 1.9 at D = 256).
-            anchor = GaussianMixtureConditionals(n_features, self.n_components_)
-            anchor.to(device=device, dtype=dtype)
-            anchor.set_precisions(self.weights_, self.means_, self.precisions_cholesky_)
-            return in_chunks(anchor.log_prob, Z, self.n_components_)
+            conditionals = self._conditionals(dtype, device)
+            return in_chunks(conditionals.log_prob, Z, self.n_components_)
         diff = Z[:, None, :] - means  # (n, K, D)
         if self.covariance_type == "tied":
             y = diff @ prec_chol
@@ -619,54 +617,34 @@ class GMM(BaseDensityEstimator):
             return cov[:, :, None] * np.eye(d)
         return cov[:, None, None] * np.eye(d)  # spherical
 
-    def _prefix_factors(self, k: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Log-weights, means and Cholesky factors of the marginal of the first k dims."""
-        chol = np.linalg.cholesky(self._full_covariances()[:, :k, :k])
-        dtype, device = like.dtype, like.device
-        return (
-            torch.as_tensor(np.log(self.weights_), dtype=dtype, device=device),
-            torch.as_tensor(self.means_[:, :k], dtype=dtype, device=device),
-            torch.as_tensor(chol, dtype=dtype, device=device),
-        )
-
-    @staticmethod
-    def _component_log_densities(x: Tensor, means: Tensor, chol: Tensor) -> Tensor:
-        """log N(x | mean_c, L_c L_c^T) of rows x (n, k) for every component: (K, n)."""
-        diff = (x[None] - means[:, None]).transpose(1, 2)  # (K, k, n)
-        white = torch.linalg.solve_triangular(chol, diff, upper=False)
-        log_det = torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
-        return -0.5 * white.square().sum(1) - log_det[:, None] - 0.5 * x.shape[1] * _LOG_2PI
+    def _conditionals(
+        self, dtype: torch.dtype, device: torch.device
+    ) -> GaussianMixtureConditionals:
+        """The mixture as its autoregressive conditionals (the LDE's anchor), whatever
+        its covariance type: the one implementation of Gaussian conditioning."""
+        conditionals = GaussianMixtureConditionals(self.n_features_in_, self.n_components_)
+        conditionals.to(device=device, dtype=dtype)
+        if self.covariance_type == "full":
+            conditionals.set_precisions(self.weights_, self.means_, self.precisions_cholesky_)
+        else:
+            conditionals.set_mixture(self.weights_, self.means_, self._full_covariances())
+        return conditionals
 
     def _log_prob_prefix(self, Z: Tensor, k: int) -> Tensor:
         # A Gaussian mixture's marginal is the mixture of the components' marginals.
-        log_w, means, chol = self._prefix_factors(k, Z)
-        return torch.logsumexp(
-            log_w[:, None] + self._component_log_densities(Z[:, :k], means, chol), 0
-        )
+        marginal = self._conditionals(Z.dtype, Z.device).marginal(k)
+        return in_chunks(marginal.log_prob, Z[:, :k], self.n_components_)
 
     def _sample_given(self, prefix: Tensor, generator: torch.Generator) -> Tensor:
         n, k = prefix.shape
         d = self.n_features_in_
         if k == d:
             return prefix.clone()
-        # The algebra in float64 (the conditional covariance is a difference).
-        a = prefix.to(torch.float64)
-        log_w, means_a, chol_a = self._prefix_factors(k, a)
-        responsibilities = torch.softmax(
-            log_w[:, None] + self._component_log_densities(a, means_a, chol_a), dim=0
-        )  # (K, n): p(component | prefix)
-        labels = torch.multinomial(responsibilities.T, 1, generator=generator)[:, 0]
-        noise = torch.randn(n, d - k, generator=generator, dtype=prefix.dtype, device=a.device)
-        cov = torch.as_tensor(self._full_covariances(), dtype=torch.float64, device=a.device)
-        means = torch.as_tensor(self.means_, dtype=torch.float64, device=a.device)
-        rest = torch.empty(n, d - k, dtype=torch.float64, device=a.device)
-        for c in torch.unique(labels).tolist():
-            rows = labels == c
-            # With V = L_a^{-1} S_ab: mean_b + V^T L_a^{-1}(a - mean_a), S_bb - V^T V.
-            v = torch.linalg.solve_triangular(chol_a[c], cov[c, :k, k:], upper=False)
-            white = torch.linalg.solve_triangular(
-                chol_a[c], (a[rows] - means[c, :k]).T, upper=False
-            )
-            factor = torch.linalg.cholesky(cov[c, k:, k:] - v.T @ v)
-            rest[rows] = means[c, k:] + (v.T @ white).T + noise[rows].double() @ factor.T
-        return torch.cat([a, rest], dim=1).to(prefix.dtype)
+        # In float64, as the mixture was fitted: a float32 model rounds only the result.
+        f64 = torch.float64
+        z = torch.zeros(n, d, dtype=f64, device=prefix.device)
+        z[:, :k] = prefix
+        uniform = torch.rand(n, d, generator=generator, dtype=f64, device=prefix.device)
+        normal = torch.randn(n, d, generator=generator, dtype=f64, device=prefix.device)
+        self._conditionals(f64, prefix.device).sample_rest(z, k, uniform, normal)
+        return torch.cat([prefix, z[:, k:].to(prefix.dtype)], dim=1)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .mixture import MixtureParams
+from .mixture import MixtureParams, mixture_log_prob, mixture_sample
 
 __all__ = ["AnchorTerms", "GaussianMixtureConditionals", "anchored_log_prob", "bounded"]
 
@@ -237,6 +237,38 @@ class GaussianMixtureConditionals(nn.Module):
             drawn = torch.linalg.solve_triangular(self.inverse_cholesky[k], noise, upper=False)
             z[rows] = drawn.T + self.means[k]
         return z
+
+    def marginal(self, k: int) -> GaussianMixtureConditionals:
+        """The mixture of the first ``k`` dimensions, whose conditionals are this one's
+        first ``k``: the leading block of :math:`L_k^{-1}` is the inverse of the leading
+        block of :math:`L_k`, so no factorisation is needed."""
+        out = GaussianMixtureConditionals(k, self.components).to(self.means)
+        with torch.no_grad():
+            out.log_weights.copy_(self.log_weights)
+            out.means.copy_(self.means[:, :k])
+            out.inverse_cholesky.copy_(self.inverse_cholesky[:, :k, :k])
+        return out
+
+    def sample_rest(self, z: Tensor, k: int, uniform: Tensor, normal: Tensor) -> Tensor:
+        r"""Draw dimensions :math:`k, \dots, D-1` of rows ``z`` (B, D), whose first ``k``
+        are given, from the mixture's conditionals, into ``z``; returns
+        :math:`\log p(z_{\ge k} \mid z_{<k})`, shape (B,).
+
+        The given prefix is whitened in one product, then each step conditions on the
+        dimensions drawn so far. ``uniform`` and ``normal`` (B, D) are the noise of each
+        step: the mixture's component and its Gaussian (columns before ``k`` unused).
+        """
+        state = self.start(z)
+        if 0 < k < self.features:
+            state.logits.copy_(self(z).logits[:, k])
+        log_p = z.new_zeros(z.shape[0])
+        for j in range(k, self.features):
+            params = self.conditional(state, j)
+            params = params._replace(log_weights=torch.log_softmax(params.log_weights, -1))
+            z[:, j] = mixture_sample(params, uniform[:, j], normal[:, j])
+            log_p += mixture_log_prob(z[:, j], params)
+            self.update(state, z[:, j], params)
+        return log_p
 
     # -------------------------------------------------------------- stepping
     def start(self, z: Tensor) -> _StepState:

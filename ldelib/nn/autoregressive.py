@@ -256,14 +256,15 @@ class AutoregressiveMDN(nn.Module):
         """
         k = 0 if given is None else given.shape[1]
         uniform, normal = self._noise(n, generator)
-        idle = self.idle()
-        if idle and given is None:
-            assert self.anchor is not None  # idle() says there is one
-            z = self.anchor.sample(uniform[:, 0], normal)
-            return z, self.anchor.log_prob(z)
         z = uniform.new_zeros(n, self.features)
         if given is not None:
             z[:, :k] = given
+        if self.idle():
+            assert self.anchor is not None  # idle() says there is one
+            if given is None:
+                z = self.anchor.sample(uniform[:, 0], normal)
+                return z, self.anchor.log_prob(z)
+            return z, self.anchor.sample_rest(z, k, uniform, normal)
         log_p = uniform.new_zeros(n)
         if not cached:
             for j in range(k, self.features):
@@ -285,31 +286,19 @@ class AutoregressiveMDN(nn.Module):
                 state.logits.copy_(terms.logits[:, k] if k < self.features else state.logits)
             else:
                 x = self._inputs(z)[:, :first]
-            if idle:  # only the anchor's state is needed
-                cache.position = first
-            else:
-                self.net.prefill(x, cache)
+            self.net.prefill(x, cache)
         for s in range(cache.position, cache.length):
             j = s - self.n_pad + 1
-            if idle:
-                assert self.anchor is not None and state is not None
-                cache.advance()
+            x = self._step_input(z, s)
+            if self.anchor is not None:
+                assert state is not None  # started above whenever there is an anchor
                 anchor = self.anchor.conditional(state, j)
-                params = anchor._replace(log_weights=torch.log_softmax(anchor.log_weights, -1))
-            else:
-                x = self._step_input(z, s)
-                if self.anchor is not None:
-                    assert state is not None  # started above whenever there is an anchor
-                    anchor = self.anchor.conditional(state, j)
-                    x = torch.cat([x, torch.softmax(anchor.log_weights, dim=-1)], dim=-1)
-                out = self.net.step(x, cache)
-                cache.advance()
-                if j < 0:
-                    continue
-                if self.anchor is None:
-                    params = self._params(out)
-                else:
-                    params = self._corrected(anchor, out)
+                x = torch.cat([x, torch.softmax(anchor.log_weights, dim=-1)], dim=-1)
+            out = self.net.step(x, cache)
+            cache.advance()
+            if j < 0:
+                continue
+            params = self._params(out) if self.anchor is None else self._corrected(anchor, out)
             z[:, j] = mixture_sample(params, uniform[:, j], normal[:, j])
             log_p += mixture_log_prob(z[:, j], params)
             if self.anchor is not None:
