@@ -109,7 +109,9 @@ def fit_until(mixture: GaussianMixture, X: np.ndarray, deadline: float | None) -
     to take at most a few seconds), and keeps its parameters when time is up. A warm
     start carries EM's lower bound over, so the parameters and the convergence test are
     those of one uninterrupted fit; each round costs one extra E-step. The first round
-    (initialisation and one iteration) always runs.
+    (initialisation and one iteration) always runs; its seconds are kept as
+    ``first_round_s_``, from which :func:`select` judges whether a larger mixture's
+    first round would still end by the deadline.
     """
     if deadline is None:
         return mixture.fit(X)
@@ -123,6 +125,8 @@ def fit_until(mixture: GaussianMixture, X: np.ndarray, deadline: float | None) -
                 # Unconverged rounds are the point; the last word is said below.
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 mixture.fit(X)
+            if not done:
+                mixture.first_round_s_ = time.perf_counter() - began
             done += int(mixture.n_iter_)
             left = deadline - time.perf_counter()
             per_iter = (time.perf_counter() - began) / max(int(mixture.n_iter_), 1)
@@ -177,7 +181,9 @@ def select(
     (stopping at the first cost 0.36 nats on one seed of 16-D autoencoder latents of
     900 rows), but the next K costs twice as much, and a fit with many components that
     is clearly worse seldom precedes a better one. A budget (``deadline``) cuts the
-    costly last K first. Searching K at one
+    costly last K first, and no K starts whose first round (a k-means and one EM step,
+    which do not look at the clock; estimated as the last new K's, scaled by K) would
+    end past the deadline. Searching K at one
     regularisation first would stop K early where many components need strong
     regularisation (they overfit without it).
 
@@ -195,13 +201,25 @@ def select(
             deadline is not None and best_mixture is not None and time.perf_counter() >= deadline
         )
 
-    stalled = 0
+    def too_late(k: int) -> bool:
+        if deadline is None or last_start is None:
+            return False
+        k0, seconds = last_start
+        return time.perf_counter() + seconds * k / k0 > deadline
+
+    # The last new K's first round: (K, seconds).
+    stalled, last_start = 0, None
+    last_start: tuple[int, float] | None
     for k in candidates:
+        if best_mixture is not None and too_late(k):
+            break
         before, previous, path_best, path_rows = best_score, None, -math.inf, best_rows
         for reg in regs:
             if out_of_time():
                 break
             mixture = fit(k, reg, previous)
+            if previous is None and hasattr(mixture, "first_round_s_"):
+                last_start = (k, float(mixture.first_round_s_))
             rows = mixture.score_samples(valid)
             key = f"K={k}, reg_covar={reg:g}" if many_reg else str(k)
             score = scores[key] = float(rows.mean()) - log_det

@@ -524,6 +524,28 @@ def test_a_spent_budget_fits_one_candidate_once(mixture):
     assert np.isfinite(model.score_samples(train)).all()
 
 
+@pytest.mark.parametrize(("budget_s", "tried"), [(15.0, [1]), (25.0, [1, 2]), (None, [1, 2])])
+def test_no_new_k_starts_whose_first_round_would_end_past_the_deadline(mixture, budget_s, tried):
+    # Each new K's first round (a k-means and one EM step) is said to take 10 s per
+    # component: with 15 s left after K = 1, K = 2 (20 s) would overrun, with 25 s not.
+    from tqdm.auto import tqdm
+
+    from ldelib.models import _selection
+
+    _, train, test = mixture
+    fitted = []
+
+    def fit(k, reg, start):
+        fitted.append(k)
+        gm = GaussianMixture(k, reg_covar=reg, random_state=0, max_iter=5).fit(train[:300])
+        gm.first_round_s_ = 10.0 * k
+        return gm
+
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
+    _selection.select(fit, test[:300], [1, 2], [1e-3], 0.0, False, tqdm(disable=True), deadline)
+    assert fitted == tried
+
+
 def test_more_components_than_rows_is_refused():
     X = np.random.default_rng(0).normal(size=(5, 2))
     with pytest.raises(ValueError, match="needs at least 6 samples to fit, got n_samples = 5"):
