@@ -207,9 +207,8 @@ def select(
         k0, seconds = last_start
         return time.perf_counter() + seconds * k / k0 > deadline
 
-    # The last new K's first round: (K, seconds).
-    stalled, last_start = 0, None
-    last_start: tuple[int, float] | None
+    stalled = 0
+    last_start: tuple[int, float] | None = None  # the last new K's first round: (K, seconds)
     for k in candidates:
         if best_mixture is not None and too_late(k):
             break

@@ -111,15 +111,8 @@ class GaussianMixtureConditionals(nn.Module):
         the module's dtype; the inverses are exactly lower triangular, so every
         conditional sees only earlier dimensions.
         """
-        weights = np.asarray(weights, dtype=np.float64)
-        means = np.asarray(means, dtype=np.float64)
-        covariances = np.asarray(covariances, dtype=np.float64)
+        weights, means, covariances = self._checked(weights, means, covariances, "covariances")
         k, d = self.components, self.features
-        if weights.shape != (k,) or means.shape != (k, d) or covariances.shape != (k, d, d):
-            raise ValueError(
-                f"Expected a mixture of {k} components in {d} dimensions, got weights "
-                f"{weights.shape}, means {means.shape}, covariances {covariances.shape}."
-            )
         chol = torch.linalg.cholesky(torch.from_numpy(covariances))
         eye = torch.eye(d, dtype=torch.float64).expand(k, d, d)
         inverse = torch.linalg.solve_triangular(chol, eye, upper=False).tril()
@@ -133,16 +126,23 @@ class GaussianMixtureConditionals(nn.Module):
         :math:`U_k = L_k^{-\top}` (both factorisations are unique), so no factorisation
         is needed: what scoring a fitted mixture costs is one transpose.
         """
-        weights = np.asarray(weights, dtype=np.float64)
-        means = np.asarray(means, dtype=np.float64)
-        upper = np.asarray(precisions_cholesky, dtype=np.float64)
+        weights, means, upper = self._checked(
+            weights, means, precisions_cholesky, "precision factors"
+        )
+        self._set(weights, means, torch.from_numpy(upper).transpose(1, 2).tril())
+
+    def _checked(
+        self, weights: object, means: object, factors: object, name: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The parameters as float64 arrays of shapes (K,), (K, D), (K, D, D), or an error."""
+        w, m, f = (np.asarray(a, dtype=np.float64) for a in (weights, means, factors))
         k, d = self.components, self.features
-        if weights.shape != (k,) or means.shape != (k, d) or upper.shape != (k, d, d):
+        if w.shape != (k,) or m.shape != (k, d) or f.shape != (k, d, d):
             raise ValueError(
                 f"Expected a mixture of {k} components in {d} dimensions, got weights "
-                f"{weights.shape}, means {means.shape}, precision factors {upper.shape}."
+                f"{w.shape}, means {m.shape}, {name} {f.shape}."
             )
-        self._set(weights, means, torch.from_numpy(upper).transpose(1, 2).tril())
+        return w, m, f
 
     def _set(self, weights: np.ndarray, means: np.ndarray, inverse: Tensor) -> None:
         self.log_weights.copy_(torch.from_numpy(np.log(weights / weights.sum())))
