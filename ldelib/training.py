@@ -237,8 +237,9 @@ def train_module(
         Wall-clock budget in seconds: once it is spent, training stops at the next step
         (or, with ``validate_every``, at the next validation), the weights of the cut
         epoch are validated, and the best weights so far are kept. It stops as much
-        before the budget as the last validation took, so that this one ends by it. At least one step
-        runs, unless ``keep_initial`` gives weights worth keeping without it.
+        before the budget as the last validation took, so that this one ends by it. At
+        least one step runs, unless ``keep_initial`` gives weights worth keeping without
+        it.
     keep_initial : bool
         Score the untrained module on the validation rows first and keep it unless an
         epoch beats it: for a module that starts as a good model (an anchored mixture
