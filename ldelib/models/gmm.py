@@ -558,16 +558,16 @@ class GMM(BaseDensityEstimator):
     # ------------------------------------------------------------- densities
     def _log_prob(self, Z: Tensor) -> Tensor:
         device, dtype = Z.device, Z.dtype
-        weights = torch.as_tensor(self.weights_, dtype=dtype, device=device)
-        means = torch.as_tensor(self.means_, dtype=dtype, device=device)
-        prec_chol = torch.as_tensor(self.precisions_cholesky_, dtype=dtype, device=device)
-        n_features = Z.shape[1]
         if self.covariance_type == "full":
             # One product whitens every component, in cache-sized passes (measured on one
             # thread at K = 20: 4.6 times the rows per second of per-component products
             # over (n, K, D) residuals at D = 64; 3.5 at D = 16, 1.9 at D = 256).
             conditionals = self._conditionals(dtype, device)
             return in_chunks(conditionals.log_prob, Z, self.n_components_)
+        weights = torch.as_tensor(self.weights_, dtype=dtype, device=device)
+        means = torch.as_tensor(self.means_, dtype=dtype, device=device)
+        prec_chol = torch.as_tensor(self.precisions_cholesky_, dtype=dtype, device=device)
+        n_features = Z.shape[1]
         diff = Z[:, None, :] - means  # (n, K, D)
         if self.covariance_type == "tied":
             y = diff @ prec_chol

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -161,8 +163,15 @@ def test_precision_factors_give_the_same_conditionals(d, k):
     np.testing.assert_allclose(
         from_prec.log_prob(z).numpy(), gm.score_samples(X[:50]), rtol=tol, atol=tol
     )
-    with pytest.raises(ValueError, match="precision factors"):
+    before = {name: b.clone() for name, b in from_prec.named_buffers()}
+    message = (
+        f"Expected a mixture of {k} components in {d} dimensions, got weights ({k},), "
+        f"means ({k}, {d}), precision factors ({k - 1}, {d}, {d})."
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
         from_prec.set_precisions(gm.weights_, gm.means_, gm.precisions_cholesky_[:-1])
+    for name, b in from_prec.named_buffers():  # a refused mixture changes nothing
+        assert torch.equal(b, before[name])
 
 
 def test_set_mixture_checks_shapes():
