@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from scipy import integrate
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
@@ -411,6 +413,53 @@ def test_a_raced_model_saves_and_loads_whichever_start_won(tmp_path):
     # A refit with one start only forgets the race.
     loaded.set_params(init="gmm").fit(X)
     assert not hasattr(loaded, "start_scores_")
+
+
+def test_a_random_start_without_time_for_its_epochs_is_not_trained(monkeypatch):
+    # Where the random start cannot train _MIN_RANDOM_EPOCHS epochs in its half of what
+    # the mixture's search leaves, it is not started: the anchored start has it all.
+    deadlines = []
+    train_start = CausalConvMDN._train_start
+
+    def spy(self, mixture, train, valid, rng, device, deadline):
+        deadlines.append(deadline)
+        return train_start(self, mixture, train, valid, rng, device, deadline)
+
+    monkeypatch.setattr(CausalConvMDN, "_train_start", spy)
+    monkeypatch.setattr(CausalConvMDN, "_random_epoch_s", lambda self, n, device: 1e9)
+    X = _bimodal(600, 0)
+    params = {**RACE, "max_epochs": 3, "max_time": 600}
+    began = time.perf_counter()
+    auto = CausalConvMDN(**params).fit(X)
+    # One training, bounded by the fit's own deadline (not half of what is left, nor none).
+    assert len(deadlines) == 1 and began + 600 <= deadlines[0] <= time.perf_counter() + 600
+    assert auto.anchor_ is not None and auto.start_scores_["random"] is None
+    assert auto.best_validation_score_ == auto.start_scores_["gmm"]
+    # Neither budget binds here: the anchored start alone is the model init="gmm" fits.
+    gmm = CausalConvMDN(init="gmm", **params).fit(X)
+    np.testing.assert_array_equal(auto.score_samples(X), gmm.score_samples(X))
+    # With time for its epochs, the random start races as before, in the second half.
+    monkeypatch.setattr(CausalConvMDN, "_random_epoch_s", lambda self, n, device: 0.0)
+    deadlines.clear()
+    assert CausalConvMDN(**params).fit(X).start_scores_["random"] is not None
+    assert len(deadlines) == 2 and deadlines[0] < deadlines[1]
+
+
+def test_without_a_budget_the_random_start_is_always_trained(monkeypatch):
+    def no_probe(self, n, device):
+        raise AssertionError("timed the random start without a budget")
+
+    monkeypatch.setattr(CausalConvMDN, "_random_epoch_s", no_probe)
+    model = CausalConvMDN(**{**RACE, "max_epochs": 2}).fit(_bimodal(300, 0))
+    assert model.start_scores_["random"] is not None
+
+
+def test_timing_the_random_start_leaves_the_global_generator_alone():
+    model = CausalConvMDN(**{**RACE, "max_epochs": 1}).fit(_bimodal(300, 0))
+    before = torch.random.get_rng_state()
+    seconds = model._random_epoch_s(10_000, torch.device("cpu"))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert 0 < seconds < 60
 
 
 def test_no_validation_rows_no_race():
