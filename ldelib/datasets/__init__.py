@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 from .loaders import load_digits, load_fashion_mnist, load_mnist
-from .targets import TARGETS, GaussianMixtureTarget, Target, make_target
+from .make import TARGETS, make_target
+from .targets import GaussianMixtureTarget, Target
 from .warped import (
     AdditiveCoupling,
     Bijection,

@@ -6,32 +6,19 @@ log-likelihood (in nats) can be compared with the best achievable value.
 
 from __future__ import annotations
 
-import functools
 import math
-import numbers
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
 
 from .._arrays import check_rows
+from ._checks import count, positive
 
-__all__ = ["TARGETS", "GaussianMixtureTarget", "Target", "make_target"]
+__all__ = ["DIMENSIONAL", "PLANAR", "GaussianMixtureTarget", "Target"]
 
-#: The names :func:`make_target` accepts.
-TARGETS: tuple[str, ...] = (
-    "ring",
-    "moons",
-    "spiral",
-    "checkerboard",
-    "banana",
-    "sine-chain",
-    "gmm",
-    "warped",
-    "warped-heavy",
-)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Caps the (points x components) block a mixture evaluates at once, so a dense
@@ -83,7 +70,7 @@ class Target(ABC):
         -------
         ndarray of shape (n_samples, n_features), float64
         """
-        n_samples = _count("n_samples", n_samples, 1)
+        n_samples = count("n_samples", n_samples, 1)
         rng = np.random.default_rng(random_state)
         return np.ascontiguousarray(self._sample(n_samples, rng), dtype=np.float64)
 
@@ -219,7 +206,7 @@ class _Banana(Target):
     def __init__(self, curvature: float = 0.5, noise: float = 0.5) -> None:
         super().__init__("banana", 2)
         self.curvature = float(curvature)
-        self.noise = _positive("noise", noise)
+        self.noise = positive("noise", noise)
 
     def _mean1(self, z0: NDArray[np.float64]) -> NDArray[np.float64]:
         return self.curvature * z0**2 - 1.0
@@ -250,7 +237,7 @@ class _SineChain(Target):
         self.amplitude = float(amplitude)
         self.frequency = float(frequency)
         self.slope = float(slope)
-        self.noise = _positive("noise", noise)
+        self.noise = positive("noise", noise)
         if not abs(self.slope) < 1.0:
             raise ValueError(f"slope must lie in (-1, 1) to keep the chain stable, got {slope}")
 
@@ -278,26 +265,14 @@ def _norm_logpdf(
     return -0.5 * z * z - math.log(std) - 0.5 * _LOG_2PI
 
 
-def _positive(name: str, value: float) -> float:
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _isotropic(name: str, means: NDArray[np.float64], std: float) -> GaussianMixtureTarget:
     k, d = means.shape
-    cov = np.broadcast_to(_positive("std", std) ** 2 * np.eye(d), (k, d, d))
+    cov = np.broadcast_to(positive("std", std) ** 2 * np.eye(d), (k, d, d))
     return GaussianMixtureTarget(name, np.ones(k), means, cov)
 
 
 def _ring(n_components: int = 8, radius: float = 2.0, std: float = 0.2) -> GaussianMixtureTarget:
-    n_components = _count("n_components", n_components, 1)
+    n_components = count("n_components", n_components, 1)
     angle = 2.0 * np.pi * np.arange(n_components) / n_components
     return _isotropic("ring", radius * np.column_stack([np.cos(angle), np.sin(angle)]), std)
 
@@ -305,7 +280,7 @@ def _ring(n_components: int = 8, radius: float = 2.0, std: float = 0.2) -> Gauss
 def _moons(n_components: int = 100, std: float = 0.1) -> GaussianMixtureTarget:
     # Same arcs as sklearn.datasets.make_moons (before its noise): both have length pi,
     # so splitting components evenly keeps the density uniform along the curve.
-    t = np.linspace(0.0, np.pi, _count("n_components", n_components, 2) // 2)
+    t = np.linspace(0.0, np.pi, count("n_components", n_components, 2) // 2)
     outer = np.column_stack([np.cos(t), np.sin(t)])
     inner = np.column_stack([1.0 - np.cos(t), 0.5 - np.sin(t)])
     return _isotropic("moons", np.concatenate([outer, inner]), std)
@@ -320,13 +295,13 @@ def _spiral(
     r = 0.3 + 1.7 * theta / theta[-1]
     curve = np.column_stack([r * np.cos(theta), r * np.sin(theta)])
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(curve, axis=0), axis=1))])
-    s = np.linspace(0.0, arc[-1], _count("n_components", n_components, 1))
+    s = np.linspace(0.0, arc[-1], count("n_components", n_components, 1))
     means = np.column_stack([np.interp(s, arc, curve[:, 0]), np.interp(s, arc, curve[:, 1])])
     return _isotropic("spiral", means, std)
 
 
 def _gmm(n_features: int, n_components: int = 5, seed: int = 0) -> GaussianMixtureTarget:
-    n_components = _count("n_components", n_components, 1)
+    n_components = count("n_components", n_components, 1)
     rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.standard_normal((n_components, n_features, n_features)))
     var = rng.uniform(0.2, 0.6, size=(n_components, n_features)) ** 2
@@ -344,86 +319,16 @@ def _gmm(n_features: int, n_components: int = 5, seed: int = 0) -> GaussianMixtu
     return GaussianMixtureTarget("gmm", weights, means, cov)
 
 
-def make_target(name: str, n_features: int | None = None, **kwargs: Any) -> Target:
-    """Build a synthetic target with an exact log-density.
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`TARGETS`:
-
-        * ``"ring"``: 8 equal Gaussians on a circle of radius 2, std 0.2
-          (kwargs ``n_components``, ``radius``, ``std``).
-        * ``"moons"``: 100 Gaussians of std 0.1 along the two arcs of
-          ``sklearn.datasets.make_moons`` (kwargs ``n_components``, ``std``).
-        * ``"spiral"``: 100 Gaussians of std 0.1 evenly spaced along 1.5 turns of a spiral
-          of radius 0.3 to 2 (kwargs ``n_components``, ``turns``, ``std``).
-        * ``"checkerboard"``: uniform on the 8 black squares of a 4x4 board on
-          ``[-2, 2]^2``; ``log_prob`` is ``-inf`` off the support.
-        * ``"banana"``: ``z0 ~ N(0, 1)``, ``z1 | z0 ~ N(0.5 z0^2 - 1, 0.5^2)``
-          (kwargs ``curvature``, ``noise``).
-        * ``"sine-chain"``: any ``D >= 2`` (default 16). ``z0 ~ N(0, 1)`` and
-          ``z_j | z_{j-1} ~ N(sin(2 z_{j-1}) + 0.3 z_{j-1}, 0.3^2)``; smooth, strongly
-          non-Gaussian, not a finite mixture (kwargs ``amplitude``, ``frequency``,
-          ``slope``, ``noise``).
-        * ``"gmm"``: ``D``-dimensional (default 8) random mixture of well-separated
-          full-covariance Gaussians (kwargs ``n_components=5``, ``seed=0``).
-        * ``"warped"``: any ``D >= 2`` (default 8). A random mixture of 8 full-covariance
-          Gaussians pushed through ``n_layers=2`` layers of rotation, elementwise
-          sinh-arcsinh (skew and tail weight) and additive coupling (a ``tanh`` shear),
-          then a last rotation: a :class:`WarpedMixtureTarget` whose exact density is
-          the change of variables (kwargs ``n_components=8``, ``n_layers=2``,
-          ``seed=0``, ``dof=None``).
-        * ``"warped-heavy"``: the same with Student-t clusters of ``dof=3`` degrees of
-          freedom (kwargs as ``"warped"``).
-    n_features : int, optional
-        Dimension; only ``"sine-chain"``, ``"gmm"`` and the warped targets accept values
-        other than 2.
-    **kwargs
-        Target-specific parameters listed above.
-
-    Returns
-    -------
-    Target
-
-    Examples
-    --------
-    >>> t = make_target("sine-chain", n_features=4)
-    >>> t.sample(3, random_state=0).shape
-    (3, 4)
-    """
-    if name not in TARGETS:
-        raise ValueError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
-    builders: dict[str, Any] = {
-        "ring": _ring,
-        "moons": _moons,
-        "spiral": _spiral,
-        "checkerboard": _Checkerboard,
-        "banana": _Banana,
-    }
-    dim_args: tuple[int, ...]
-    if name in builders:
-        if n_features not in (None, 2):
-            raise ValueError(f"target {name!r} is 2-D only; got n_features={n_features}")
-        build, dim_args = builders[name], ()
-    else:
-        # Imported here: the warped module builds on this one's classes.
-        from .warped import _warped_mixture
-
-        dimensional: dict[str, tuple[Any, int, int]] = {  # builder, default D, least D
-            "sine-chain": (_SineChain, 16, 2),
-            "gmm": (_gmm, 8, 1),
-            "warped": (functools.partial(_warped_mixture, name="warped"), 8, 2),
-            "warped-heavy": (
-                functools.partial(_warped_mixture, name="warped-heavy", dof=3.0),
-                8,
-                2,
-            ),
-        }
-        build, default, min_dim = dimensional[name]
-        dim = default if n_features is None else n_features
-        dim_args = (_count(f"n_features of target {name!r}", dim, min_dim),)
-    try:
-        return build(*dim_args, **kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad keyword argument for target {name!r}: {exc}") from None
+#: The 2-D targets by name: builders that take their keyword arguments.
+PLANAR: dict[str, Callable[..., Target]] = {
+    "ring": _ring,
+    "moons": _moons,
+    "spiral": _spiral,
+    "checkerboard": _Checkerboard,
+    "banana": _Banana,
+}
+#: The targets of any dimension by name: (builder taking D first, default D, least D).
+DIMENSIONAL: dict[str, tuple[Callable[..., Target], int, int]] = {
+    "sine-chain": (_SineChain, 16, 2),
+    "gmm": (_gmm, 8, 1),
+}

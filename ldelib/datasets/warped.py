@@ -16,17 +16,20 @@ Gaussian mixture needs many components to come close while the truth stays exact
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import gammaln
 
-from .targets import GaussianMixtureTarget, Target, _count, _positive
+from ._checks import count, positive
+from .targets import GaussianMixtureTarget, Target
 
 __all__ = [
+    "WARPED",
     "AdditiveCoupling",
     "Bijection",
     "Rotation",
@@ -240,7 +243,7 @@ class StudentMixtureTarget(GaussianMixtureTarget):
         dof: float,
     ) -> None:
         super().__init__(name, weights, means, covariances)
-        self.dof = _positive("dof", dof)
+        self.dof = positive("dof", dof)
         d, nu = self.n_features, self.dof
         # Replace the Gaussian constant by the Student-t one; the log-determinant and the
         # log-weight parts of it are shared.
@@ -312,7 +315,7 @@ class WarpedMixtureTarget(Target):
         return Y, log_det
 
     def _sample(self, n: int, rng: np.random.Generator) -> NDArray[np.float64]:
-        return self.forward(self.base._sample(n, rng))
+        return self.forward(self.base.sample(n, rng))
 
     def _log_prob(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         Z, log_det = self.inverse(X)
@@ -320,7 +323,7 @@ class WarpedMixtureTarget(Target):
         # float can hold: -inf, the limit, rather than the NaN that inf - inf would give.
         ok = np.isfinite(Z).all(axis=1) & np.isfinite(log_det)
         out = np.full(len(X), -np.inf)
-        out[ok] = self.base._log_prob(Z[ok]) + log_det[ok]
+        out[ok] = self.base.log_prob(Z[ok]) + log_det[ok]
         return out
 
 
@@ -346,9 +349,9 @@ def _warped_mixture(
     sinh-arcsinh map (skew in [-0.75, 0.75], tailweight in [0.8, 1.2]) and a shear of a
     random half of the coordinates by ``tanh`` of the other half; last, a rotation.
     """
-    d = _count("n_features of a warped target", n_features, 2)
-    k = _count("n_components", n_components, 1)
-    n_layers = _count("n_layers", n_layers, 0)
+    d = count("n_features of a warped target", n_features, 2)
+    k = count("n_components", n_components, 1)
+    n_layers = count("n_layers", n_layers, 0)
     rng = np.random.default_rng(seed)
     std = rng.uniform(0.3, 1.0, size=(k, d))
     axes = _haar(rng, (k, d, d))
@@ -385,3 +388,10 @@ def _warped_mixture(
         )
     maps.append(Rotation(_haar(rng, (d, d))))
     return WarpedMixtureTarget(name, base, maps)
+
+
+#: The warped targets by name: (builder taking D first, default D, least D).
+WARPED: dict[str, tuple[Callable[..., Target], int, int]] = {
+    "warped": (functools.partial(_warped_mixture, name="warped"), 8, 2),
+    "warped-heavy": (functools.partial(_warped_mixture, name="warped-heavy", dof=3.0), 8, 2),
+}
