@@ -23,7 +23,6 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from ldelib._prefix import prefix_columns
 from ldelib.datasets import load_fashion_mnist, load_mnist
 from ldelib.latent import LatentDensityEstimator
 from ldelib.models import CausalConvMDN
@@ -104,7 +103,7 @@ def vary_many(
     ``lde.vary``'s draws.
     """
     Z = lde.encode(X)
-    columns = prefix_columns(lde.density_, keep)
+    columns = lde.density_.prefix_columns(keep)
     given = np.repeat(Z[:, columns], n_samples, axis=0)
     draws = np.asarray(lde.density_.sample(len(given), random_state=random_state, given=given))
     decoded = lde.decode(draws)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ._version import __version__
 from .autoencoders import ConvDecoder, ConvEncoder, make_conv_autoencoder
-from .base import BaseDensityEstimator, DegenerateDataWarning, load
+from .base import BaseGenerativeModel, DegenerateDataWarning, load
+from .density import BaseDensityEstimator
 from .incremental import IncrementalAutoencoder, active_dims
 from .latent import LatentDensityEstimator
 from .models import GMM, GMMN, CausalConvMDN
@@ -17,6 +18,7 @@ __all__ = [
     "GMM",
     "GMMN",
     "BaseDensityEstimator",
+    "BaseGenerativeModel",
     "CausalConvMDN",
     "ConvDecoder",
     "ConvEncoder",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_array, validate_data
 
 __all__ = [
     "Batch",
@@ -75,7 +75,9 @@ def check_has_values(X: Any, name: str = "X") -> None:
         )
 
 
-def _check_tensor(estimator: BaseEstimator, X: torch.Tensor, *, reset: bool) -> torch.Tensor:
+def _check_tensor(
+    estimator: BaseEstimator, X: torch.Tensor, *, reset: bool, n_features: int | None = None
+) -> torch.Tensor:
     # Mirrors sklearn's validate_data messages so users see one vocabulary either way.
     name = type(estimator).__name__
     check_has_values(X)
@@ -108,12 +110,18 @@ def _check_tensor(estimator: BaseEstimator, X: torch.Tensor, *, reset: bool) -> 
         raise ValueError(_NOT_FINITE)
     if reset:
         estimator.n_features_in_ = d
-    elif d != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {d} features, but {name} is expecting {estimator.n_features_in_} features "
-            "as input."
-        )
+    else:
+        _check_width(estimator, d, n_features)
     return X
+
+
+def _check_width(estimator: BaseEstimator, d: int, n_features: int | None) -> None:
+    expected = estimator.n_features_in_ if n_features is None else n_features
+    if d != expected:
+        raise ValueError(
+            f"X has {d} features, but {type(estimator).__name__} is expecting {expected} "
+            "features as input."
+        )
 
 
 def check_rows(
@@ -191,29 +199,34 @@ def check_rows(
     return arr
 
 
-def validate_input(estimator: BaseEstimator, X: Any, *, reset: bool) -> Batch:
+def validate_input(
+    estimator: BaseEstimator, X: Any, *, reset: bool, n_features: int | None = None
+) -> Batch:
     """Validate ``X`` for ``estimator``.
 
     With ``reset=True`` (in ``fit``), ``n_features_in_`` is set; otherwise the number of
-    features must match it. Rejects NaN/inf, complex, object and string data, sparse
-    matrices, empty arrays and anything that is not 2-D, with an actionable message.
-    A tensor keeps its device, dtype and autograd graph; anything else becomes a float64
-    CPU tensor.
+    features must match it, or ``n_features`` where given (rows of a prefix of the
+    dimensions, whose feature names are not checked). Rejects NaN/inf, complex, object
+    and string data, sparse matrices, empty arrays and anything that is not 2-D, with an
+    actionable message. A tensor keeps its device, dtype and autograd graph; anything
+    else becomes a float64 CPU tensor.
     """
     if isinstance(X, torch.Tensor):
-        X = _check_tensor(estimator, X, reset=reset)
+        X = _check_tensor(estimator, X, reset=reset, n_features=n_features)
         return Batch(X, True, X.device, X.dtype)
     # scikit-learn's own finiteness check first sums X, which overflows, with a
     # RuntimeWarning, on valid data near float64's limit: so the check here is
     # element-wise.
-    X = validate_data(
-        estimator,
-        X,
-        reset=reset,
-        dtype=np.float64,
-        ensure_min_samples=1,
-        ensure_all_finite=False,
-    )
+    checks: dict[str, Any] = {
+        "dtype": np.float64,
+        "ensure_min_samples": 1,
+        "ensure_all_finite": False,
+    }
+    if n_features is None:
+        X = validate_data(estimator, X, reset=reset, **checks)
+    else:
+        X = check_array(X, estimator=estimator, **checks)
+        _check_width(estimator, X.shape[1], n_features)
     if not np.isfinite(X).all():
         raise ValueError(_NOT_FINITE)
     # A fresh copy: torch rejects negative strides and warns on read-only memmaps.

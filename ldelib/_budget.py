@@ -3,7 +3,7 @@
 A model's ``fit`` does work before its own hook runs (validating the rows, the pass that
 standardises a file, copying rows into memory); on a file of millions of rows that takes
 seconds, and a budget that started only in the hook would not bound the fit.
-:meth:`~ldelib.base.BaseDensityEstimator.fit` runs inside :func:`fit_clock`, and each
+:meth:`~ldelib.BaseGenerativeModel.fit` runs inside :func:`fit_clock`, and each
 model asks :func:`fit_deadline` when its budget ends. A fit inside a fit (the LDE's
 anchor mixture) has a clock of its own, restored when it returns.
 """

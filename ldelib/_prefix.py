@@ -11,31 +11,27 @@ the others are ignored).
 
 from __future__ import annotations
 
-import copy
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 from ._arrays import Batch, check_has_values, validate_input
-
-if TYPE_CHECKING:
-    from .base import BaseDensityEstimator
 
 __all__ = ["check_given", "check_n_dims", "prefix_columns", "prefix_input"]
 
 
-def prefix_columns(model: BaseDensityEstimator, k: int) -> np.ndarray:
-    """The data columns of the first ``k`` dimensions of ``model``'s ordering."""
-    return np.asarray(model._ordering()[:k], dtype=np.int64)
+def prefix_columns(ordering: np.ndarray, k: int) -> np.ndarray:
+    """The data columns of the first ``k`` dimensions of ``ordering``."""
+    return np.asarray(ordering[:k], dtype=np.int64)
 
 
-def check_n_dims(model: BaseDensityEstimator, n_dims: Any) -> int | None:
-    """``n_dims`` as an int in ``1..D``, or ``None`` (all dimensions)."""
+def check_n_dims(n_dims: Any, d: int) -> int | None:
+    """``n_dims`` as an int in ``1..d``, or ``None`` (all ``d`` dimensions)."""
     if n_dims is None:
         return None
-    d = model.n_features_in_
     integral = isinstance(n_dims, numbers.Integral) and not isinstance(n_dims, bool)
     if not (integral and 1 <= int(n_dims) <= d):
         raise ValueError(
@@ -44,44 +40,42 @@ def check_n_dims(model: BaseDensityEstimator, n_dims: Any) -> int | None:
     return int(n_dims)
 
 
-def prefix_input(model: BaseDensityEstimator, X: Any, k: int) -> Batch:
-    """Validate rows of width ``k`` or ``D`` and widen them to ``D`` columns.
+def prefix_input(estimator: BaseEstimator, X: Any, columns: np.ndarray, fill: np.ndarray) -> Batch:
+    """Validate rows of width ``k = len(columns)`` or ``D`` for ``estimator`` and widen
+    them to ``D`` columns.
 
-    The prefix goes to its columns; every other column holds the column's mean (zero
-    once standardised), which the prefix density never reads.
+    The prefix goes to ``columns``; every other column holds ``fill`` (the column means:
+    zero once standardised), which the prefix density never reads.
     """
-    d = model.n_features_in_
+    d, k = estimator.n_features_in_, len(columns)
     try:
         shape = tuple(X.shape) if isinstance(X, torch.Tensor) else np.shape(X)
     except ValueError:  # ragged: the usual checks say so
         shape = ()
     if len(shape) != 2 or shape[1] == d or k == d:
-        return validate_input(model, X, reset=False)
-    stand_in = copy.copy(model)  # the same checks and messages, for k features
-    stand_in.n_features_in_ = k
-    stand_in.__dict__.pop("feature_names_in_", None)
+        return validate_input(estimator, X, reset=False)
     try:
-        batch = validate_input(stand_in, X, reset=False)
+        batch = validate_input(estimator, X, reset=False, n_features=k)
     except ValueError as error:
         if "features" not in str(error):
             raise
         raise ValueError(
             f"X has {shape[1]} features, but with "
-            f"n_dims={k} {type(model).__name__} takes rows of the {k} prefix dimensions "
+            f"n_dims={k} {type(estimator).__name__} takes rows of the {k} prefix dimensions "
             f"or of all {d}."
         ) from error
     data = batch.data
     dtype = data.dtype if data.is_floating_point() else torch.get_default_dtype()
-    wide = torch.as_tensor(model.mean_, dtype=dtype, device=data.device).repeat(len(data), 1)
-    wide[:, torch.as_tensor(prefix_columns(model, k), device=data.device)] = data.to(dtype)
+    wide = torch.as_tensor(fill, dtype=dtype, device=data.device).repeat(len(data), 1)
+    wide[:, torch.as_tensor(columns, device=data.device)] = data.to(dtype)
     return Batch(wide, batch.is_tensor, batch.device, batch.dtype)
 
 
-def check_given(model: BaseDensityEstimator, given: Any, n_samples: int) -> np.ndarray:
+def check_given(given: Any, n_samples: int, d: int) -> np.ndarray:
     """The given prefix values as a float64 array of shape ``(n_samples, k)``.
 
     ``given`` is one row ``(k,)`` (or ``(1, k)``) shared by every draw, or one row per
-    draw ``(n_samples, k)``; ``0 <= k <= D``.
+    draw ``(n_samples, k)``; ``0 <= k <= d``, the model's dimensions.
     """
     check_has_values(given, "given")
     if isinstance(given, torch.Tensor):
@@ -92,7 +86,6 @@ def check_given(model: BaseDensityEstimator, given: Any, n_samples: int) -> np.n
     array = array.astype(np.float64)
     if array.ndim == 1:
         array = array[None]
-    d = model.n_features_in_
     if array.ndim != 2 or array.shape[1] > d or len(array) not in (1, n_samples):
         raise ValueError(
             f"given must have shape (k,) or (n_samples, k) = ({n_samples}, k) with k <= {d}: "

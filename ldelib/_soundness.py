@@ -4,56 +4,44 @@ and whether its data make it degenerate (see ``ldelib.DegenerateDataWarning``)."
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-
-if TYPE_CHECKING:
-    from .base import BaseDensityEstimator
 
 __all__ = ["check_sound", "held_out_collapse", "repeated_values"]
 
 
-def check_sound(model: BaseDensityEstimator, Z: np.ndarray) -> None:
-    """Raise FloatingPointError if training left a numerically broken model.
+def _gaussian_score(Z: np.ndarray) -> float:
+    """Per dimension, what a diagonal Gaussian with the columns' own means and spreads
+    scores its rows on average, spreads floored at 1e-3 (a constant column would make
+    it infinite)."""
+    with np.errstate(over="ignore"):  # unstandardised rows' squares can sum past 1.8e308
+        spread = Z.std(axis=0)
+    return -0.5 * (math.log(2 * math.pi) + 1) - float(np.log(np.maximum(spread, 1e-3)).mean())
 
-    A model whose samples are not finite or fly off far beyond the data, or that
-    scores its own training rows far below a diagonal Gaussian, diverged: training
-    kept the best weights it saw, and even those are unusable.
+
+def check_sound(samples: np.ndarray, score: float | None, Z: np.ndarray) -> str | None:
+    """What is numerically broken in a fitted model, or ``None``.
+
+    ``samples`` are a few hundred of its draws and ``score`` its mean log-density of the
+    training rows ``Z`` per dimension (``None`` without a density), all in the units of
+    ``Z``. Samples that are not finite or fly off far beyond the data, or a score far
+    below a diagonal Gaussian's, mean that the fit diverged: training kept the best
+    weights it saw, and even those are unusable.
     """
-    generator = torch.Generator(device=torch.device(model.device_)).manual_seed(0)
-    with torch.no_grad():
-        S = model._sample(256, generator).to("cpu", torch.float64).numpy()
-    reach = float(np.abs(S).max()) if np.isfinite(S).all() else math.inf
-    problem = None
+    reach = float(np.abs(samples).max()) if np.isfinite(samples).all() else math.inf
     if reach > 1e3 * max(1.0, float(np.abs(Z).max())):
-        problem = (
+        return (
             "its samples hold NaN or infinite values"
             if math.isinf(reach)
             else f"its samples reach {reach:.3g} standard deviations from the mean"
         )
-    elif model._has_log_prob():
-        rows = torch.as_tensor(Z[:1024], dtype=model._dtype, device=torch.device(model.device_))
-        with torch.no_grad():
-            score = float(model._log_prob(rows).mean()) / Z.shape[1]
-        # A diagonal Gaussian of the same rows, columns floored at 1e-3 std (a
-        # constant column would make it infinite).
-        gaussian = -0.5 * (math.log(2 * math.pi) + 1) - float(
-            np.log(np.maximum(Z.std(axis=0), 1e-3)).mean()
+    gaussian = _gaussian_score(Z)
+    if score is not None and not score > gaussian - 10.0:
+        return (
+            f"it scores its training rows at {score:.4g} nats per dimension (in "
+            f"standard units), far below a diagonal Gaussian's {gaussian:.4g}"
         )
-        if not score > gaussian - 10.0:
-            problem = (
-                f"it scores its training rows at {score:.4g} nats per dimension (in "
-                f"standard units), far below a diagonal Gaussian's {gaussian:.4g}"
-            )
-    if problem is not None:
-        lr = getattr(model, "learning_rate", None)
-        hint = f" (now {lr})" if lr is not None else ""
-        raise FloatingPointError(
-            f"{type(model).__name__} diverged while training: {problem}. Lower "
-            f"learning_rate{hint}, or check the data for extreme values."
-        )
+    return None
 
 
 #: Rows read, evenly spaced, to count each column's distinct values: enough to tell a
@@ -106,26 +94,24 @@ def repeated_values(X: np.ndarray) -> str | None:
     )
 
 
-def held_out_collapse(model: BaseDensityEstimator, Z: np.ndarray) -> str | None:
-    """Why the model's held-out score shows a degenerate fit, or ``None``.
+def held_out_collapse(score: float | None, log_scale_sum: float, Z: np.ndarray) -> str | None:
+    """Why a model's held-out score shows a degenerate fit, or ``None``.
 
-    The reference is the Gaussian with the data's own means and variances (in standard
-    units: per dimension, ``-(log(2 pi) + 1) / 2`` less the log of the column's
-    spread, floored at 1e-3 as in ``check_sound``): knowing nothing but two moments of
-    each column, it scores the rows about that much on average, held-out ones included.
-    A fitted model whose held-out rows score far below it (``_HELD_OUT_MARGIN`` nats
-    per dimension, a likelihood ratio of e^-10 in every dimension) has not learned the
-    density: it put its mass where the held-out rows are not, the peaks of a discrete or
-    degenerate training part.
+    ``score`` is the fitted model's mean log-likelihood of held-out rows (nats per row,
+    data units; ``None``: none held out), ``log_scale_sum`` the log-determinant of the
+    standardisation and ``Z`` the standardised training rows. The reference is the
+    Gaussian with the data's own means and variances (in standard units: per dimension,
+    ``-(log(2 pi) + 1) / 2`` less the log of the column's spread, floored at 1e-3 as in
+    ``check_sound``): knowing nothing but two moments of each column, it scores the rows
+    about that much on average, held-out ones included. A fitted model whose held-out
+    rows score far below it (``_HELD_OUT_MARGIN`` nats per dimension, a likelihood ratio
+    of e^-10 in every dimension) has not learned the density: it put its mass where the
+    held-out rows are not, the peaks of a discrete or degenerate training part.
     """
-    score = model._held_out_score()
     if score is None:
         return None
-    d = Z.shape[1]
-    per_dim = (score + model._log_scale_sum()) / d  # standard units
-    with np.errstate(over="ignore"):  # unstandardised rows' squares can sum past 1.8e308
-        spread = Z.std(axis=0)
-    gaussian = -0.5 * (math.log(2 * math.pi) + 1) - float(np.log(np.maximum(spread, 1e-3)).mean())
+    per_dim = (score + log_scale_sum) / Z.shape[1]  # standard units
+    gaussian = _gaussian_score(Z)
     if not per_dim < gaussian - _HELD_OUT_MARGIN:
         return None
     return (

@@ -1,4 +1,4 @@
-"""Rows that stay on disk: a ``.npy`` file or memmap, read chunk by chunk.
+"""The rows a fit reads: in memory, or on disk (a ``.npy`` file or memmap) read chunk by chunk.
 
 A latent set larger than memory is passed to ``fit`` or ``score_samples`` as the path of
 a ``.npy`` file (opened with ``mmap_mode="r"``) or as an ``np.memmap``. Nothing reads
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -25,7 +26,9 @@ from ._atomic import atomic_path
 
 __all__ = [
     "DiskRows",
+    "InMemory",
     "OnDisk",
+    "RowSource",
     "Standardizer",
     "is_batches",
     "is_on_disk",
@@ -250,36 +253,100 @@ class DiskRows:
         return torch.as_tensor(Z, dtype=self.dtype, device=self.device)
 
 
-@dataclass
-class OnDisk:
-    """A fit's view of rows on disk: where they are, their standardisation, a column order.
+#: Rows of a file that the checks after a fit read (the soundness check, the warnings).
+_CHECK_ROWS = 4096
 
-    What a model's ``_fit_on_disk`` hook receives in place of the standardised array.
+
+class RowSource(ABC):
+    """A fit's training rows, standardised as they are read: what every model's ``_fit``
+    hook receives, whether the rows are in memory (:class:`InMemory`) or on disk
+    (:class:`OnDisk`).
+
+    ``take`` reads rows by position, ``subsample`` a seeded subset, ``gather`` the
+    training rows in the form :func:`ldelib.training.train_module` takes; a model sets
+    ``columns`` to read every row in its own column order. ``rows`` are the raw rows,
+    ``standardizer`` their standardisation, ``where`` how messages name them.
     """
 
-    rows: np.ndarray
-    standardizer: Standardizer
-    where: str
-    columns: np.ndarray | None = None
+    #: Whether the rows are read from disk on demand: a model bounds what it reads then.
+    on_disk: ClassVar[bool] = False
+
+    def __init__(self, rows: np.ndarray, standardizer: Standardizer, where: str) -> None:
+        self.rows, self.standardizer, self.where = rows, standardizer, where
+        self.columns: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @abstractmethod
+    def _read(self, positions: np.ndarray) -> np.ndarray:
+        """The standardised rows at ``positions``, in the data's column order, float64."""
+
     def take(self, positions: np.ndarray) -> np.ndarray:
         """The standardised rows at ``positions`` (in that order), float64."""
-        Z = self.standardizer.transform(np.asarray(self.rows[positions], dtype=np.float64))
+        Z = self._read(positions)
         return Z if self.columns is None else Z[:, self.columns]
+
+    def all(self) -> np.ndarray:
+        """Every row, standardised."""
+        return self.take(np.arange(len(self)))
 
     def subsample(
         self, max_rows: int, rng: np.random.Generator, among: np.ndarray | None = None
     ) -> np.ndarray:
         """All rows (or those at positions ``among``), or a seeded subsample of
-        ``max_rows`` of them, standardised, in file order."""
+        ``max_rows`` of them, standardised, in the rows' order (``rng`` draws only for
+        a subsample)."""
+        if among is None and len(self) <= max_rows:
+            return self.all()
         positions = np.arange(len(self)) if among is None else np.asarray(among)
         if len(positions) > max_rows:
             positions = rng.choice(positions, size=max_rows, replace=False)
-        # Sorted positions read the file front to back.
+        # Sorted positions read a file front to back.
         return self.take(np.sort(positions))
+
+    @abstractmethod
+    def gather(
+        self, positions: np.ndarray, dtype: torch.dtype, device: torch.device
+    ) -> Tensor | DiskRows:
+        """The standardised rows at ``positions``, as ``train_module`` takes them."""
+
+    def spread(self) -> np.ndarray:
+        """Each column's spread in standard units: 1, or 0 for a constant column."""
+        return np.where(self.standardizer.constant, 0.0, 1.0)
+
+    def for_checks(self) -> np.ndarray:
+        """Standardised rows, in the data's column order, for the checks after a fit."""
+        return self._read(np.arange(min(len(self), _CHECK_ROWS)))
+
+
+class InMemory(RowSource):
+    """Rows in memory, standardised once, up front."""
+
+    def __init__(self, rows: np.ndarray, standardizer: Standardizer, where: str = "X") -> None:
+        super().__init__(rows, standardizer, where)
+        self.Z = standardizer.transform(rows)
+
+    def _read(self, positions: np.ndarray) -> np.ndarray:
+        return self.Z[positions]
+
+    def all(self) -> np.ndarray:
+        return self.Z if self.columns is None else self.Z[:, self.columns]
+
+    def gather(self, positions: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
+        return torch.as_tensor(self.take(positions), dtype=dtype, device=device)
+
+    def for_checks(self) -> np.ndarray:
+        return self.Z
+
+
+class OnDisk(RowSource):
+    """Rows on disk (a ``.npy`` file or memmap), read and standardised only when asked."""
+
+    on_disk = True
+
+    def _read(self, positions: np.ndarray) -> np.ndarray:
+        return self.standardizer.transform(np.asarray(self.rows[positions], dtype=np.float64))
 
     def gather(self, positions: np.ndarray, dtype: torch.dtype, device: torch.device) -> DiskRows:
         """The rows at ``positions``, read only when indexed."""

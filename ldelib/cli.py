@@ -303,18 +303,19 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .base import BaseDensityEstimator
+    from .base import BaseGenerativeModel
+    from .density import BaseDensityEstimator
     from .metrics import mean_log_likelihood
 
     if args.out is not None:
         _check_output(args.out)
     model = _load_model(args.model)
     X = _load_array(args.data)
-    if not (isinstance(model, BaseDensityEstimator) and model._has_log_prob()):
+    if not isinstance(model, BaseDensityEstimator):
         raise ValueError(
             f"{type(model).__name__} has no tractable density, so it cannot score rows; "
             "fit --model mdn or gmm for exact log-likelihoods."
-            if isinstance(model, BaseDensityEstimator)
+            if isinstance(model, BaseGenerativeModel)
             else f"{args.model!r} holds a {type(model).__name__}, not a density model: "
             "`ldelib score` scores rows with a model fitted by `ldelib fit --model mdn` "
             "or `gmm`."

@@ -22,10 +22,10 @@ from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from ._arrays import RandomStateLike, check_n_samples
 from ._batching import Codec, check_rows_of
-from ._prefix import prefix_columns
 from ._sources import is_batches, is_on_disk, open_rows
 from ._summary import SummaryItem
-from .base import BaseDensityEstimator
+from .base import BaseGenerativeModel
+from .density import BaseDensityEstimator
 from .models import MODELS, make_model
 from .persistence import Persistent, register
 
@@ -143,7 +143,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
 
     def __init__(
         self,
-        density: BaseDensityEstimator | str,
+        density: BaseGenerativeModel | str,
         encoder: Callable[[Any], Any] | None = None,
         decoder: Callable[[Any], Any] | None = None,
         batch_size: int = 256,
@@ -154,7 +154,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         self.batch_size = batch_size
 
     # ------------------------------------------------------------------ checks
-    def _make_density(self) -> BaseDensityEstimator:
+    def _make_density(self) -> BaseGenerativeModel:
         density = self.density
         if isinstance(density, str):
             if density.lower() not in MODELS:
@@ -273,7 +273,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
     # -------------------------------------------------------------- densities
     def _check_has_log_prob(self, method: str) -> None:
         check_is_fitted(self)
-        if not hasattr(self.density_, "score_samples"):
+        if not isinstance(self.density_, BaseDensityEstimator):
             raise AttributeError(
                 _NO_LOG_PROB.format(name=type(self.density_).__name__, method=method)
             )
@@ -450,9 +450,15 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or not 0 <= keep <= d:
             raise ValueError(f"keep must be an integer from 0 to {d} (latents), got {keep!r}.")
         decode = self._decoding(decode, "decode the variations")
+        density = self.density_
+        if not isinstance(density, BaseDensityEstimator):
+            raise TypeError(
+                f"{type(density).__name__} has no conditionals, so it cannot draw latents "
+                "given the first ones: vary needs density='mdn' or 'gmm'."
+            )
         z = self.encode(self._one_row(x, "x"))[0]
-        given = z[prefix_columns(self.density_, int(keep))]
-        Z = np.asarray(self.density_.sample(n_samples, random_state=random_state, given=given))
+        given = z[density.prefix_columns(int(keep))]
+        Z = np.asarray(density.sample(n_samples, random_state=random_state, given=given))
         return self.decode(Z) if decode else Z
 
     def _decoding(self, decode: bool | Literal["auto"], what: str) -> bool:

@@ -1,6 +1,6 @@
 """The estimators a user would pick instead of ldelib, behind ldelib's contract.
 
-Wrapping the peers in :class:`~ldelib.base.BaseDensityEstimator` gives every model in a
+Wrapping the peers in :class:`~ldelib.BaseDensityEstimator` gives every model in a
 comparison (:func:`ldelib.compare.compare`, the benchmarks) the same standardisation,
 input checks and log-determinant bookkeeping, and the zuko flows the same training loop
 as ldelib's own networks (Adam, minibatches, early stopping on a validation split,
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ._arrays import torch_generator
 from ._budget import fit_deadline
+from ._sources import RowSource
 from ._validation import (
     MAX_TIME,
     TRAINING_PARAMS,
@@ -30,8 +31,8 @@ from ._validation import (
     SequenceOf,
     python_params,
 )
-from .base import BaseDensityEstimator
-from .training import seeded, train_module, train_validation_split
+from .density import BaseDensityEstimator
+from .training import TrainingConfig, seeded, train_module, train_validation_split
 
 __all__ = ["GridMixturePeer", "KernelDensityPeer", "ZukoFlowPeer", "zuko_available"]
 
@@ -79,7 +80,8 @@ class KernelDensityPeer(BaseDensityEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+    def _fit(self, rows: RowSource, rng: np.random.Generator) -> None:
+        Z = rows.all()
         from sklearn.neighbors import KernelDensity
 
         train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
@@ -139,7 +141,8 @@ class GridMixturePeer(BaseDensityEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+    def _fit(self, rows: RowSource, rng: np.random.Generator) -> None:
+        Z = rows.all()
         from sklearn.mixture import GaussianMixture
 
         deadline = fit_deadline(self.max_time)
@@ -237,7 +240,8 @@ class ZukoFlowPeer(BaseDensityEstimator):
             hidden_features=tuple(int(h) for h in self.hidden_features),
         )
 
-    def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+    def _fit(self, rows: RowSource, rng: np.random.Generator) -> None:
+        Z = rows.all()
         deadline = fit_deadline(self.max_time)
         device = torch.device(self.device_)
         train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
@@ -249,17 +253,20 @@ class ZukoFlowPeer(BaseDensityEstimator):
         def tensor(x: np.ndarray) -> Tensor:
             return torch.as_tensor(x, dtype=self._dtype, device=device)
 
+        config = TrainingConfig(
+            lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
+            max_time=None if deadline is None else deadline - time.perf_counter(),
+            desc=f"zuko {self.flow.upper()}",
+            **python_params(self, "max_epochs", "batch_size", "n_iter_no_change", "verbose"),
+        )
         history = train_module(
             self.module_,
             lambda z: -self.module_().log_prob(z).mean() / d,
             tensor(train),
             None if valid is None else tensor(valid),
+            config,
             optimizer=optimizer,
             generator=torch_generator(rng, torch.device("cpu")),
-            lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
-            max_time=None if deadline is None else deadline - time.perf_counter(),
-            **python_params(self, "max_epochs", "batch_size", "n_iter_no_change", "verbose"),
-            desc=f"zuko {self.flow.upper()}",
         )
         self.n_iter_ = history.n_iter
         self.timed_out_ = history.timed_out

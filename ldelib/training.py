@@ -34,6 +34,7 @@ from .distributed import (
 
 __all__ = [
     "Display",
+    "TrainingConfig",
     "TrainingHistory",
     "seeded",
     "split_positions",
@@ -91,7 +92,7 @@ class TrainingHistory:
         Number of epochs run.
     best_epoch : int
         Epoch (0-based) whose weights were kept; -1 for the untrained weights (see
-        ``keep_initial`` of :func:`train_module`).
+        ``keep_initial`` of :class:`TrainingConfig`).
     timed_out : bool
         Whether the ``max_time`` budget ended training.
     initial_validation_score : float or None
@@ -190,43 +191,14 @@ class Rows(Protocol):
     def __getitem__(self, index: Tensor) -> Tensor: ...
 
 
-def train_module(
-    module: nn.Module,
-    loss_fn: Callable[[Tensor], Tensor],
-    X_train: Tensor | Rows,
-    X_valid: Tensor | None,
-    *,
-    optimizer: torch.optim.Optimizer,
-    max_epochs: int,
-    batch_size: int,
-    n_iter_no_change: int,
-    generator: torch.Generator,
-    score_fn: Callable[[Tensor], float] | None = None,
-    lr_decay_patience: int | None = None,
-    max_time: float | None = None,
-    keep_initial: bool = False,
-    on_step: Callable[[int, int, int], str | None] | None = None,
-    select_from_epoch: int = 0,
-    validate_every: int | None = None,
-    distributed: Context | None = None,
-    verbose: int = 0,
-    desc: str = "fit",
-    display: Display | None = None,
-) -> TrainingHistory:
-    """Train ``module`` by minimising ``loss_fn`` over shuffled minibatches.
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How :func:`train_module` trains: its epochs, batches, stopping rules, budget and
+    display.
 
-    Parameters
+    Attributes
     ----------
-    module : nn.Module
-        Trained in place; left in eval mode with the best weights loaded.
-    loss_fn : callable
-        Maps a batch to a scalar loss to minimise.
-    X_train, X_valid : Tensor
-        Training rows (a tensor, or any :class:`Rows` such as rows read from disk on
-        demand), and validation rows for early stopping (or ``None``).
-    score_fn : callable, optional
-        Maps the validation rows to a score to maximise; defaults to minus the mean of
-        ``loss_fn`` over validation batches.
+    max_epochs, batch_size : int
     n_iter_no_change : int
         Stop after this many validations (epochs, by default) without a better score.
     lr_decay_patience : int, optional
@@ -244,11 +216,6 @@ def train_module(
         Score the untrained module on the validation rows first and keep it unless an
         epoch beats it: for a module that starts as a good model (an anchored mixture
         density network), so training can only improve on its validation score.
-    on_step : callable, optional
-        Called as ``on_step(epoch, batch, n_batches)`` before each training step (all
-        0-based), for schedules that depend on the iteration. It may return a short
-        phrase saying where training is (e.g. ``"of the warm-up"``), shown in the
-        progress bar and in messages, or ``None``.
     select_from_epoch : int
         Epochs before this one are trained and validated but never kept as the best
         weights, and do not count towards early stopping (a warm-up). If training ends
@@ -256,14 +223,6 @@ def train_module(
     validate_every : int, optional
         Validate (and check the time budget) every this many steps instead of at the end
         of each epoch: for epochs too long to wait for.
-
-    distributed : ldelib.distributed.Context, optional
-        Train as one of several processes (``torchrun``): ``loss_fn`` must run the module
-        through :func:`ldelib.distributed.wrap` (DDP averages the gradients). Every rank
-        draws the same shuffles and takes its shard of each global batch of
-        ``batch_size`` rows; losses, validation scores, NaN checks and the time budget
-        are reduced across ranks, so all ranks stop together with the same weights.
-        Validation must use the default score (a mean of ``loss_fn`` over rows).
     verbose : int
         ``> 0`` shows a progress bar over epochs (kept on screen when ``> 1``).
     desc : str
@@ -271,6 +230,65 @@ def train_module(
     display : Display, optional
         How the bar shows the loss and the validation score (in the data's units, e.g.
         nats per row); by default the raw values, as ``loss`` and ``valid``.
+    """
+
+    max_epochs: int
+    batch_size: int
+    n_iter_no_change: int
+    lr_decay_patience: int | None = None
+    max_time: float | None = None
+    keep_initial: bool = False
+    select_from_epoch: int = 0
+    validate_every: int | None = None
+    verbose: int = 0
+    desc: str = "fit"
+    display: Display | None = None
+
+
+def train_module(
+    module: nn.Module,
+    loss_fn: Callable[[Tensor], Tensor],
+    X_train: Tensor | Rows,
+    X_valid: Tensor | None,
+    config: TrainingConfig,
+    *,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    score_fn: Callable[[Tensor], float] | None = None,
+    on_step: Callable[[int, int, int], str | None] | None = None,
+    distributed: Context | None = None,
+) -> TrainingHistory:
+    """Train ``module`` by minimising ``loss_fn`` over shuffled minibatches, as
+    ``config`` says (epochs, batches, stopping, budget, display).
+
+    Parameters
+    ----------
+    module : nn.Module
+        Trained in place; left in eval mode with the best weights loaded.
+    loss_fn : callable
+        Maps a batch to a scalar loss to minimise.
+    X_train, X_valid : Tensor
+        Training rows (a tensor, or any :class:`Rows` such as rows read from disk on
+        demand), and validation rows for early stopping (or ``None``).
+    config : TrainingConfig
+    optimizer : torch.optim.Optimizer
+    generator : torch.Generator
+        Draws the shuffles.
+    score_fn : callable, optional
+        Maps the validation rows to a score to maximise; defaults to minus the mean of
+        ``loss_fn`` over validation batches.
+    on_step : callable, optional
+        Called as ``on_step(epoch, batch, n_batches)`` before each training step (all
+        0-based), for schedules that depend on the iteration. It may return a short
+        phrase saying where training is (e.g. ``"of the warm-up"``), shown in the
+        progress bar and in messages, or ``None``.
+    distributed : ldelib.distributed.Context, optional
+        Train as one of several processes (``torchrun``): ``loss_fn`` must run the module
+        through :func:`ldelib.distributed.wrap` (DDP averages the gradients). Every rank
+        draws the same shuffles and takes its shard of each global batch of
+        ``batch_size`` rows; losses, validation scores, NaN checks and the time budget
+        are reduced across ranks, so all ranks stop together with the same weights.
+        Validation must use the default score (a mean of ``loss_fn`` over rows).
 
     Returns
     -------
@@ -283,12 +301,19 @@ def train_module(
         If the loss is not finite before any weights worth keeping exist.
     """
     history = TrainingHistory()
-    deadline = math.inf if max_time is None else time.perf_counter() + max_time
-    run = _Run(module, history, optimizer, n_iter_no_change, lr_decay_patience, select_from_epoch)
+    deadline = math.inf if config.max_time is None else time.perf_counter() + config.max_time
+    run = _Run(
+        module,
+        history,
+        optimizer,
+        config.n_iter_no_change,
+        config.lr_decay_patience,
+        config.select_from_epoch,
+    )
     ctx = distributed or Context(0, 1, 0, None)
     if ctx.is_distributed and score_fn is not None:
         raise ValueError("A custom score_fn cannot be reduced across processes.")
-    step_rows = per_rank_batch(batch_size, ctx)
+    step_rows = per_rank_batch(config.batch_size, ctx)
 
     # Seconds of the last validation: the budget keeps that much for the one after the cut.
     last_eval_s = 0.0
@@ -312,7 +337,7 @@ def train_module(
 
     def batches() -> list[Tensor]:
         order = torch.randperm(len(X_train), generator=generator)
-        return list(shard(order, ctx, batch_size).split(step_rows))
+        return list(shard(order, ctx, config.batch_size).split(step_rows))
 
     def past_deadline() -> bool:
         # Training stops early enough for the validation that follows the cut to end by
@@ -327,7 +352,7 @@ def train_module(
             return flag
         return bool(all_reduce_sum(torch.tensor([float(flag)]), ctx)[0] > 0)
 
-    if keep_initial and X_valid is not None:
+    if config.keep_initial and X_valid is not None:
         score = history.initial_validation_score = evaluate(X_valid)
         if not math.isfinite(score):
             raise FloatingPointError(
@@ -335,13 +360,13 @@ def train_module(
             )
         run.keep(score, epoch=-1)
 
-    shown = display or Display()
+    shown = config.display or Display()
     bar = tqdm(
-        range(max_epochs),
-        desc=desc,
+        range(config.max_epochs),
+        desc=config.desc,
         unit="epoch",
-        disable=verbose <= 0 or not ctx.is_main,
-        leave=verbose > 1,
+        disable=config.verbose <= 0 or not ctx.is_main,
+        leave=config.verbose > 1,
     )
     where: str | None = None
     steps = 0
@@ -366,7 +391,11 @@ def train_module(
                 total += float(loss.detach()) * len(index)
                 seen += len(index)
                 steps += 1
-                if validate_every and X_valid is not None and steps % validate_every == 0:
+                if (
+                    config.validate_every
+                    and X_valid is not None
+                    and steps % config.validate_every == 0
+                ):
                     stop = run.validate(evaluate(X_valid), epoch, where, steps)
                     if not stop and past_deadline():
                         history.timed_out = stop = True
@@ -383,9 +412,9 @@ def train_module(
             history.loss_curve.append(total / max(seen, 1))
             history.n_iter = epoch + 1
             if X_valid is None:
-                if epoch >= select_from_epoch:
+                if epoch >= config.select_from_epoch:
                     run.keep(None, epoch)
-            elif not validate_every:
+            elif not config.validate_every:
                 stop = run.validate(evaluate(X_valid), epoch, where, steps) or stop
             scores = history.validation_scores
             postfix = shown.postfix(history.loss_curve[-1], scores[-1] if scores else None)
@@ -396,7 +425,7 @@ def train_module(
                 break
         validated = history.validation_steps[-1] if history.validation_steps else 0
         if (
-            validate_every
+            config.validate_every
             and X_valid is not None
             and history.non_finite is None
             and (steps > validated)

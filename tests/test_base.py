@@ -111,8 +111,8 @@ def test_zero_samples_are_an_empty_array(data, name):
     empty = model.sample(0)
     assert empty.shape == (0, 3) and empty.dtype == np.float64
     np.testing.assert_array_equal(model.sample(3), after_fit)  # the stream did not move
-    if name == "gmmn":  # as for any number of draws
-        with pytest.raises(NotImplementedError, match="cannot sample given a prefix"):
+    if name == "gmmn":  # no conditionals, for any number of draws
+        with pytest.raises(TypeError, match="given"):
             model.sample(0, given=[0.5])
     else:
         assert model.sample(0, random_state=1, given=[0.5]).shape == (0, 3)
@@ -262,3 +262,17 @@ def test_constant_feature_is_handled():
         model = CausalConvMDN(**FAST, random_state=0).fit(X)
     assert model.scale_[1] == 1.0
     assert np.isfinite(model.score_samples(X)).all()
+
+
+def test_the_class_tree_says_which_models_have_a_density():
+    from ldelib import GMM, GMMN, BaseDensityEstimator, BaseGenerativeModel
+    from ldelib.peers import KernelDensityPeer
+
+    for klass in (CausalConvMDN, GMM, KernelDensityPeer):
+        assert issubclass(klass, BaseDensityEstimator)
+        assert issubclass(klass, BaseGenerativeModel)
+    assert issubclass(GMMN, BaseGenerativeModel)
+    assert not issubclass(GMMN, BaseDensityEstimator)
+    for name in ("score_samples", "log_prob", "score", "sample_and_log_prob", "prefix_columns"):
+        assert hasattr(BaseDensityEstimator, name)
+        assert not hasattr(GMMN(), name)

@@ -34,6 +34,7 @@ PUBLIC_MODULES = (
     "ldelib.cli",
     "ldelib.compare",
     "ldelib.datasets",
+    "ldelib.density",
     "ldelib.distributed",
     "ldelib.incremental",
     "ldelib.latent",

@@ -332,6 +332,8 @@ def test_gmmn_has_no_log_likelihood(digits, modules):
             getattr(lde, name)(digits[:3])
     with pytest.raises(AttributeError, match="Parzen"):
         lde.interpolate(digits[0], digits[1])
+    with pytest.raises(TypeError, match="no conditionals"):
+        lde.vary(digits[0], keep=2)
     assert lde.sample(3).shape == (3, 64)
     assert lde.sample(3, decode=False).shape == (3, D)
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import ldelib
-from ldelib import CausalConvMDN
-from ldelib.base import BaseDensityEstimator
+from ldelib import BaseDensityEstimator, BaseGenerativeModel, CausalConvMDN
 from ldelib.persistence import read_model_file, register, write_model_file
 
 FAST = {"max_epochs": 3, "hidden_channels": 8, "n_components": 2, "device": "cpu"}
@@ -98,7 +97,7 @@ def test_missing_file(tmp_path):
 
 
 @register("tests.OtherModel")
-class OtherModel(BaseDensityEstimator):
+class OtherModel(BaseGenerativeModel):
     def __init__(
         self, standardize: bool = True, random_state: int | None = None, verbose: int = 0
     ) -> None:
@@ -106,7 +105,8 @@ class OtherModel(BaseDensityEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit(self, Z, rng):
+    def _fit(self, rows, rng):
+        Z = rows.all()
         self.cov_ = np.cov(Z.T).reshape(Z.shape[1], Z.shape[1])
 
     def _sample(self, n_samples, generator):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate, stats
+from sklearn.exceptions import NotFittedError
 
-from ldelib import GMM, GMMN, CausalConvMDN
+from ldelib import GMM, GMMN, BaseDensityEstimator, CausalConvMDN
 from ldelib.nn.causal import ResidualCausalNet
 
 TRAIN = {"max_epochs": 8, "hidden_channels": 16, "device": "cpu", "random_state": 0}
@@ -44,7 +45,26 @@ def fitted(request, data):
 
 
 def prefix(model, X: np.ndarray, k: int) -> np.ndarray:
-    return X[:, model._ordering()[:k]]
+    return X[:, model.prefix_columns(k)]
+
+
+def test_prefix_columns_follow_the_ordering(fitted, data):
+    order = getattr(fitted, "ordering_", np.arange(3))
+    for k in range(4):
+        columns = fitted.prefix_columns(k)
+        assert columns.dtype == np.int64
+        np.testing.assert_array_equal(columns, order[:k])
+    if isinstance(fitted, CausalConvMDN) and fitted.ordering == "variance":
+        assert fitted.prefix_columns(1).tolist() == [2]  # the largest spread first
+
+
+@pytest.mark.parametrize("n_dims", [-1, 4, 1.0, True, None])
+def test_bad_prefix_columns(n_dims, data):
+    model = GMM(2, random_state=0).fit(data)
+    with pytest.raises(ValueError, match="from 0 to 3"):
+        model.prefix_columns(n_dims)
+    with pytest.raises(NotFittedError):
+        GMM(2).prefix_columns(1)
 
 
 # ----------------------------------------------------------------- marginals
@@ -251,5 +271,7 @@ def test_bad_given(data, given, error, match):
 
 def test_a_model_without_conditionals_says_so(data):
     model = GMMN(hidden_sizes=(8,), noise_dim=2, max_epochs=1, random_state=0).fit(data)
-    with pytest.raises(NotImplementedError, match="cannot sample given a prefix"):
+    # A generative model without a density has no conditionals, nor the keyword.
+    assert not isinstance(model, BaseDensityEstimator)
+    with pytest.raises(TypeError, match="given"):
         model.sample(2, given=data[0, :1])

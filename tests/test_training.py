@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ldelib.training import train_module, train_validation_split
+from ldelib.training import TrainingConfig, train_module, train_validation_split
 
 
 def _setup(seed: int = 0):
@@ -15,6 +15,22 @@ def _setup(seed: int = 0):
     y = X @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(300)
     data = torch.cat([X, y[:, None]], dim=1)
     return module, data[:240], data[240:]
+
+
+def run_training(module, loss_fn, X_train, X_valid, *, optimizer, generator, **options):
+    """train_module, with the keywords of its TrainingConfig among the others."""
+    calls = {k: options.pop(k) for k in ("score_fn", "on_step", "distributed") if k in options}
+    config = TrainingConfig(**options)
+    return train_module(
+        module,
+        loss_fn,
+        X_train,
+        X_valid,
+        config,
+        optimizer=optimizer,
+        generator=generator,
+        **calls,
+    )
 
 
 def _mse(module):
@@ -34,7 +50,7 @@ def test_split_keeps_rows_on_both_sides():
 def test_early_stopping_restores_the_best_weights():
     module, train, valid = _setup()
     loss = _mse(module)
-    history = train_module(
+    history = run_training(
         module,
         loss,
         train,
@@ -68,7 +84,7 @@ def test_non_finite_loss_recovers_the_best_weights():
     module, train, valid = _setup()
     loss_fn = _nan_after(module, epochs=3, batches_per_epoch=4)
     with pytest.warns(ConvergenceWarning, match="epoch 3"):
-        history = train_module(
+        history = run_training(
             module,
             loss_fn,
             train,
@@ -93,7 +109,7 @@ def test_non_finite_loss_recovers_the_best_weights():
 def test_non_finite_loss_before_any_good_weights_is_an_error():
     module, train, valid = _setup()
     with pytest.raises(FloatingPointError, match="epoch 0"):
-        train_module(
+        run_training(
             module,
             _nan_after(module, 0, 1),
             train,
@@ -130,7 +146,7 @@ def test_learning_rate_halves_on_plateaus():
     module, train, valid = _setup()
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
     scores = iter([1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
-    history = train_module(
+    history = run_training(
         module,
         _mse(module),
         train,
@@ -152,7 +168,7 @@ def test_learning_rate_halves_on_plateaus():
 def test_time_budget_ends_training_and_keeps_the_best_weights(validate):
     module, train, valid = _setup()
     steps: list[int] = []
-    history = train_module(
+    history = run_training(
         module,
         _mse(module),
         train,
@@ -192,7 +208,7 @@ def _train(module, train, valid, **options):
         "generator": torch.Generator().manual_seed(0),
         **options,
     }
-    return train_module(module, _mse(module), train, valid, **settings)
+    return run_training(module, _mse(module), train, valid, **settings)
 
 
 def test_on_step_sees_every_iteration_and_names_the_phase():

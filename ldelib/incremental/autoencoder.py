@@ -282,7 +282,14 @@ class IncrementalAutoencoder(AutoencoderFiles, BaseEstimator):
             X_train = X[torch.as_tensor(train_idx)]
             X_valid = None if valid_idx is None else X[torch.as_tensor(valid_idx)]
             history, active_curve, n_warmup = train_incrementally(
-                self, net, X_train, X_valid, device, rng
+                self.get_params(),
+                self._loss,
+                net,
+                X_train,
+                X_valid,
+                device,
+                rng,
+                type(self).__name__,
             )
         self.encoder_ = net.encoder.eval()
         self.decoder_ = net.decoder.eval()

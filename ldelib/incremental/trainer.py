@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,35 +13,38 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from .._arrays import torch_generator
-from ..training import Display, TrainingHistory, train_module
+from ..training import Display, TrainingConfig, TrainingHistory, train_module
 from .schedule import MaskedAutoencoder, active_dims
-
-if TYPE_CHECKING:
-    from .autoencoder import IncrementalAutoencoder
 
 __all__ = ["train_incrementally"]
 
 
 def train_incrementally(
-    model: IncrementalAutoencoder,
+    params: Mapping[str, Any],
+    loss: Callable[[Tensor, Tensor], Tensor],
     net: MaskedAutoencoder,
     X_train: Tensor,
     X_valid: Tensor | None,
     device: torch.device,
     rng: np.random.Generator,
+    name: str = "IncrementalAutoencoder",
 ) -> tuple[TrainingHistory, list[int], int]:
-    """Train ``net`` on the schedule of ``model``'s parameters.
+    """Train ``net`` to minimise ``loss(reconstruction, x)`` on the schedule that the
+    parameters ``params`` of an :class:`~ldelib.IncrementalAutoencoder` give
+    (``latent_dim``, ``warmup_epochs``, ``batch_size``, ``max_epochs``,
+    ``learning_rate``, ``betas``, ``n_iter_no_change``, ``verbose`` and ``loss``, which
+    names the error shown); ``name`` labels the progress bar.
 
     Returns the history, the active dimensions at the end of each epoch, and the number
     of warm-up epochs.
     """
-    D, W = int(model.latent_dim), float(model.warmup_epochs)
-    batch_size = int(model.batch_size)
+    D, W = int(params["latent_dim"]), float(params["warmup_epochs"])
+    max_epochs, batch_size = int(params["max_epochs"]), int(params["batch_size"])
     n_batches = math.ceil(len(X_train) / batch_size)
     # The warm-up: epochs that do not start with every dimension active. They are
     # trained and validated, but never kept as the best weights.
     n_warmup = 0
-    while n_warmup < model.max_epochs and active_dims(D, W, n_warmup, 0, n_batches) < D:
+    while n_warmup < max_epochs and active_dims(D, W, n_warmup, 0, n_batches) < D:
         n_warmup += 1
     active = {"now": 1}
     curve: list[int] = []  # the active dimensions at the end of each epoch
@@ -55,42 +59,45 @@ def train_incrementally(
 
     def loss_fn(batch: Tensor) -> Tensor:
         x = batch.to(device, non_blocking=True)
-        return model._loss(net(x, active["now"]), x)
+        return loss(net(x, active["now"]), x)
 
     def score_fn(X: Tensor) -> float:
         total = 0.0
         for chunk in X.split(batch_size):
             x = chunk.to(device, non_blocking=True)
-            total += float(model._loss(net(x), x)) * len(chunk)
+            total += float(loss(net(x), x)) * len(chunk)
         return -total / len(X)
 
-    error = "mse" if isinstance(model.loss, str) else "loss"
+    error = "mse" if isinstance(params["loss"], str) else "loss"
+    config = TrainingConfig(
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        n_iter_no_change=int(params["n_iter_no_change"]),
+        select_from_epoch=n_warmup,
+        verbose=int(params["verbose"]),
+        desc=name,
+        # The reconstruction loss as it is: the mean squared error per input value, or
+        # the user's loss.
+        display=Display(f"train {error}", f"valid {error}", score=lambda s: -s),
+    )
     history = train_module(
         net,
         loss_fn,
         X_train,
         X_valid,
+        config,
         optimizer=torch.optim.Adam(
             net.parameters(),
-            lr=float(model.learning_rate),
-            betas=(float(model.betas[0]), float(model.betas[1])),
+            lr=float(params["learning_rate"]),
+            betas=(float(params["betas"][0]), float(params["betas"][1])),
         ),
-        max_epochs=int(model.max_epochs),
-        batch_size=batch_size,
-        n_iter_no_change=int(model.n_iter_no_change),
         generator=torch_generator(rng, torch.device("cpu")),
         score_fn=score_fn,
         on_step=on_step,
-        select_from_epoch=n_warmup,
-        verbose=int(model.verbose),
-        desc=type(model).__name__,
-        # The reconstruction loss as it is: the mean squared error per input value, or
-        # the user's loss.
-        display=Display(f"train {error}", f"valid {error}", score=lambda s: -s),
     )
     if history.n_iter <= n_warmup and history.non_finite is None:
         warnings.warn(
-            f"max_epochs={model.max_epochs} ended during the warm-up: only "
+            f"max_epochs={max_epochs} ended during the warm-up: only "
             f"{active['now']} of {D} latent dims were active at the last iteration. "
             f"Increase max_epochs beyond {n_warmup} or lower warmup_epochs.",
             ConvergenceWarning,

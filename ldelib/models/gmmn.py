@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .._arrays import torch_generator
 from .._budget import fit_deadline
+from .._sources import RowSource
 from .._summary import SummaryItem, negated
 from .._threads import step_flops, training_threads
 from .._validation import (
@@ -28,10 +29,10 @@ from .._validation import (
     SequenceOf,
     python_params,
 )
-from ..base import BaseDensityEstimator
+from ..base import BaseGenerativeModel
 from ..nn.mmd import DEFAULT_BANDWIDTH_FACTORS, median_pairwise_distance, mmd2
 from ..persistence import register
-from ..training import Display, seeded, train_module, train_validation_split
+from ..training import Display, TrainingConfig, seeded, train_module, train_validation_split
 
 __all__ = ["GMMN", "MLPGenerator"]
 
@@ -107,7 +108,7 @@ class MLPGenerator(nn.Module):
 
 
 @register("ldelib.GMMN")
-class GMMN(BaseDensityEstimator):
+class GMMN(BaseGenerativeModel):
     r"""Generative moment matching network (Li, Swersky & Zemel, 2015).
 
     A generator network maps noise :math:`u` to rows :math:`G(u)` and is trained to
@@ -115,9 +116,11 @@ class GMMN(BaseDensityEstimator):
     of data rows of the same size, with a sum of Gaussian kernels
     :math:`k(a, b) = \sum_\sigma \exp(-\lVert a - b\rVert^2 / (2\sigma^2))`.
 
-    The model can only be sampled: it has **no tractable density**, so
+    The model can only be sampled: it has **no tractable density**, so it is a
+    :class:`~ldelib.BaseGenerativeModel` and not a :class:`~ldelib.BaseDensityEstimator`:
     ``score_samples``, ``log_prob``, ``score`` and ``sample_and_log_prob`` do not exist
-    on it (``hasattr`` is False; accessing them raises ``AttributeError``). For a rough
+    on it (``hasattr`` is False; accessing them raises ``AttributeError``, whose
+    message says what to use instead). For a rough
     log-likelihood use :func:`ldelib.metrics.parzen_log_likelihood` on
     ``model.sample(10000)``, whose warning explains why such numbers are unreliable; to
     compare samples with held-out data use :func:`ldelib.metrics.mmd_permutation_test`.
@@ -249,7 +252,7 @@ class GMMN(BaseDensityEstimator):
         "dtype": [Options("float32", "float64")],
         "batch_size": [Integral(2, None)],  # the MMD compares samples
         "max_time": MAX_TIME,
-        **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
+        **BaseGenerativeModel._parameter_constraints,  # standardize, random_state, verbose
     }
     _parameter_rules = (
         IgnoredWhen(
@@ -260,7 +263,7 @@ class GMMN(BaseDensityEstimator):
     )
 
     _saved_attributes = (
-        *BaseDensityEstimator._saved_attributes,
+        *BaseGenerativeModel._saved_attributes,
         "bandwidths_",
         "module_",
         "loss_curve_",
@@ -350,7 +353,8 @@ class GMMN(BaseDensityEstimator):
         factors = (1.0,) if self.architecture == "paper" else DEFAULT_BANDWIDTH_FACTORS
         return median * np.array(factors)
 
-    def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
+    def _fit(self, rows: RowSource, rng: np.random.Generator) -> None:
+        Z = rows.all()
         device = torch.device(self.device_)
         train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         if self.bandwidths is None:
@@ -390,14 +394,7 @@ class GMMN(BaseDensityEstimator):
 
         # Small steps train faster on one thread (see ldelib._threads).
         with training_threads(step_flops(self.module_, int(self.batch_size)), device):
-            history = train_module(
-                self.module_,
-                loss_fn,
-                X_train,
-                X_valid,
-                optimizer=optimizer,
-                generator=shuffle,
-                score_fn=score_fn,
+            config = TrainingConfig(
                 desc=type(self).__name__,
                 # A GMMN has no likelihood: it shows what it minimises, MMD² (or MMD).
                 display=Display(
@@ -406,6 +403,16 @@ class GMMN(BaseDensityEstimator):
                 # What validating and copying the rows left of the budget (ldelib._budget).
                 max_time=None if deadline is None else deadline - time.perf_counter(),
                 **python_params(self, "max_epochs", "batch_size", "n_iter_no_change", "verbose"),
+            )
+            history = train_module(
+                self.module_,
+                loss_fn,
+                X_train,
+                X_valid,
+                config,
+                optimizer=optimizer,
+                generator=shuffle,
+                score_fn=score_fn,
             )
         self.loss_curve_ = [float(v) for v in history.loss_curve]
         self.validation_scores_ = [float(v) for v in history.validation_scores]

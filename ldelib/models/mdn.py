@@ -17,7 +17,7 @@ from torch import Tensor
 from .. import distributed
 from .._arrays import torch_generator
 from .._budget import fit_deadline
-from .._sources import DiskRows, OnDisk
+from .._sources import DiskRows, RowSource
 from .._summary import SummaryItem
 from .._threads import step_flops, training_threads
 from .._validation import (
@@ -31,18 +31,20 @@ from .._validation import (
     When,
     python_params,
 )
-from ..base import BaseDensityEstimator, DegenerateDataWarning
+from ..base import DegenerateDataWarning
+from ..density import BaseDensityEstimator
 from ..nn.autoregressive import AutoregressiveMDN
 from ..persistence import register
 from ..training import (
     Display,
+    TrainingConfig,
     TrainingHistory,
     seeded,
     split_positions,
     train_module,
 )
-from ._selection import clearly_worse, fit_until, per_component, rows_to_fit
-from .gmm import GMM, N_COMPONENTS, _em_threads
+from ._selection import clearly_worse, fit_until, is_search, per_component, rows_to_fit
+from .gmm import GMM, N_COMPONENTS, em_threads, fit_held_out
 
 __all__ = ["CausalConvMDN"]
 
@@ -370,7 +372,8 @@ class CausalConvMDN(BaseDensityEstimator):
         # The anchor's own validation_fraction is no parameter of this model: in percent.
         return minimum, (
             f"Its start (init={self.init!r}) is a Gaussian mixture{held_out}; it chooses "
-            f"{anchor._candidates()} by held-out likelihood, holding out "
+            f"{'n_components and ' if is_search(anchor.n_components) else ''}reg_covar by "
+            "held-out likelihood, holding out "
             f"{anchor.validation_fraction:.0%} of those rows (at least one) and fitting each "
             f"candidate on the rest, which must hold at least {fit_rows}"
             f"{per_component(fit_rows)}. Use init='random' to fit on fewer rows."
@@ -424,14 +427,8 @@ class CausalConvMDN(BaseDensityEstimator):
             raise ValueError(f"ordering_ is not a permutation of 0..{self.n_features_in_ - 1}")
 
     # -------------------------------------------------------------------- fit
-    def _fit(self, Z: np.ndarray, rng: np.random.Generator) -> None:
-        self._fit_rows(Z, rng)
-
-    def _fit_on_disk(self, source: OnDisk, rng: np.random.Generator) -> None:
-        self._fit_rows(source, rng)
-
-    def _fit_rows(self, data: np.ndarray | OnDisk, rng: np.random.Generator) -> None:
-        """Fit on standardised rows in memory, or on rows read from disk as needed.
+    def _fit(self, rows: RowSource, rng: np.random.Generator) -> None:
+        """Fit on rows in memory, or on rows read from disk as needed.
 
         Both take the same steps with the same random draws, so a file and the array it
         holds give the same model; on disk, the validation rows are at most
@@ -439,40 +436,23 @@ class CausalConvMDN(BaseDensityEstimator):
         ``_MAX_DISK_ANCHOR`` rows (EM on every row of a huge file would not fit).
         """
         self.__dict__.pop("start_scores_", None)  # a previous fit's race
-        n_features = self.n_features_in_
         if self.ordering == "variance":
-            # In standard units every column has spread 1, a constant one 0.
-            spread = (
-                np.where(data.standardizer.constant, 0.0, 1.0)
-                if isinstance(data, OnDisk)
-                else data.std(axis=0)
-            )
-            self.ordering_ = np.argsort(-(spread * self.scale_), kind="stable")
+            self.ordering_ = np.argsort(-(rows.spread() * self.scale_), kind="stable")
         else:
-            self.ordering_ = np.arange(n_features)
+            self.ordering_ = np.arange(self.n_features_in_)
+        rows.columns = self.ordering_
         device = torch.device(self.device_)
-        vf = float(self.validation_fraction)
-        train: np.ndarray | DiskRows
+        n_valid = _MAX_DISK_VALID if rows.on_disk else len(rows)
+        n_anchor = _MAX_DISK_ANCHOR if rows.on_disk else len(rows)
         # The anchor is fitted on the training rows only (the validation rows choose its
         # K): they then score the anchored start as fairly as the random one (and early
         # stopping, the untrained anchor as fairly as any epoch). Fitted on them too, a
         # mixture of many components scores them in sample, and wins selections it should
         # lose.
-        if isinstance(data, OnDisk):
-            data.columns = self.ordering_
-            train_pos, valid_pos = split_positions(len(data), vf, rng)
-            valid = None if valid_pos is None else data.take(valid_pos[:_MAX_DISK_VALID])
-            train = data.gather(train_pos, self._dtype, device)
-            anchor_rows = (
-                data.subsample(_MAX_DISK_ANCHOR, rng, among=train_pos)
-                if self._anchored()
-                else None
-            )
-        else:
-            Z = data[:, self.ordering_]
-            train_pos, valid_pos = split_positions(len(Z), vf, rng)
-            train, valid = Z[train_pos], None if valid_pos is None else Z[valid_pos]
-            anchor_rows = Z[np.sort(train_pos)]
+        train_pos, valid_pos = split_positions(len(rows), float(self.validation_fraction), rng)
+        valid = None if valid_pos is None else rows.take(valid_pos[:n_valid])
+        train = rows.gather(train_pos, self._dtype, device)
+        anchor_rows = rows.subsample(n_anchor, rng, among=train_pos) if self._anchored() else None
         deadline = fit_deadline(self.max_time)
         random_start = self._races() and valid is not None
         if random_start and deadline is not None:
@@ -481,7 +461,7 @@ class CausalConvMDN(BaseDensityEstimator):
             random_start = _MIN_RANDOM_EPOCHS * self._random_epoch_s(len(train), device) <= slot
         mixture = (
             self._fit_anchor(anchor_rows, rng, deadline, valid)
-            if anchor_rows is not None and self._anchored()
+            if anchor_rows is not None
             else None
         )
         # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
@@ -493,8 +473,7 @@ class CausalConvMDN(BaseDensityEstimator):
             else:
                 history = self._race(mixture, train, valid, rng, device, deadline, random_start)
         if mixture is not None and self.anchor_ is not None and valid is not None:
-            every = data.subsample(_MAX_DISK_ANCHOR, rng) if isinstance(data, OnDisk) else Z
-            self._refit_anchor(mixture, every, rng, deadline)
+            self._refit_anchor(mixture, rows.subsample(n_anchor, rng), rng, deadline)
         nats = self._in_nats()
         self.loss_curve_ = [nats.loss(loss) for loss in history.loss_curve]
         self.validation_scores_ = [nats.score(s) for s in history.validation_scores]
@@ -506,7 +485,7 @@ class CausalConvMDN(BaseDensityEstimator):
     def _train_start(
         self,
         mixture: GMM | None,
-        train: np.ndarray | DiskRows,
+        train: Tensor | DiskRows,
         valid: np.ndarray | None,
         rng: np.random.Generator,
         device: torch.device,
@@ -527,7 +506,7 @@ class CausalConvMDN(BaseDensityEstimator):
     def _race(
         self,
         mixture: GMM,
-        train: np.ndarray | DiskRows,
+        train: Tensor | DiskRows,
         valid: np.ndarray | None,
         rng: np.random.Generator,
         device: torch.device,
@@ -648,7 +627,7 @@ class CausalConvMDN(BaseDensityEstimator):
             # The same rows: this model says so itself, in its own terms, after its fit.
             warnings.simplefilter("ignore", DegenerateDataWarning)
             estimator = self._anchor_estimator(seed, budget)
-            mixture = estimator.fit(Z) if valid is None else estimator._fit_held_out(Z, valid)
+            mixture = estimator.fit(Z) if valid is None else fit_held_out(estimator, Z, valid)
         self.n_components_ = mixture.n_components_
         scores = mixture.candidate_scores_.values()
         self.anchor_ = {
@@ -685,7 +664,7 @@ class CausalConvMDN(BaseDensityEstimator):
             init_params="random_from_data",  # unused beside the three above: the cheapest
             random_state=int(rng.integers(2**31 - 1)),
         )
-        with _em_threads(Z.shape[1]), warnings.catch_warnings():
+        with em_threads(Z.shape[1]), warnings.catch_warnings():
             # A refit that stops short of convergence (max_time) is still a better start.
             warnings.simplefilter("ignore", ConvergenceWarning)
             fit_until(em, Z, deadline)
@@ -705,7 +684,7 @@ class CausalConvMDN(BaseDensityEstimator):
 
     def _train(
         self,
-        train: np.ndarray | DiskRows,
+        train: Tensor | DiskRows,
         valid: np.ndarray | None,
         rng: np.random.Generator,
         device: torch.device,
@@ -731,19 +710,12 @@ class CausalConvMDN(BaseDensityEstimator):
         # Small steps train faster on one thread (see ldelib._threads).
         flops = step_flops(self.module_, int(self.batch_size), n_features)
         with training_threads(flops, device):
-            return train_module(
-                self.module_,
-                lambda z: -net(z).mean() / n_features,
-                train if isinstance(train, DiskRows) else as_tensor(train),
-                None if valid is None else as_tensor(valid),
-                optimizer=optimizer,
+            config = TrainingConfig(
                 max_time=max_time,
                 keep_initial=self.anchor_ is not None,
-                generator=torch_generator(rng, torch.device("cpu")),
                 lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
                 desc=self._bar_label(),
                 display=self._in_nats(),
-                distributed=ctx,
                 **python_params(
                     self,
                     "max_epochs",
@@ -752,6 +724,16 @@ class CausalConvMDN(BaseDensityEstimator):
                     "validate_every",
                     "verbose",
                 ),
+            )
+            return train_module(
+                self.module_,
+                lambda z: -net(z).mean() / n_features,
+                train,
+                None if valid is None else as_tensor(valid),
+                config,
+                optimizer=optimizer,
+                generator=torch_generator(rng, torch.device("cpu")),
+                distributed=ctx,
             )
 
     # ----------------------------------------------------------------- summary

@@ -586,7 +586,7 @@ def test_pickle_round_trip(fits, mixture):
 
 
 def test_em_on_small_matrices_runs_on_one_blas_thread(monkeypatch, mixture):
-    """Threads cost more than they save on D x D products (see gmm._em_threads)."""
+    """Threads cost more than they save on D x D products (see gmm.em_threads)."""
     from threadpoolctl import threadpool_info
 
     import ldelib.models.gmm as gmm_module
@@ -604,6 +604,6 @@ def test_em_on_small_matrices_runs_on_one_blas_thread(monkeypatch, mixture):
     assert seen and all(threads == {1} for threads in seen)  # numpy and scipy: OpenBLAS
     after = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     assert after == before  # the limit is lifted afterwards
-    assert gmm_module._em_threads(gmm_module._ONE_THREAD_MAX_DIM + 1).__class__.__name__ == (
+    assert gmm_module.em_threads(gmm_module._ONE_THREAD_MAX_DIM + 1).__class__.__name__ == (
         "nullcontext"
     )

@@ -179,12 +179,13 @@ def _anchor_twin(model: CausalConvMDN, X: np.ndarray, seed: int):
     from sklearn.mixture import GaussianMixture
 
     from ldelib import GMM
+    from ldelib.models.gmm import fit_held_out
     from ldelib.training import split_positions
 
     train, valid = split_positions(len(X), model.validation_fraction, np.random.default_rng(seed))
     Z = (X - model.mean_) / model.scale_
     gmm = GMM("auto", reg_covar="auto", standardize=False, random_state=seed)
-    gmm._fit_held_out(Z[np.sort(train)], Z[valid])
+    fit_held_out(gmm, Z[np.sort(train)], Z[valid])
     chol = gmm.precisions_cholesky_
     refit = GaussianMixture(
         gmm.n_components_,
