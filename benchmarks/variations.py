@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from ldelib import BaseDensityEstimator
 from ldelib.datasets import load_fashion_mnist, load_mnist
 from ldelib.latent import LatentDensityEstimator
 from ldelib.models import CausalConvMDN
@@ -102,10 +103,13 @@ def vary_many(
     Returns shape ``(len(X), n_samples, ...)``; one row and a seed give exactly
     ``lde.vary``'s draws.
     """
+    density = lde.density_
+    if not isinstance(density, BaseDensityEstimator):
+        raise TypeError(f"{type(density).__name__} has no conditionals to vary latents with.")
     Z = lde.encode(X)
-    columns = lde.density_.prefix_columns(keep)
+    columns = density.prefix_columns(keep)
     given = np.repeat(Z[:, columns], n_samples, axis=0)
-    draws = np.asarray(lde.density_.sample(len(given), random_state=random_state, given=given))
+    draws = np.asarray(density.sample(len(given), random_state=random_state, given=given))
     decoded = lde.decode(draws)
     return decoded.reshape(len(X), n_samples, *decoded.shape[1:])
 
