@@ -43,6 +43,7 @@ class Target(ABC):
 
     Examples
     --------
+    >>> from ldelib.datasets import make_target
     >>> t = make_target("banana")
     >>> X = t.sample(1000, random_state=0)
     >>> X.shape, t.log_prob(X).shape
