@@ -494,6 +494,76 @@ def test_many_components_with_strong_regularisation_are_found():
     )
 
 
+def _watch_em_precision(monkeypatch) -> list[tuple[int, float, np.dtype, bool]]:
+    """Record each EM fit of a GMM: (K, reg_covar, dtype of its rows, whether it failed)."""
+    import ldelib.models.gmm as gmm_module
+
+    seen: list[tuple[int, float, np.dtype, bool]] = []
+    fit_until = gmm_module.fit_until
+
+    def watching(mixture, X, deadline):
+        try:
+            fitted = fit_until(mixture, X, deadline)
+        except ValueError:
+            seen.append((mixture.n_components, mixture.reg_covar, X.dtype, True))
+            raise
+        seen.append((mixture.n_components, mixture.reg_covar, X.dtype, False))
+        return fitted
+
+    monkeypatch.setattr(gmm_module, "fit_until", watching)
+    return seen
+
+
+def test_the_search_runs_in_single_precision_and_chooses_as_in_double(mixture, monkeypatch):
+    import ldelib.models.gmm as gmm_module
+
+    _, train, test = mixture
+    seen = _watch_em_precision(monkeypatch)
+    model = GMM([1, 2, 3, 4], reg_covar=[1e-4, 1e-2], random_state=0).fit(train[:1500])
+    *search, final = seen
+    assert search and {dtype for _, _, dtype, _ in search} == {np.dtype(np.float32)}
+    assert final[2] == np.float64  # the chosen mixture, refitted on every row
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert getattr(model, name).dtype == np.float64
+
+    monkeypatch.setattr(gmm_module, "_SEARCH_DTYPE", np.float64)
+    double = GMM([1, 2, 3, 4], reg_covar=[1e-4, 1e-2], random_state=0).fit(train[:1500])
+    assert (model.n_components_, model.reg_covar_) == (double.n_components_, double.reg_covar_)
+    assert model.candidate_scores_.keys() == double.candidate_scores_.keys()
+    for key, score in double.candidate_scores_.items():
+        assert model.candidate_scores_[key] == pytest.approx(score, abs=1e-4)
+    assert model.score(test) == pytest.approx(double.score(test), abs=1e-4)
+
+
+def test_a_covariance_singular_in_single_precision_is_fitted_in_double(monkeypatch):
+    import ldelib.models.gmm as gmm_module
+
+    # Rows 1e-5 from a line: at reg_covar=1e-9 the covariance is singular in float32.
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=2000)
+    X = np.stack([t, t + 1e-5 * rng.normal(size=2000)], axis=1)
+    seen = _watch_em_precision(monkeypatch)
+    model = GMM([1, 2], reg_covar=[1e-9, 1e-2], random_state=0).fit(X)
+    failed = [(k, reg) for k, reg, dtype, error in seen if error]
+    assert failed and all(dtype == np.float32 for *_, dtype, error in seen if error)
+    # Each failure is retried in double at once; once K = 1 failed at 1e-9, K = 2 skips
+    # single precision there, and the stronger ridge goes back to it.
+    for k, reg in failed:
+        retry = seen[seen.index((k, reg, np.dtype(np.float32), True)) + 1]
+        assert retry == (k, reg, np.dtype(np.float64), False)
+    assert (2, 1e-9, np.dtype(np.float32), True) not in seen
+    assert all(dtype == np.float32 for k, reg, dtype, _ in seen[:-1] if reg == 1e-2), (
+        "the stronger ridge runs in single precision"
+    )
+    assert np.isfinite(model.score_samples(X)).all()
+    # From the same seed, the retries are the fits a search in double would make.
+    monkeypatch.setattr(gmm_module, "_SEARCH_DTYPE", np.float64)
+    double = GMM([1, 2], reg_covar=[1e-9, 1e-2], random_state=0).fit(X)
+    for key in double.candidate_scores_:
+        if "1e-09" in key:
+            assert model.candidate_scores_[key] == double.candidate_scores_[key]
+
+
 def test_em_in_rounds_is_one_uninterrupted_em(mixture, monkeypatch):
     from ldelib.models import _selection
 
