@@ -20,9 +20,9 @@ import torch
 
 Closed = Literal["left", "right", "both", "neither"]
 
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = 80
-_repr.maxlist = _repr.maxtuple = 8
+short_repr = reprlib.Repr()
+short_repr.maxstring = short_repr.maxother = 80
+short_repr.maxlist = short_repr.maxtuple = 8
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -36,7 +36,7 @@ class InvalidParameterError(ValueError, TypeError):
 # --------------------------------------------------------------------------------------
 # Constraints
 # --------------------------------------------------------------------------------------
-def _join(parts: list[str]) -> str:
+def join_words(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"
 
 
@@ -261,7 +261,7 @@ class SequenceOf(Constraint):
         max_len: int | None = None,
         types: tuple[type[Collection[Any]], ...] = (list, tuple),
     ) -> None:
-        self.items = [_make_constraint(c) for c in items]
+        self.items = [make_constraint(c) for c in items]
         self.min_len, self.max_len, self.types = min_len, max_len, types
 
     def is_satisfied_by(self, value: Any) -> bool:
@@ -288,7 +288,7 @@ class SequenceOf(Constraint):
             size = f"at least {self.min_len}{high} "
         else:
             size = ""
-        what = _join([c.describe(plural=True) for c in self.items])
+        what = join_words([c.describe(plural=True) for c in self.items])
         article = "" if plural else ("an " if container[0] in "aeiou" else "a ")
         suffix = "s" if plural else ""
         return f"{article}{container}{suffix} of {size}{what}"
@@ -317,7 +317,7 @@ class Device(Constraint):
         return f"devices ({one})" if plural else f"a device: {one}"
 
 
-def _make_constraint(constraint: Constraint | None) -> Constraint:
+def make_constraint(constraint: Constraint | None) -> Constraint:
     if constraint is None:
         return _NoneConstraint()
     if isinstance(constraint, Constraint):

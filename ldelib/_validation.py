@@ -38,9 +38,9 @@ from ._constraints import (
     Options,
     Real,
     SequenceOf,
-    _join,
-    _make_constraint,
-    _repr,
+    join_words,
+    make_constraint,
+    short_repr,
 )
 
 __all__ = [
@@ -142,12 +142,12 @@ def _check(
     when: str = "",
     reason: str = "",
 ) -> None:
-    made = [_make_constraint(c) for c in constraints]
+    made = [make_constraint(c) for c in constraints]
     if any(c.is_satisfied_by(value) for c in made):
         return
     message = (
-        f"The {owner} parameter {name} must be {_join([c.describe() for c in made])}{when}; "
-        f"got {_repr.repr(value)}."
+        f"The {owner} parameter {name} must be {join_words([c.describe() for c in made])}{when}; "
+        f"got {short_repr.repr(value)}."
     )
     raise InvalidParameterError(f"{message} {reason}".rstrip())
 

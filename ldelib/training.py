@@ -11,17 +11,17 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._history import Display, TrainingHistory
+from ._splits import seeded, split_positions, train_validation_split
 from .distributed import (
     Context,
     all_reduce_mean_score,
@@ -41,141 +41,6 @@ __all__ = [
     "train_module",
     "train_validation_split",
 ]
-
-
-def _same(value: float) -> float:
-    return value
-
-
-@dataclass(frozen=True)
-class Display:
-    """How the progress bar shows the training loss and the validation score.
-
-    A model trains on whatever scale suits the optimiser (a standardised loss per
-    dimension, say); a user reads the units of the data. ``loss`` and ``score`` map the
-    raw values (the mean of ``loss_fn``, the validation score) to what is shown, with the
-    names ``loss_name``/``score_name`` and ``unit`` after each number.
-
-    Examples
-    --------
-    >>> nats = Display("train nll", "valid ll", "nats/row", lambda l: 8 * l, lambda s: 8 * s)
-    >>> nats.postfix(2.0, -2.5)
-    {'train nll': '16 nats/row', 'valid ll': '-20 nats/row'}
-    """
-
-    loss_name: str = "loss"
-    score_name: str = "valid"
-    unit: str = ""
-    loss: Callable[[float], float] = _same
-    score: Callable[[float], float] = _same
-
-    def postfix(self, loss: float, score: float | None) -> dict[str, str]:
-        """The bar's postfix for a mean training loss and the latest validation score."""
-        unit = f" {self.unit}" if self.unit else ""
-        shown = {self.loss_name: f"{self.loss(loss):.4g}{unit}"}
-        if score is not None:
-            shown[self.score_name] = f"{self.score(score):.4g}{unit}"
-        return shown
-
-
-@dataclass
-class TrainingHistory:
-    """What happened during :func:`train_module`.
-
-    Attributes
-    ----------
-    loss_curve : list of float
-        Mean training loss of each epoch.
-    validation_scores : list of float
-        Validation score (higher is better) after each epoch; empty without validation.
-    n_iter : int
-        Number of epochs run.
-    best_epoch : int
-        Epoch (0-based) whose weights were kept; -1 for the untrained weights (see
-        ``keep_initial`` of :class:`TrainingConfig`).
-    timed_out : bool
-        Whether the ``max_time`` budget ended training.
-    initial_validation_score : float or None
-        Validation score of the untrained module (``keep_initial`` only).
-    validation_steps : list of int
-        Training steps taken at each validation.
-    non_finite : str or None
-        Where a NaN or infinite loss or score stopped training (the best weights were
-        restored), or ``None``.
-    best_round : int
-        Index in ``validation_scores`` of the validation whose weights were kept (one
-        per epoch, or one per ``validate_every`` steps); -1 for none.
-    """
-
-    loss_curve: list[float] = field(default_factory=list)
-    validation_scores: list[float] = field(default_factory=list)
-    n_iter: int = 0
-    best_epoch: int = -1
-    timed_out: bool = False
-    initial_validation_score: float | None = None
-    validation_steps: list[int] = field(default_factory=list)
-    non_finite: str | None = None
-    best_round: int = -1
-
-    @property
-    def best_validation_score(self) -> float | None:
-        """The validation score of the weights kept (``None`` without validation)."""
-        if self.best_round >= 0:
-            return self.validation_scores[self.best_round]
-        if self.best_epoch < 0:
-            return self.initial_validation_score
-        # Training ended before any weights could be selected: the last ones were kept.
-        return self.validation_scores[-1] if self.validation_scores else None
-
-
-def split_positions(
-    n: int, validation_fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Shuffled positions of the training and the validation rows among ``n``.
-
-    With ``validation_fraction=0`` there is no validation part. At least one row is kept
-    on each side, so two rows are the minimum.
-    """
-    if validation_fraction == 0:
-        return np.arange(n), None
-    n_valid = min(max(1, round(validation_fraction * n)), n - 1)
-    order = rng.permutation(n)
-    return order[n_valid:], order[:n_valid]
-
-
-def train_validation_split(
-    X: np.ndarray, validation_fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Shuffle-split rows into a training and a validation part (see :func:`split_positions`)."""
-    if validation_fraction == 0:
-        return X, None
-    train, valid = split_positions(len(X), validation_fraction, rng)
-    assert valid is not None
-    return X[train], X[valid]
-
-
-@contextmanager
-def seeded(
-    rng: np.random.Generator, device: torch.device, dtype: torch.dtype | None = None
-) -> Iterator[None]:
-    """Run a block with torch's global RNG seeded from ``rng``, then put it back.
-
-    Module constructors and dropout draw from torch's global generator; forking it keeps
-    fits reproducible without changing the user's random state. With ``dtype``, modules
-    built in the block are initialised in that dtype whatever the user's default dtype
-    (so a float32 model draws the same initial weights either way); the default is put
-    back afterwards.
-    """
-    devices = [device] if device.type == "cuda" else []
-    previous = torch.get_default_dtype()
-    with torch.random.fork_rng(devices=devices, device_type=device.type):
-        torch.manual_seed(int(rng.integers(2**63 - 1)))
-        if dtype is not None:
-            torch.set_default_dtype(dtype)
-        try:
-            yield
-        finally:
-            torch.set_default_dtype(previous)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:

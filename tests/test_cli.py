@@ -21,8 +21,10 @@ import torch
 
 import ldelib
 from ldelib import GMM, GMMN, CausalConvMDN, IncrementalAutoencoder, LatentDensityEstimator
-from ldelib.cli import Fitted, _parser, main, training_summary
+from ldelib.cli import main
+from ldelib.cli._parser import build_parser
 from ldelib.persistence import FORMAT_VERSION, read_model_file
+from ldelib.persistence.describe import Fitted, training_summary
 
 SMALL_MDN = {"n_components": 2, "hidden_channels": 8, "max_epochs": 2, "device": "cpu"}
 SMALL_GMMN = {"hidden_sizes": (8,), "noise_dim": 2, "max_epochs": 2, "device": "cpu"}
@@ -330,7 +332,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 
 def test_every_argument_has_help():
-    parser = _parser()
+    parser = build_parser()
     commands = _subcommands(parser)
     assert {"demo", "fit", "score", "sample", "info", "convert"} <= set(commands)
     for name, command in [("ldelib", parser), *commands.items()]:

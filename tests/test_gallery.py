@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.text import Text
 
-from ldelib import cli
+from ldelib.cli import _demo
 from ldelib.datasets import make_target
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -60,9 +60,9 @@ class _StandIn:
 def test_demo_figure_is_readable_at_page_width():
     target = make_target("spiral")
     models = {"CausalConvMDN": _StandIn(target), "GMM (10 full-covariance)": _StandIn(target)}
-    fig = cli._draw_demo(target, models, seed=0)
+    fig = _demo.draw(target, models, seed=0)
     try:
-        px, text = _smallest_text_px(fig, cli._DEMO_DPI)
+        px, text = _smallest_text_px(fig, _demo.DPI)
     finally:
         plt.close(fig)
     assert px >= READABLE_PX, f"{text!r} is {px:.1f} px high at page width"

@@ -73,6 +73,89 @@ def test_the_check_finds_what_it_looks_for(tmp_path):
     ]
 
 
+def _import_graph(package: Path = PACKAGE) -> tuple[dict[str, set[str]], list[str]]:
+    """Every module's imports of the package's modules (type-only ones too), and the
+    private names (``_name``, not dunders) that a module imports from another one."""
+    modules: dict[str, Path] = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    private = []
+    for name, path in modules.items():
+        home = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                deps |= {alias.name for alias in node.names}
+                continue
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                parts = home.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                source = f"{base}.{node.module}" if node.module else base
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                if f"{source}.{alias.name}" in modules:  # a submodule
+                    deps.add(f"{source}.{alias.name}")
+                    continue
+                deps.add(source)
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    private.append(f"{name}:{node.lineno}: {alias.name} from {source}")
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph, private
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (its modules in order), or ``None``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        state[module] = 2
+        path.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_no_import_cycle_and_no_private_names_across_modules():
+    # docs/architecture.md says so: layers import only from the layers above them.
+    graph, private = _import_graph()
+    assert len(graph) > 60 and graph["ldelib.models.mdn"] >= {"ldelib.models.gmm"}
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+    assert not private, "private names imported from another module:\n" + "\n".join(private)
+
+
+def test_the_graph_check_finds_cycles_and_private_names(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from .sub import b\nfrom ._c import _hidden, __version__\n")
+    (package / "_c.py").write_text("_hidden = __version__ = 1\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..a import x\n"
+    )
+    graph, private = _import_graph(package)
+    assert graph["pkg.a"] == {"pkg.sub.b", "pkg._c"} and graph["pkg.sub.b"] == {"pkg.a"}
+    assert _cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
+    assert private == ["pkg.a:2: _hidden from pkg._c"]
+
+
 def test_the_library_does_not_import_the_benchmarks():
     # The benchmarks live in the repository, not in the wheel: an import of them from
     # ldelib would fail wherever ldelib is installed.

@@ -64,11 +64,11 @@ def _write_atomically(path: str, data: bytes) -> None:
         raise type(e)(e.errno, f"Could not save to {path!r}: {e.strerror or e}") from e
 
 
-def _article(noun: str) -> str:
+def article(noun: str) -> str:
     return "an" if noun[:1] in "AEIOU" else "a"
 
 
-def _describe(file: File) -> str:
+def describe_file(file: File) -> str:
     if hasattr(file, "read") or hasattr(file, "write"):
         return repr(getattr(file, "name", "the file object"))
     return repr(os.fspath(file))
@@ -96,7 +96,7 @@ def read_model_file(file: File) -> tuple[dict[str, Any], dict[str, Tensor]]:
     ValueError
         If the file is not an ldelib model file, is truncated or corrupt.
     """
-    where = _describe(file)
+    where = describe_file(file)
     data = _read_bytes(file)
     if data.startswith(b"PK\x03\x04"):
         raise ValueError(

@@ -13,8 +13,8 @@ from typing_extensions import Self  # typing.Self is Python 3.11+
 from .._arrays import resolve_device
 from .._constraints import Integral
 from .._version import __version__
-from .files import File, _article, _describe, read_model_file, write_model_file
-from .registry import _NAMES, LoadError, registered
+from .files import File, article, describe_file, read_model_file, write_model_file
+from .registry import LoadError, name_of, registered
 
 __all__ = ["Persistent", "load", "save"]
 
@@ -92,7 +92,7 @@ class Persistent:
 # ----------------------------------------------------------------- encoding
 def _encode_value(value: Any, key: str, tensors: dict[str, Tensor]) -> Any:
     """JSON for ``value``; arrays, modules and saveable objects go to ``tensors``."""
-    if type(value) in _NAMES:
+    if name_of(type(value)) is not None:
         config = _encode(value, f"{key}/", tensors)
         return {"__object__": config}
     if isinstance(value, nn.Module):
@@ -121,9 +121,10 @@ def _encode_value(value: Any, key: str, tensors: dict[str, Tensor]) -> Any:
 
 def _encode_param(value: Any) -> Any:
     """JSON for a constructor parameter, so that ``get_params()`` survives a round trip."""
-    if type(value) in _NAMES:
+    name = name_of(type(value))
+    if name is not None:
         params = {k: _encode_param(v) for k, v in value._file_params().items()}
-        return {"__estimator__": _NAMES[type(value)], "params": params}
+        return {"__estimator__": name, "params": params}
     if isinstance(value, tuple):
         return {"__tuple__": [_encode_param(v) for v in value]}
     if isinstance(value, list):
@@ -149,7 +150,7 @@ def _decode_param(value: Any, restore: _Restore) -> Any:
 
 
 def _encode(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> dict[str, Any]:
-    name = _NAMES.get(type(obj))
+    name = name_of(type(obj))
     if name is None:
         raise TypeError(
             f"{type(obj).__qualname__} is not registered for saving; decorate it with "
@@ -282,12 +283,12 @@ def load(
     ValueError
         If the file is not an ldelib model file, is damaged, or holds another class.
     """
-    where = _describe(file)
+    where = describe_file(file)
     config, tensors = read_model_file(file)
     cls = registered(str(config.get("class")))
     if expected is not None and not issubclass(cls, expected):
         raise ValueError(
-            f"{where} holds a {cls.__name__}, not {_article(expected.__name__)} "
+            f"{where} holds a {cls.__name__}, not {article(expected.__name__)} "
             f"{expected.__name__}; load it with "
             f"{cls.__name__}.load or ldelib.load."
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["LoadError", "register", "registered"]
+__all__ = ["LoadError", "name_of", "register", "registered"]
 
 T = TypeVar("T", bound=type)
 
@@ -58,3 +58,9 @@ def registered(name: str) -> type:
             f"{sorted(_REGISTRY)}. Was it written by a newer ldelib, or is its class "
             "registered by a package that is not imported?"
         ) from None
+
+
+def name_of(cls: type) -> str | None:
+    """The name ``cls`` itself is registered under; ``None`` if it is not (a subclass of a
+    registered class is not: only the exact class is saved under its name)."""
+    return _NAMES.get(cls)
