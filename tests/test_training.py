@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ldelib.training import TrainingConfig, train_module, train_validation_split
+from ldelib.training import TrainingConfig, train_module
 
 
 def _setup(seed: int = 0):
@@ -35,16 +35,6 @@ def run_training(module, loss_fn, X_train, X_valid, *, optimizer, generator, **o
 
 def _mse(module):
     return lambda batch: ((module(batch[:, :3]).squeeze(-1) - batch[:, 3]) ** 2).mean()
-
-
-def test_split_keeps_rows_on_both_sides():
-    X = np.arange(20.0).reshape(10, 2)
-    train, valid = train_validation_split(X, 0.2, np.random.default_rng(0))
-    assert len(train) == 8 and len(valid) == 2
-    assert sorted(np.concatenate([train, valid])[:, 0]) == list(X[:, 0])
-    train, valid = train_validation_split(X[:2], 0.1, np.random.default_rng(0))
-    assert len(train) == 1 and len(valid) == 1
-    assert train_validation_split(X, 0.0, np.random.default_rng(0))[1] is None
 
 
 def test_early_stopping_restores_the_best_weights():
