@@ -13,15 +13,14 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from ldelib.cli import run_reported
+
 from . import SUITES, run_suite
 from ._models import SHORT_NAMES
 
 __all__ = ["main"]
 
 PROG = "python -m benchmarks"
-
-#: Errors that mean the input was wrong (exit status 2); any other failed run exits with 1.
-_INPUT_ERRORS = (ValueError, TypeError, OSError, KeyError)
 
 
 def _suites() -> str:
@@ -98,22 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed; ``--debug`` shows the traceback instead.
     """
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:
-        if args.debug:
-            raise
-        message = str(error)
-        if isinstance(error, OSError) and error.strerror:  # without the "[Errno N]"
-            message = error.strerror + (f": {error.filename!r}" if error.filename else "")
-        message = " ".join(message.split()) or type(error).__name__
-        if not isinstance(error, (*_INPUT_ERRORS, FloatingPointError, MemoryError)):
-            message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2 if isinstance(error, _INPUT_ERRORS) else 1
+    return run_reported(lambda: _run(args), PROG, args.debug)
 
 
 if __name__ == "__main__":
