@@ -63,9 +63,9 @@ N_COMPONENTS: list[Constraint | None] = [
 #: Precision of EM during the selection by likelihood; the chosen mixture is refitted in
 #: float64. Each EM iteration takes 0.43 of the float64 time (warped target, D = 64,
 #: 54,000 rows, K = 20, one thread), so a budget reaches larger K: with ``max_time=45``
-#: on warped targets of 60,000 rows (D = 8 to 64), 0.02 to 0.45 nats per row better on
-#: test on seven of eight, 0.04 +- 0.02 worse on one; the same choice where the budget
-#: did not bind.
+#: on eight warped targets (D = 8 to 64, 10,000 and 60,000 rows), 0.02 to 0.45 nats per
+#: row better on test on six, the same on one, 0.04 +- 0.02 worse on one; where the
+#: budget did not bind (10,000 rows), the same choices.
 _SEARCH_DTYPE = np.float32
 
 #: Up to this many dimensions, EM runs on one BLAS thread (see :func:`em_threads`).
