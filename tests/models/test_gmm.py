@@ -494,21 +494,31 @@ def test_many_components_with_strong_regularisation_are_found():
     )
 
 
-def _watch_em_precision(monkeypatch) -> list[tuple[int, float, np.dtype, bool]]:
-    """Record each EM fit of a GMM: (K, reg_covar, dtype of its rows, whether it failed)."""
+def _watch_em_precision(
+    monkeypatch, single_fails_at: float = 0.0
+) -> list[tuple[int, float, np.dtype, bool]]:
+    """Record each EM fit of a GMM: (K, reg_covar, dtype of its rows, whether it failed).
+
+    A fit on float32 rows with ``reg_covar <= single_fails_at`` fails as scikit-learn's
+    does where a covariance is not positive definite in single precision (which rounding
+    decides, so a test cannot count on real data to fail on every CPU).
+    """
     import ldelib.models.gmm as gmm_module
 
     seen: list[tuple[int, float, np.dtype, bool]] = []
     fit_until = gmm_module.fit_until
 
     def watching(mixture, X, deadline):
-        try:
-            fitted = fit_until(mixture, X, deadline)
-        except ValueError:
+        if X.dtype == np.float32 and mixture.reg_covar <= single_fails_at:
             seen.append((mixture.n_components, mixture.reg_covar, X.dtype, True))
-            raise
+            raise ValueError(
+                "Fitting the mixture model failed because some components have "
+                "ill-defined empirical covariance (for instance caused by singleton or "
+                "collapsed samples). Try to decrease the number of components, increase "
+                "reg_covar, or scale the input data."
+            )
         seen.append((mixture.n_components, mixture.reg_covar, X.dtype, False))
-        return fitted
+        return fit_until(mixture, X, deadline)
 
     monkeypatch.setattr(gmm_module, "fit_until", watching)
     return seen
@@ -530,38 +540,34 @@ def test_the_search_runs_in_single_precision_and_chooses_as_in_double(mixture, m
     double = GMM([1, 2, 3, 4], reg_covar=[1e-4, 1e-2], random_state=0).fit(train[:1500])
     assert (model.n_components_, model.reg_covar_) == (double.n_components_, double.reg_covar_)
     assert model.candidate_scores_.keys() == double.candidate_scores_.keys()
+    # EM stops once an iteration gains less than tol = 1e-3 nats per row: in single and
+    # double precision it may stop an iteration apart, which moves a score by about that.
     for key, score in double.candidate_scores_.items():
-        assert model.candidate_scores_[key] == pytest.approx(score, abs=1e-4)
-    assert model.score(test) == pytest.approx(double.score(test), abs=1e-4)
+        assert model.candidate_scores_[key] == pytest.approx(score, abs=2e-3)
+    assert model.score(test) == pytest.approx(double.score(test), abs=2e-3)
 
 
-def test_a_covariance_singular_in_single_precision_is_fitted_in_double(monkeypatch):
+def test_a_covariance_singular_in_single_precision_is_fitted_in_double(mixture, monkeypatch):
     import ldelib.models.gmm as gmm_module
 
-    # Rows 1e-5 from a line: at reg_covar=1e-9 the covariance is singular in float32.
-    rng = np.random.default_rng(0)
-    t = rng.normal(size=2000)
-    X = np.stack([t, t + 1e-5 * rng.normal(size=2000)], axis=1)
-    seen = _watch_em_precision(monkeypatch)
-    model = GMM([1, 2], reg_covar=[1e-9, 1e-2], random_state=0).fit(X)
-    failed = [(k, reg) for k, reg, dtype, error in seen if error]
-    assert failed and all(dtype == np.float32 for *_, dtype, error in seen if error)
-    # Each failure is retried in double at once; once K = 1 failed at 1e-9, K = 2 skips
-    # single precision there, and the stronger ridge goes back to it.
-    for k, reg in failed:
-        retry = seen[seen.index((k, reg, np.dtype(np.float32), True)) + 1]
-        assert retry == (k, reg, np.dtype(np.float64), False)
-    assert (2, 1e-9, np.dtype(np.float32), True) not in seen
-    assert all(dtype == np.float32 for k, reg, dtype, _ in seen[:-1] if reg == 1e-2), (
-        "the stronger ridge runs in single precision"
-    )
-    assert np.isfinite(model.score_samples(X)).all()
-    # From the same seed, the retries are the fits a search in double would make.
+    train = mixture[1][:1500]
+    seen = _watch_em_precision(monkeypatch, single_fails_at=1e-4)
+    model = GMM([2, 3], reg_covar=[1e-4, 1e-2], random_state=0).fit(train)
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    # K = 2 fails at 1e-4 in single precision and is retried in double at once; K = 3
+    # then goes to double there directly; the stronger ridge stays in single precision.
+    assert seen[:2] == [(2, 1e-4, f32, True), (2, 1e-4, f64, False)]
+    assert (3, 1e-4, f32, True) not in seen and (3, 1e-4, f64, False) in seen
+    assert [dtype for _, reg, dtype, _ in seen[:-1] if reg == 1e-2] == [f32, f32]
+    assert seen[-1][2] == f64  # the refit of the choice
+    assert np.isfinite(model.score_samples(train)).all()
+    # From the same seed (a k-means start of K = 2), each retry is the fit a search in
+    # double makes, to the bit.
     monkeypatch.setattr(gmm_module, "_SEARCH_DTYPE", np.float64)
-    double = GMM([1, 2], reg_covar=[1e-9, 1e-2], random_state=0).fit(X)
-    for key in double.candidate_scores_:
-        if "1e-09" in key:
-            assert model.candidate_scores_[key] == double.candidate_scores_[key]
+    double = GMM([2, 3], reg_covar=[1e-4, 1e-2], random_state=0).fit(train)
+    for k in (2, 3):
+        key = f"K={k}, reg_covar=0.0001"
+        assert model.candidate_scores_[key] == double.candidate_scores_[key]
 
 
 def test_em_in_rounds_is_one_uninterrupted_em(mixture, monkeypatch):
