@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -16,6 +16,7 @@ __all__ = [
     "AUTO_COMPONENTS",
     "AUTO_REG_COVAR",
     "CLEARLY_WORSE_SE",
+    "Search",
     "check_rows",
     "clearly_worse",
     "component_candidates",
@@ -35,7 +36,7 @@ AUTO_REG_COVAR = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 #: Longest round of EM between looks at the clock, in seconds (see :func:`fit_until`).
 _ROUND_S = 2.0
 
-FitMixture = Callable[[int, float, "GaussianMixture | None"], GaussianMixture]
+FitMixture = Callable[[int, float, "GaussianMixture | None", "float | None"], GaussianMixture]
 
 
 def is_search(value: object) -> bool:
@@ -161,6 +162,117 @@ def clearly_worse(rows: np.ndarray, best_rows: np.ndarray) -> bool:
     return float(diff.mean()) > CLEARLY_WORSE_SE * se
 
 
+class Search:
+    """A joint search over K and the regularisation, on held-out rows, that a deadline
+    pauses and a later :meth:`run` resumes where it stopped.
+
+    K goes up; for each K, the regularisations go up from the weakest, each fit starting
+    from the previous one's solution (a few EM steps instead of a fresh k-means and EM),
+    until the score falls. A K that does not beat the best score so far ends the search
+    when it is clearly worse (:func:`clearly_worse`, on the same held-out rows), and
+    two in a row end it otherwise: on a few hundred held-out rows one K's score is noisy
+    (stopping at the first cost 0.36 nats on one seed of 16-D autoencoder latents of
+    900 rows), but the next K costs twice as much, and a fit with many components that
+    is clearly worse seldom precedes a better one. A deadline cuts the costly last K
+    first, and no K starts whose first round (a k-means and one EM step, which do not
+    look at the clock; estimated as the last new K's, scaled by K) would end past it.
+    Searching K at one regularisation first would stop K early where many components
+    need strong regularisation (they overfit without it).
+
+    ``fit(k, reg, start, deadline)`` fits a mixture on the training rows (from
+    ``start``'s solution when given), stopping EM at ``deadline``. No fit starts after
+    the deadline, except the first. ``scores`` holds the held-out scores of the
+    candidates tried (in data units: ``log_det`` is the log-determinant of the
+    standardisation); ``best`` the best pair, ``best_mixture`` its mixture and
+    ``best_rows`` its held-out log-densities; ``finished``, whether the search ended by
+    its own rule rather than by a deadline; ``stalled``, how many K in a row, since the
+    last that improved the best score, have not.
+    """
+
+    def __init__(
+        self,
+        fit: FitMixture,
+        valid: np.ndarray,
+        candidates: list[int],
+        regs: list[float],
+        log_det: float,
+        many_reg: bool,
+    ) -> None:
+        self.fit, self.valid, self.candidates, self.regs = fit, valid, candidates, regs
+        self.log_det, self.many_reg = log_det, many_reg
+        self.scores: dict[str, float] = {}
+        self.best_score, self.best = -math.inf, (candidates[0], regs[0])
+        self.best_mixture: GaussianMixture | None = None
+        self.best_rows = np.empty(0)
+        self.finished = False
+        self.stalled = 0
+        self._deadline: float | None = None
+        self._bar: tqdm | None = None
+        self._last_start: tuple[int, float] | None = None  # a new K's first round: (K, s)
+        self._steps = self._walk()
+
+    def run(self, deadline: float | None, bar: tqdm | None = None) -> Search:
+        """Search until the search ends or ``deadline`` (``time.perf_counter``) passes;
+        ``bar`` counts the mixtures fitted. Returns the search."""
+        self._deadline, self._bar = deadline, bar
+        if not self.finished:
+            self.finished = next(self._steps, True)
+        return self
+
+    def _out_of_time(self) -> bool:
+        return (
+            self._deadline is not None
+            and self.best_mixture is not None
+            and time.perf_counter() >= self._deadline
+        )
+
+    def _too_late(self, k: int) -> bool:
+        if self._deadline is None or self._last_start is None:
+            return False
+        k0, seconds = self._last_start
+        return time.perf_counter() + seconds * k / k0 > self._deadline
+
+    def _walk(self) -> Iterator[bool]:
+        """The search; it yields ``False`` where a deadline pauses it."""
+        for k in self.candidates:
+            while self.best_mixture is not None and (self._out_of_time() or self._too_late(k)):
+                yield False
+            before, previous, path_best, path_rows = (
+                self.best_score,
+                None,
+                -math.inf,
+                self.best_rows,
+            )
+            for reg in self.regs:
+                while self._out_of_time():
+                    yield False
+                mixture = self.fit(k, reg, previous, self._deadline)
+                if previous is None and hasattr(mixture, "first_round_s_"):
+                    self._last_start = (k, float(mixture.first_round_s_))
+                rows = mixture.score_samples(self.valid)
+                key = f"K={k}, reg_covar={reg:g}" if self.many_reg else str(k)
+                score = self.scores[key] = float(rows.mean()) - self.log_det
+                if self._bar is not None:
+                    self._bar.update()
+                    self._bar.set_postfix(
+                        {"K": k, "reg": f"{reg:g}", "valid ll": f"{score:.4g} nats/row"}
+                    )
+                if score > self.best_score:
+                    self.best_score, self.best = score, (k, reg)
+                    self.best_mixture, self.best_rows = mixture, rows
+                if not score > path_best:
+                    break
+                path_best, previous, path_rows = score, mixture, rows
+            if self.best_score > before:
+                self.stalled = 0
+            elif previous is None or clearly_worse(path_rows, self.best_rows):
+                return
+            else:
+                self.stalled += 1
+            if self.stalled == 2:
+                return
+
+
 def select(
     fit: FitMixture,
     valid: np.ndarray,
@@ -171,71 +283,8 @@ def select(
     bar: tqdm,
     deadline: float | None = None,
 ) -> tuple[dict[str, float], tuple[int, float], GaussianMixture]:
-    """A joint search over K and the regularisation, on held-out rows.
-
-    K goes up; for each K, the regularisations go up from the weakest, each fit starting
-    from the previous one's solution (a few EM steps instead of a fresh k-means and EM),
-    until the score falls. A K that does not beat the best score so far ends the search
-    when it is clearly worse (:func:`clearly_worse`, on the same held-out rows), and
-    two in a row end it otherwise: on a few hundred held-out rows one K's score is noisy
-    (stopping at the first cost 0.36 nats on one seed of 16-D autoencoder latents of
-    900 rows), but the next K costs twice as much, and a fit with many components that
-    is clearly worse seldom precedes a better one. A budget (``deadline``) cuts the
-    costly last K first, and no K starts whose first round (a k-means and one EM step,
-    which do not look at the clock; estimated as the last new K's, scaled by K) would
-    end past the deadline. Searching K at one
-    regularisation first would stop K early where many components need strong
-    regularisation (they overfit without it).
-
-    ``fit(k, reg, start)`` fits a mixture on the training rows (from ``start``'s
-    solution when given). No fit starts after ``deadline``, except the first. Returns
-    the held-out scores of the candidates tried (in data units: ``log_det`` is the
-    log-determinant of the standardisation), the best pair and its mixture.
-    """
-    scores: dict[str, float] = {}
-    best_score, best, best_mixture = -math.inf, (candidates[0], regs[0]), None
-    best_rows = np.empty(0)
-
-    def out_of_time() -> bool:
-        return (
-            deadline is not None and best_mixture is not None and time.perf_counter() >= deadline
-        )
-
-    def too_late(k: int) -> bool:
-        if deadline is None or last_start is None:
-            return False
-        k0, seconds = last_start
-        return time.perf_counter() + seconds * k / k0 > deadline
-
-    stalled = 0
-    last_start: tuple[int, float] | None = None  # the last new K's first round: (K, seconds)
-    for k in candidates:
-        if best_mixture is not None and too_late(k):
-            break
-        before, previous, path_best, path_rows = best_score, None, -math.inf, best_rows
-        for reg in regs:
-            if out_of_time():
-                break
-            mixture = fit(k, reg, previous)
-            if previous is None and hasattr(mixture, "first_round_s_"):
-                last_start = (k, float(mixture.first_round_s_))
-            rows = mixture.score_samples(valid)
-            key = f"K={k}, reg_covar={reg:g}" if many_reg else str(k)
-            score = scores[key] = float(rows.mean()) - log_det
-            bar.update()
-            bar.set_postfix({"K": k, "reg": f"{reg:g}", "valid ll": f"{score:.4g} nats/row"})
-            if score > best_score:
-                best_score, best, best_mixture, best_rows = score, (k, reg), mixture, rows
-            if not score > path_best:
-                break
-            path_best, previous, path_rows = score, mixture, rows
-        if best_score > before:
-            stalled = 0
-        elif previous is None or clearly_worse(path_rows, best_rows):
-            break
-        else:
-            stalled += 1
-        if stalled == 2 or out_of_time():
-            break
-    assert best_mixture is not None  # the first fit always runs
-    return scores, best, best_mixture
+    """:class:`Search` run once, until it ends or ``deadline`` passes: the held-out
+    scores of the candidates tried, the best pair and its mixture."""
+    search = Search(fit, valid, candidates, regs, log_det, many_reg).run(deadline, bar)
+    assert search.best_mixture is not None  # the first fit always runs
+    return search.scores, search.best, search.best_mixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from ..nn.chunks import in_chunks
 from ..persistence import register
 from ..training import train_validation_split
 from ._selection import (
+    Search,
     check_rows,
     component_candidates,
     fit_until,
@@ -42,7 +44,6 @@ from ._selection import (
     per_component,
     reg_candidates,
     rows_to_fit,
-    select,
 )
 
 __all__ = ["GMM"]
@@ -397,11 +398,13 @@ class GMM(BaseDensityEstimator):
         rng: np.random.Generator,
         deadline: float | None,
         held_out: np.ndarray | None = None,
-    ) -> None:
+    ) -> Search | None:
+        """Fit the mixture to ``Z`` (choosing on ``held_out``, when given); returns the
+        selection by likelihood's search, for a caller to resume (:class:`HeldOutSearch`)."""
         n, n_features = Z.shape
         log_det = self._log_scale_sum()
         regs = reg_candidates(self.reg_covar)
-        many_k, many_reg = self._selects()
+        many_k = self._selects()[0]
         by_likelihood = self._by_likelihood()
 
         def progress(total: int) -> tqdm:
@@ -414,56 +417,22 @@ class GMM(BaseDensityEstimator):
                 leave=self.verbose > 1,
             )
 
+        search = None
         if by_likelihood:
             if held_out is None:
                 train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
             else:
                 train, valid = Z, held_out
             assert valid is not None  # validation_fraction > 0: its constraint
-            candidates = component_candidates(self.n_components, len(train), n_features)
-            check_rows(
-                candidates,
-                len(train),
-                f"left for fitting after holding out validation_fraction="
-                f"{self.validation_fraction} of {n} for selection by likelihood",
+            search = self._search(train, valid, rng, f"of {n}")
+            bar = progress(len(search.candidates) * len(search.regs))
+            search.run(deadline, bar)
+            # On the training rows when the held-out rows are a caller's: they are not
+            # the model's to fit.
+            mixture = self._refit_choice(
+                search, train if held_out is not None else Z, rng, deadline
             )
-            bar = progress(len(candidates) * len(regs))
-            search_rows = train.astype(_SEARCH_DTYPE)
-            # Single precision fails where a covariance is near singular (heavy-tailed
-            # clusters at weak reg_covar): that fit, and later ones no more regularised,
-            # run in double, from the same seed.
-            weakest_single = 0.0
-
-            def fit(k: int, reg: float, start: GaussianMixture | None) -> GaussianMixture:
-                nonlocal weakest_single
-                mixture = self._mixture(k, reg, rng, start)
-                if reg > weakest_single:
-                    try:
-                        return fit_until(mixture, search_rows, deadline)
-                    except ValueError:  # scikit-learn's "ill-defined empirical covariance"
-                        weakest_single, mixture = reg, clone(mixture)
-                return fit_until(mixture, train, deadline)
-
-            scores, (best_k, reg), start = select(
-                fit,
-                valid,
-                candidates,
-                regs,
-                log_det,
-                many_reg,
-                bar,
-                deadline,
-            )
-            # From the chosen solution, in double precision: past the deadline, one EM
-            # iteration on every row (on the training rows when the held-out rows are a
-            # caller's: they are not the model's to fit). Skipping it once the budget is
-            # spent left the held-out rows unfitted: on 784-D pixels, a mixture that
-            # scored them at -414 nats per dimension.
-            mixture = fit_until(
-                self._mixture(best_k, reg, rng, start),
-                train if held_out is not None else Z,
-                deadline,
-            )
+            reg, scores = search.best[1], dict(search.scores)
         elif many_k:
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")
@@ -496,6 +465,57 @@ class GMM(BaseDensityEstimator):
         bar.total = bar.n  # the search may have stopped before its upper bound
         bar.close()
 
+        self._keep(mixture, reg, scores)
+        return search
+
+    def _search(
+        self, train: np.ndarray, valid: np.ndarray, rng: np.random.Generator, of: str
+    ) -> Search:
+        """The search over this model's candidates, fitting on ``train`` and scoring on
+        ``valid`` (``of``: the rows ``train`` was held out of, as messages name them)."""
+        n_features = train.shape[1]
+        candidates = component_candidates(self.n_components, len(train), n_features)
+        check_rows(
+            candidates,
+            len(train),
+            f"left for fitting after holding out validation_fraction="
+            f"{self.validation_fraction} {of} for selection by likelihood",
+        )
+        search_rows = train.astype(_SEARCH_DTYPE)
+        # Single precision fails where a covariance is near singular (heavy-tailed
+        # clusters at weak reg_covar): that fit, and later ones no more regularised,
+        # run in double, from the same seed.
+        weakest_single = 0.0
+
+        def fit(
+            k: int, reg: float, start: GaussianMixture | None, deadline: float | None
+        ) -> GaussianMixture:
+            nonlocal weakest_single
+            mixture = self._mixture(k, reg, rng, start)
+            if reg > weakest_single:
+                try:
+                    return fit_until(mixture, search_rows, deadline)
+                except ValueError:  # scikit-learn's "ill-defined empirical covariance"
+                    weakest_single, mixture = reg, clone(mixture)
+            return fit_until(mixture, train, deadline)
+
+        many_reg = self._selects()[1]
+        regs = reg_candidates(self.reg_covar)
+        return Search(fit, valid, candidates, regs, self._log_scale_sum(), many_reg)
+
+    def _refit_choice(
+        self, search: Search, rows: np.ndarray, rng: np.random.Generator, deadline: float | None
+    ) -> GaussianMixture:
+        """The search's choice refitted to ``rows`` from its solution, in double
+        precision. Past the deadline, one EM iteration: skipping it once the budget is
+        spent left held-out rows unfitted (on 784-D pixels, a mixture that scored them
+        at -414 nats per dimension)."""
+        k, reg = search.best
+        return fit_until(self._mixture(k, reg, rng, search.best_mixture), rows, deadline)
+
+    def _keep(self, mixture: GaussianMixture, reg: float, scores: dict[str, float]) -> None:
+        """Take ``mixture``'s parameters as the model's; ``scores``, the candidates'."""
+        log_det = self._log_scale_sum()
         self.n_components_ = int(mixture.n_components)
         self.reg_covar_ = float(reg)
         self.candidate_scores_ = scores
@@ -650,9 +670,10 @@ class GMM(BaseDensityEstimator):
         return torch.cat([prefix, z[:, k:].to(prefix.dtype)], dim=1)
 
 
-def fit_held_out(estimator: GMM, Z: np.ndarray, held_out: np.ndarray) -> GMM:
+class HeldOutSearch:
     """Fit ``estimator`` to standardised rows ``Z``, choosing among its candidates on
-    the rows ``held_out`` instead of on a share of ``Z``; returns it.
+    the rows ``held_out`` instead of on a share of ``Z``, within its ``max_time``; a
+    search that the budget cut goes on in :meth:`resume`.
 
     For a caller with a validation split of its own, which every later choice shares
     (the LDE's anchor, whose epochs and starts are chosen on the same rows): every
@@ -660,12 +681,49 @@ def fit_held_out(estimator: GMM, Z: np.ndarray, held_out: np.ndarray) -> GMM:
     split of its own on 16- to 64-D latents and warped targets (5 data sets, 2 seeds,
     45 s): 0.15 +- 0.13 nats per row better on test, mean of the 10.
     """
-    with fit_clock():
-        estimator._check_params()
-        rng = estimator._fit_rng(torch.device("cpu"))
-        # The rows come standardised: the identity stands in for the standardisation.
-        estimator.n_features_in_, estimator.device_ = Z.shape[1], "cpu"
-        estimator.mean_, estimator.scale_ = np.zeros(Z.shape[1]), np.ones(Z.shape[1])
-        with em_threads(Z.shape[1]):
-            estimator._fit_em(Z, rng, estimator._deadline(), held_out)
-    return estimator
+
+    def __init__(self, estimator: GMM, Z: np.ndarray, held_out: np.ndarray) -> None:
+        self.estimator, self._n_features = estimator, Z.shape[1]
+        with fit_clock():
+            estimator._check_params()
+            rng = estimator._fit_rng(torch.device("cpu"))
+            # The rows come standardised: the identity stands in for the standardisation.
+            estimator.n_features_in_, estimator.device_ = Z.shape[1], "cpu"
+            estimator.mean_, estimator.scale_ = np.zeros(Z.shape[1]), np.ones(Z.shape[1])
+            with em_threads(Z.shape[1]):
+                self._search = estimator._fit_em(Z, rng, estimator._deadline(), held_out)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the search ended by its own rule (or chose among no candidates)."""
+        return self._search is None or self._search.finished
+
+    @property
+    def improving(self) -> bool:
+        """Whether a deadline cut the search while its last K still improved on those
+        before it: one that has stalled ends at the next stall, so going on seldom pays."""
+        return not self.finished and self._search is not None and self._search.stalled == 0
+
+    def resume(self, deadline: float | None) -> GMM | None:
+        """Go on with the search until it ends or ``deadline`` passes. Returns a copy of
+        the estimator holding the better candidate it found, as the search fitted it
+        (in single precision, on the rows ``Z``: a caller refits it, to more rows), or
+        ``None``; the estimator keeps its fit."""
+        search = self._search
+        if search is None or search.finished:
+            return None
+        before = search.best
+        with em_threads(self._n_features):
+            search.run(deadline)
+        if search.best == before or search.best_mixture is None:
+            return None
+        larger = copy.copy(self.estimator)
+        larger._keep(search.best_mixture, search.best[1], dict(search.scores))
+        # Weights summed in single precision: scikit-learn asks a start for 1 +- 1e-8.
+        larger.weights_ = larger.weights_ / larger.weights_.sum()
+        return larger
+
+
+def fit_held_out(estimator: GMM, Z: np.ndarray, held_out: np.ndarray) -> GMM:
+    """:class:`HeldOutSearch` of ``estimator``, without resuming: the fitted estimator."""
+    return HeldOutSearch(estimator, Z, held_out).estimator

@@ -455,7 +455,7 @@ def test_a_clearly_worse_k_ends_the_search_and_a_tie_does_not(shift, tried):
     rows = {1: np.zeros(1000), 2: noise - shift, 3: np.ones(1000), 4: np.ones(1000)}
     fitted: list[int] = []
 
-    def fit(k, reg, start):
+    def fit(k, reg, start, deadline=None):
         fitted.append(k)
         return _Scored(rows[k])
 
@@ -570,6 +570,93 @@ def test_a_covariance_singular_in_single_precision_is_fitted_in_double(mixture, 
         assert model.candidate_scores_[key] == double.candidate_scores_[key]
 
 
+def test_a_search_paused_by_its_deadline_resumes_where_it_stopped():
+    from ldelib.models._selection import Search
+
+    # Along K = 1's path the score rises with reg_covar; K = 3 is best, K = 4 clearly
+    # worse: uninterrupted, the search fits (1, .1), (1, 1), (2, .1), ... and ends at K = 4.
+    def score(k, reg):
+        return {1: 0.0, 2: 1.0, 3: 2.0, 4: -5.0}[k] + (0.5 if (k, reg) == (1, 1.0) else 0.0)
+
+    def search(calls):
+        def fit(k, reg, start, deadline):
+            calls.append((k, reg, start, deadline))
+            return _Scored(np.full(50, score(k, reg)) + np.linspace(-1e-3, 1e-3, 50))
+
+        return Search(fit, np.zeros((50, 1)), [1, 2, 3, 4], [0.1, 1.0], 0.0, True)
+
+    whole_calls, calls = [], []
+    whole = search(whole_calls).run(None)
+    assert whole.finished and whole.best == (3, 0.1)
+
+    # A deadline already passed: the first fit runs, the second does not start.
+    paused = search(calls).run(0.0)
+    assert not paused.finished and [c[:2] for c in calls] == [(1, 0.1)]
+    assert not paused.run(1.0).finished and len(calls) == 1  # still past it
+    resumed = paused.run(None)
+    assert resumed.finished
+    assert [c[:2] for c in calls] == [c[:2] for c in whole_calls]
+    # The path goes on from its last solution, and the fits get the new deadline.
+    assert calls[1][2] is not None and calls[1][2].rows is not None
+    assert calls[0][3] == 0.0 and all(c[3] is None for c in calls[1:])
+    assert resumed.scores == whole.scores and resumed.best == whole.best
+
+
+def test_a_search_counts_the_k_that_did_not_improve():
+    from ldelib.models._selection import Search
+
+    # K = 2 ties K = 1 (not better, not clearly worse): one stall; K = 3 improves.
+    rows = {1: np.zeros(50), 2: np.linspace(-1, 1, 50), 3: np.ones(50)}
+    search = Search(
+        lambda k, reg, start, deadline: _Scored(rows[k]),
+        np.zeros((50, 1)),
+        [1, 2, 3],
+        [0.1],
+        0.0,
+        False,
+    )
+    stalls = []
+    run = search.fit
+
+    def fit(k, reg, start, deadline):
+        stalls.append(search.stalled)
+        return run(k, reg, start, deadline)
+
+    search.fit = fit
+    assert search.run(None).finished and search.best == (3, 0.1)
+    assert stalls == [0, 0, 1] and search.stalled == 0
+
+
+def test_a_held_out_search_cut_by_its_budget_goes_on_when_resumed(mixture, monkeypatch):
+    from ldelib.models import _selection
+    from ldelib.models.gmm import HeldOutSearch, fit_held_out
+
+    _, train, test = mixture
+    Z, held_out = train[:2000], train[2000:]
+    whole = fit_held_out(GMM("auto", reg_covar="auto", random_state=0), Z, held_out)
+
+    # The first run's deadline has passed after one fit: the search stops at K = 1.
+    run, runs = _selection.Search.run, []
+
+    def cut_first(self, deadline, bar=None):
+        runs.append(deadline)
+        return run(self, 0.0 if len(runs) == 1 else deadline, bar)
+
+    monkeypatch.setattr(_selection.Search, "run", cut_first)
+    search = HeldOutSearch(GMM("auto", reg_covar="auto", random_state=0), Z, held_out)
+    assert not search.finished and search.estimator.n_components_ == 1
+    larger = search.resume(time.perf_counter() + 600)
+    assert search.finished and larger is not None
+    # The estimator keeps its fit; the copy holds the search's new choice.
+    assert search.estimator.n_components_ == 1
+    assert larger.n_components_ >= 3  # the target's three clusters
+    assert len(larger.candidate_scores_) > len(search.estimator.candidate_scores_) == 1
+    assert larger.score(test) > search.estimator.score(test) + 1.0
+    # As good as the search that was never cut (its k-means starts draw differently).
+    np.testing.assert_allclose(larger.score(test), whole.score(test), atol=0.02)
+    assert search.resume(None) is None  # nothing left to search
+
+
 def test_em_in_rounds_is_one_uninterrupted_em(mixture, monkeypatch):
     from ldelib.models import _selection
 
@@ -611,7 +698,7 @@ def test_no_new_k_starts_whose_first_round_would_end_past_the_deadline(mixture, 
     _, train, test = mixture
     fitted = []
 
-    def fit(k, reg, start):
+    def fit(k, reg, start, deadline=None):
         fitted.append(k)
         gm = GaussianMixture(k, reg_covar=reg, random_state=0, max_iter=5).fit(train[:300])
         gm.first_round_s_ = 10.0 * k

@@ -252,6 +252,83 @@ def test_budget_includes_the_mixture(clusters):
     assert np.isfinite(model.score(clusters))
 
 
+@pytest.fixture(scope="module")
+def separated():
+    """Four clusters far apart in 2-D: one component is a poor start, four are the truth."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [12.0, 0.0], [0.0, 12.0], [12.0, 12.0]])
+    return centres[rng.integers(4, size=1600)] + rng.normal(size=(1600, 2))
+
+
+def _cut_the_first_search(monkeypatch):
+    """Make the anchor's first search stop after its first candidate (K = 1)."""
+    from ldelib.models import _selection
+
+    run, runs = _selection.Search.run, []
+
+    def cut_first(self, deadline, bar=None):
+        runs.append(deadline)
+        return run(self, 0.0 if len(runs) == 1 else deadline, bar)
+
+    monkeypatch.setattr(_selection.Search, "run", cut_first)
+    return runs
+
+
+CUT = {"init": "gmm", "hidden_channels": 8, "max_epochs": 3, "max_time": 600, "random_state": 0}
+
+
+def test_a_search_cut_by_the_budget_goes_on_and_its_larger_mixture_replaces_the_network(
+    monkeypatch, separated
+):
+    runs = _cut_the_first_search(monkeypatch)
+    model = CausalConvMDN(**CUT).fit(separated)
+    # The anchored start trained on K = 1 for half of what the search left, then the
+    # search went on until the fit's deadline.
+    assert len(runs) == 2 and runs[0] < runs[1]
+    assert model.anchor_["resumed_s"] > 0
+    # Three epochs of corrections to one Gaussian do not reach four components.
+    assert model.n_components_ == model.anchor_["n_components"] >= 4
+    assert model.best_epoch_ == -1 and model.n_iter_ == 0
+    assert model.best_validation_score_ == pytest.approx(
+        model.anchor_["validation_score"], abs=0.05
+    )
+    # The model is that mixture, refitted to every row: its corrections are zero.
+    scores = model.score_samples(separated)
+    np.testing.assert_array_equal(scores, _zero_corrections(model).score_samples(separated))
+    uncut = CausalConvMDN(**{**CUT, "max_time": None}).fit(separated)
+    assert model.score(separated) >= uncut.score(separated) - 0.05
+
+
+def test_a_trained_network_that_beats_the_resumed_search_is_kept(monkeypatch, separated):
+    from ldelib.models.gmm import HeldOutSearch
+
+    _cut_the_first_search(monkeypatch)
+    resume = HeldOutSearch.resume
+
+    def worse(self, deadline):
+        # The search's larger mixture, moved far from the data.
+        larger = resume(self, deadline)
+        larger.means_ = larger.means_ + 10.0
+        return larger
+
+    monkeypatch.setattr(HeldOutSearch, "resume", worse)
+    model = CausalConvMDN(**CUT).fit(separated)
+    assert model.anchor_["resumed_s"] > 0
+    assert model.n_components_ == model.anchor_["n_components"] == 1
+    assert model.n_iter_ == 3
+
+
+def test_a_search_that_had_stalled_is_not_resumed(monkeypatch, separated):
+    from ldelib.models.gmm import HeldOutSearch
+
+    runs = _cut_the_first_search(monkeypatch)
+    monkeypatch.setattr(HeldOutSearch, "improving", property(lambda self: False))
+    model = CausalConvMDN(**CUT).fit(separated)
+    # The anchored start trains on the whole budget, on the mixture of the cut search.
+    assert len(runs) == 1 and "resumed_s" not in model.anchor_
+    assert model.n_components_ == 1 and model.n_iter_ == 3
+
+
 def test_anchored_save_load_round_trip(tmp_path, clusters):
     from ldelib import load
 
