@@ -154,8 +154,11 @@ class CausalConvMDN(BaseDensityEstimator):
         (checking, standardising and copying the rows count against it). The anchor
         mixture's search and EM may use half of what is left (see :class:`~ldelib.GMM`'s
         ``max_time``), the training the rest: it stops at the first step past the
-        budget, even within an epoch, and the best weights so far are kept. ``None``: no
-        limit.
+        budget, even within an epoch, and the best weights so far are kept. Where the
+        budget cut the search while it still improved, and the random start does not
+        race, the search goes on in the second half of the training's time and its larger
+        mixture replaces the trained network if it scores higher on validation (see
+        ``anchor_``). ``None``: no limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     device : str, default="auto"
