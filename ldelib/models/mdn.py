@@ -546,7 +546,7 @@ class CausalConvMDN(BaseDensityEstimator):
         60,000 rows at D = 32 and 64).
         """
         now = time.perf_counter()
-        resumes = search is not None and search.improving and not random_start
+        resumes = search is not None and not random_start
         split = deadline is not None and valid is not None and (random_start or resumes)
         half = now + (deadline - now) / 2 if split and deadline is not None else deadline
         anchored = self._train_start(mixture, train, valid, rng, device, half)
@@ -616,7 +616,7 @@ class CausalConvMDN(BaseDensityEstimator):
         self.module_ = self._make_module()
         assert self.module_.anchor is not None  # anchor_ is set
         self.module_.anchor.set_mixture(larger.weights_, larger.means_, larger.covariances_)
-        self.module_.to(device=device, dtype=self._dtype)
+        self.module_.to(device=device, dtype=self._dtype).eval()  # as training leaves it
         score = float(mixture_rows.mean()) / self.n_features_in_  # training's units
         return TrainingHistory(timed_out=True, initial_validation_score=score), larger
 
@@ -682,7 +682,8 @@ class CausalConvMDN(BaseDensityEstimator):
         the random start is not trained, 0.8 and 1.0 moved the test score by -0.09 +- 0.10
         and -0.09 +- 0.12 nats per row against 0.5, over seven sets of 10,000 to 60,000
         rows at D = 8 to 64: a K that the search reaches late seldom wins, and it takes
-        the anchored start's epochs)."""
+        the anchored start's epochs). Returns the mixture, and the search where the
+        budget cut it while still improving (for :meth:`_resume_search`), else ``None``."""
         start = time.perf_counter()
         # A spent budget still fits the first candidate (GMM's max_time must be positive).
         budget = None if deadline is None else max(_ANCHOR_SHARE * (deadline - start), 1e-9)
@@ -705,7 +706,8 @@ class CausalConvMDN(BaseDensityEstimator):
             "validation_score": max(scores) - self._log_scale_sum() if scores else None,
             "fit_s": time.perf_counter() - start,
         }
-        return mixture, search
+        # Only a search cut while improving is resumed; another is let go (its rows with it).
+        return mixture, search if search is not None and search.improving else None
 
     def _refit_anchor(
         self, mixture: GMM, Z: np.ndarray, rng: np.random.Generator, deadline: float | None

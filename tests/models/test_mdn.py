@@ -278,8 +278,10 @@ CUT = {"init": "gmm", "hidden_channels": 8, "max_epochs": 3, "max_time": 600, "r
 
 
 def test_a_search_cut_by_the_budget_goes_on_and_its_larger_mixture_replaces_the_network(
-    monkeypatch, separated
+    monkeypatch, separated, tmp_path
 ):
+    from ldelib import load
+
     runs = _cut_the_first_search(monkeypatch)
     model = CausalConvMDN(**CUT).fit(separated)
     # The anchored start trained on K = 1 for half of what the search left, then the
@@ -297,6 +299,10 @@ def test_a_search_cut_by_the_budget_goes_on_and_its_larger_mixture_replaces_the_
     np.testing.assert_array_equal(scores, _zero_corrections(model).score_samples(separated))
     uncut = CausalConvMDN(**{**CUT, "max_time": None}).fit(separated)
     assert model.score(separated) >= uncut.score(separated) - 0.05
+    model.save(tmp_path / "m.ldelib")
+    loaded = load(tmp_path / "m.ldelib")
+    assert loaded.anchor_ == model.anchor_
+    np.testing.assert_array_equal(loaded.score_samples(separated), scores)
 
 
 def test_a_trained_network_that_beats_the_resumed_search_is_kept(monkeypatch, separated):
