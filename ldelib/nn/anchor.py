@@ -230,13 +230,19 @@ class GaussianMixtureConditionals(nn.Module):
         """
         cumulative = torch.cumsum(self.log_weights.exp(), dim=0)
         picked = (cumulative < uniform.unsqueeze(-1)).sum(-1).clamp(max=self.components - 1)
-        z = torch.empty_like(normal)
-        for k in picked.unique().tolist():
-            rows = (picked == k).nonzero().squeeze(1)
-            noise = normal[rows].T
-            drawn = torch.linalg.solve_triangular(self.inverse_cholesky[k], noise, upper=False)
-            z[rows] = drawn.T + self.means[k]
-        return z
+        # Rows sorted by component: one gather and one scatter, each component a slice.
+        order = torch.argsort(picked, stable=True)
+        drawn = normal[order]
+        start = 0
+        for k, count in enumerate(torch.bincount(picked, minlength=self.components).tolist()):
+            if count:
+                rows = drawn[start : start + count]
+                # rows @ L_k^T, as the solve of X (L_k^{-1})^T = rows.
+                inverse = self.inverse_cholesky[k].T
+                rows.copy_(torch.linalg.solve_triangular(inverse, rows, upper=True, left=False))
+                rows.add_(self.means[k])
+            start += count
+        return torch.empty_like(normal).index_copy_(0, order, drawn)
 
     def marginal(self, k: int) -> GaussianMixtureConditionals:
         """The mixture of the first ``k`` dimensions, whose conditionals are this one's

@@ -263,7 +263,7 @@ class AutoregressiveMDN(nn.Module):
             assert self.anchor is not None  # idle() says there is one
             if given is None:
                 z = self.anchor.sample(uniform[:, 0], normal)
-                return z, self.anchor.log_prob(z)
+                return z, self._in_chunks(self.anchor.log_prob, z)
             return z, self.anchor.sample_rest(z, k, uniform, normal)
         log_p = uniform.new_zeros(n)
         if not cached:
