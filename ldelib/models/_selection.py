@@ -187,6 +187,9 @@ class Search:
     ``best_rows`` its held-out log-densities; ``finished``, whether the search ended by
     its own rule rather than by a deadline; ``stalled``, how many K in a row, since the
     last that improved the best score, have not.
+
+    ``reserve(mixture)`` is the seconds that what follows the search (the refit of its
+    best ``mixture``) will take: the search ends that much before the deadline.
     """
 
     def __init__(
@@ -197,8 +200,10 @@ class Search:
         regs: list[float],
         log_det: float,
         many_reg: bool,
+        reserve: Callable[[GaussianMixture], float] | None = None,
     ) -> None:
         self.fit, self.valid, self.candidates, self.regs = fit, valid, candidates, regs
+        self.reserve = reserve
         self.log_det, self.many_reg = log_det, many_reg
         self.scores: dict[str, float] = {}
         self.best_score, self.best = -math.inf, (candidates[0], regs[0])
@@ -219,18 +224,24 @@ class Search:
             self.finished = next(self._steps, True)
         return self
 
+    def _cutoff(self) -> float | None:
+        """The deadline, less what follows the search."""
+        if self._deadline is None or self.reserve is None or self.best_mixture is None:
+            return self._deadline
+        return self._deadline - self.reserve(self.best_mixture)
+
     def _out_of_time(self) -> bool:
+        cutoff = self._cutoff()
         return (
-            self._deadline is not None
-            and self.best_mixture is not None
-            and time.perf_counter() >= self._deadline
+            cutoff is not None and self.best_mixture is not None and time.perf_counter() >= cutoff
         )
 
     def _too_late(self, k: int) -> bool:
-        if self._deadline is None or self._last_start is None:
+        cutoff = self._cutoff()
+        if cutoff is None or self._last_start is None:
             return False
         k0, seconds = self._last_start
-        return time.perf_counter() + seconds * k / k0 > self._deadline
+        return time.perf_counter() + seconds * k / k0 > cutoff
 
     def _walk(self) -> Iterator[bool]:
         """The search; it yields ``False`` where a deadline pauses it."""
@@ -246,7 +257,7 @@ class Search:
             for reg in self.regs:
                 while self._out_of_time():
                     yield False
-                mixture = self.fit(k, reg, previous, self._deadline)
+                mixture = self.fit(k, reg, previous, self._cutoff())
                 if previous is None and hasattr(mixture, "first_round_s_"):
                     self._last_start = (k, float(mixture.first_round_s_))
                 rows = mixture.score_samples(self.valid)

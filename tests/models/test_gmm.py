@@ -709,6 +709,47 @@ def test_no_new_k_starts_whose_first_round_would_end_past_the_deadline(mixture, 
     assert fitted == tried
 
 
+def test_the_search_leaves_time_for_the_refit_of_its_choice(mixture):
+    # First rounds of 10 s per component, as in the test above; the refit of K = 1 is said
+    # to take 20 s: with 25 s left, K = 2 would end 5 s before the deadline, 15 s into
+    # the refit's time.
+    from ldelib.models import _selection
+
+    _, train, test = mixture
+    fitted, deadlines = [], []
+
+    def fit(k, reg, start, deadline=None):
+        fitted.append(k)
+        deadlines.append(deadline)
+        gm = GaussianMixture(k, reg_covar=reg, random_state=0, max_iter=5).fit(train[:300])
+        gm.first_round_s_ = 10.0 * k
+        return gm
+
+    deadline = time.perf_counter() + 25.0
+    search = _selection.Search(
+        fit, test[:300], [1, 2], [1e-3], 0.0, False, lambda best: 2.0 * best.first_round_s_
+    )
+    search.run(deadline)
+    assert fitted == [1] and not search.finished
+    # The first fit (no choice yet to refit) had the whole budget.
+    assert deadlines == [deadline]
+
+
+def test_the_refit_estimate_scales_the_choices_first_round(mixture):
+    from ldelib.models import gmm
+
+    _, train, test = mixture
+    # Under a budget only: EM is then timed (without one, nothing needs the estimate).
+    estimator = GMM("auto", reg_covar="auto", max_time=600, random_state=0)
+    began = time.perf_counter()
+    search = gmm.HeldOutSearch(estimator, train, test)
+    searched = time.perf_counter() - began
+    # At most the double-precision cost of the whole search, and linear in the rows.
+    once = search.refit_seconds(len(train))
+    assert 0 < once < gmm._DOUBLE_COST * searched
+    assert search.refit_seconds(3 * len(train)) == pytest.approx(3 * once)
+
+
 def test_more_components_than_rows_is_refused():
     X = np.random.default_rng(0).normal(size=(5, 2))
     with pytest.raises(ValueError, match="needs at least 6 samples to fit, got n_samples = 5"):

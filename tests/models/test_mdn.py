@@ -515,8 +515,9 @@ def test_a_random_start_without_time_for_its_epochs_is_not_trained(monkeypatch):
     params = {**RACE, "max_epochs": 3, "max_time": 600}
     began = time.perf_counter()
     auto = CausalConvMDN(**params).fit(X)
-    # One training, bounded by the fit's own deadline (not half of what is left, nor none).
-    assert len(deadlines) == 1 and began + 600 <= deadlines[0] <= time.perf_counter() + 600
+    # One training, bounded by the fit's own deadline (not half of what is left, nor none),
+    # less the anchor's refit to every row (a few milliseconds here).
+    assert len(deadlines) == 1 and began + 599 <= deadlines[0] <= time.perf_counter() + 600
     assert auto.anchor_ is not None and auto.start_scores_["random"] is None
     assert auto.best_validation_score_ == auto.start_scores_["gmm"]
     # Neither budget binds here: the anchored start alone is the model init="gmm" fits.
@@ -527,6 +528,36 @@ def test_a_random_start_without_time_for_its_epochs_is_not_trained(monkeypatch):
     deadlines.clear()
     assert CausalConvMDN(**params).fit(X).start_scores_["random"] is not None
     assert len(deadlines) == 2 and deadlines[0] < deadlines[1]
+
+
+def test_training_leaves_time_for_the_anchors_refit(monkeypatch):
+    from ldelib.models.gmm import HeldOutSearch
+
+    deadlines, refits = [], []
+    train_start, refit_anchor = CausalConvMDN._train_start, CausalConvMDN._refit_anchor
+
+    def spy(self, mixture, train, valid, rng, device, deadline):
+        deadlines.append(deadline)
+        return train_start(self, mixture, train, valid, rng, device, deadline)
+
+    def spy_refit(self, mixture, Z, rng, deadline):
+        refits.append((len(Z), deadline))
+        return refit_anchor(self, mixture, Z, rng, deadline)
+
+    asked = []
+
+    def refit_seconds(self, n_rows):
+        asked.append(n_rows)
+        return 100.0
+
+    monkeypatch.setattr(CausalConvMDN, "_train_start", spy)
+    monkeypatch.setattr(CausalConvMDN, "_refit_anchor", spy_refit)
+    monkeypatch.setattr(HeldOutSearch, "refit_seconds", refit_seconds)
+    X = _bimodal(600, 0)
+    CausalConvMDN(init="gmm", hidden_channels=8, max_epochs=2, max_time=600).fit(X)
+    # Estimated for every row, and taken off the training's deadline, not the refit's.
+    assert asked == [600] and refits[0][0] == 600
+    assert len(deadlines) == 1 and deadlines[0] == pytest.approx(refits[0][1] - 100.0)
 
 
 def test_without_a_budget_the_random_start_is_always_trained(monkeypatch):
