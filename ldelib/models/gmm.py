@@ -153,7 +153,9 @@ class GMM(BaseDensityEstimator):
         (checking and standardising the rows count against it): once spent, no further
         candidate is fitted and EM stops iterating (the first candidate's initialisation
         and first iteration always run); the best mixture so far is kept, and refitted
-        on all rows from its solution (at least one EM iteration). ``None``: no limit.
+        on all rows from its solution (at least one EM iteration, in double precision:
+        the search ends early enough for it, by an estimate from the choice's first
+        round of EM). ``None``: no limit.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     random_state : int, Generator or None, default=None

@@ -153,8 +153,9 @@ class CausalConvMDN(BaseDensityEstimator):
         Wall-clock budget of the whole fit in seconds, counted from the call to ``fit``
         (checking, standardising and copying the rows count against it). The anchor
         mixture's search and EM may use half of what is left (see :class:`~ldelib.GMM`'s
-        ``max_time``), the training the rest: it stops at the first step past the
-        budget, even within an epoch, and the best weights so far are kept. Where the
+        ``max_time``), the training the rest, less the anchor's refit to every row
+        that follows it: it stops at the first step past its time, even within an
+        epoch, and the best weights so far are kept. Where the
         budget cut the search while it still improved, and the random start does not
         race, the search goes on in the second half of the training's time and its larger
         mixture replaces the trained network if it scores higher on validation (see
