@@ -25,7 +25,6 @@ __all__ = [
     "per_component",
     "reg_candidates",
     "rows_to_fit",
-    "select",
 ]
 
 #: Candidate numbers of components of ``n_components="auto"`` (capped by the data).
@@ -111,8 +110,8 @@ def fit_until(mixture: GaussianMixture, X: np.ndarray, deadline: float | None) -
     start carries EM's lower bound over, so the parameters and the convergence test are
     those of one uninterrupted fit; each round costs one extra E-step. The first round
     (initialisation and one iteration) always runs; its seconds are kept as
-    ``first_round_s_``, from which :func:`select` judges whether a larger mixture's
-    first round would still end by the deadline.
+    ``first_round_s_``, from which :class:`Search` judges whether a larger mixture's
+    first round would still end by the deadline, and estimates a refit's.
     """
     if deadline is None:
         return mixture.fit(X)
@@ -282,20 +281,3 @@ class Search:
                 self.stalled += 1
             if self.stalled == 2:
                 return
-
-
-def select(
-    fit: FitMixture,
-    valid: np.ndarray,
-    candidates: list[int],
-    regs: list[float],
-    log_det: float,
-    many_reg: bool,
-    bar: tqdm,
-    deadline: float | None = None,
-) -> tuple[dict[str, float], tuple[int, float], GaussianMixture]:
-    """:class:`Search` run once, until it ends or ``deadline`` passes: the held-out
-    scores of the candidates tried, the best pair and its mixture."""
-    search = Search(fit, valid, candidates, regs, log_det, many_reg).run(deadline, bar)
-    assert search.best_mixture is not None  # the first fit always runs
-    return search.scores, search.best, search.best_mixture

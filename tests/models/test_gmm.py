@@ -447,7 +447,7 @@ class _Scored:
 def test_a_clearly_worse_k_ends_the_search_and_a_tie_does_not(shift, tried):
     from tqdm.auto import tqdm
 
-    from ldelib.models._selection import select
+    from ldelib.models._selection import Search
 
     # K = 1 is best; K = 2 trails it by `shift` nats on every held-out row, plus noise
     # of sd 1 (paired se about 0.03 on 1,000 rows); K >= 3 would be best of all.
@@ -460,7 +460,8 @@ def test_a_clearly_worse_k_ends_the_search_and_a_tie_does_not(shift, tried):
         return _Scored(rows[k])
 
     with tqdm(disable=True) as bar:
-        _, best, _ = select(fit, np.zeros((1000, 1)), [1, 2, 3, 4], [0.1], 0.0, False, bar)
+        search = Search(fit, np.zeros((1000, 1)), [1, 2, 3, 4], [0.1], 0.0, False)
+        best = search.run(None, bar).best
     assert fitted[: len(tried)] == tried
     if shift > 1:
         assert fitted == [1, 2] and best == (1, 0.1)
@@ -691,7 +692,6 @@ def test_a_spent_budget_fits_one_candidate_once(mixture):
 def test_no_new_k_starts_whose_first_round_would_end_past_the_deadline(mixture, budget_s, tried):
     # Each new K's first round (a k-means and one EM step) is said to take 10 s per
     # component: with 15 s left after K = 1, K = 2 (20 s) would overrun, with 25 s not.
-    from tqdm.auto import tqdm
 
     from ldelib.models import _selection
 
@@ -705,7 +705,7 @@ def test_no_new_k_starts_whose_first_round_would_end_past_the_deadline(mixture, 
         return gm
 
     deadline = None if budget_s is None else time.perf_counter() + budget_s
-    _selection.select(fit, test[:300], [1, 2], [1e-3], 0.0, False, tqdm(disable=True), deadline)
+    _selection.Search(fit, test[:300], [1, 2], [1e-3], 0.0, False).run(deadline)
     assert fitted == tried
 
 
