@@ -727,9 +727,11 @@ class HeldOutSearch:
     def refit_seconds(self, n_rows: int) -> float:
         """Estimated seconds of the first EM round of the choice refitted, in double
         precision, to ``n_rows`` rows (0 without a search)."""
-        best = None if self._search is None else self._search.best_mixture
-        seconds = float(getattr(best, "first_round_s_", 0.0))
-        return _DOUBLE_COST * seconds * n_rows / self._n_rows
+        search = self._search
+        if search is None or search.best_mixture is None or search.reserve is None:
+            return 0.0
+        # The search reserves for a refit to its own rows (the held-out rows are not its).
+        return search.reserve(search.best_mixture) * n_rows / self._n_rows
 
     def resume(self, deadline: float | None) -> GMM | None:
         """Go on with the search until it ends or ``deadline`` passes. Returns a copy of

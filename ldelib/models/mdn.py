@@ -506,13 +506,17 @@ class CausalConvMDN(BaseDensityEstimator):
         if mixture is None:
             self.anchor_: dict[str, Any] | None = None
             self.n_components_ = self._free_components()
+        self._build_module(mixture, device)
+        remaining = None if deadline is None else deadline - time.perf_counter()
+        return self._train(train, valid, rng, device, remaining)
+
+    def _build_module(self, mixture: GMM | None, device: torch.device) -> None:
+        """An untrained ``module_`` on ``device``: anchored on ``mixture``, or not."""
         self.module_ = self._make_module()
         if mixture is not None:
             assert self.module_.anchor is not None  # _make_module anchors it (anchor_ is set)
             self.module_.anchor.set_mixture(mixture.weights_, mixture.means_, mixture.covariances_)
         self.module_.to(device=device, dtype=self._dtype)
-        remaining = None if deadline is None else deadline - time.perf_counter()
-        return self._train(train, valid, rng, device, remaining)
 
     def _race(
         self,
@@ -619,10 +623,8 @@ class CausalConvMDN(BaseDensityEstimator):
             reg_covar=larger.reg_covar_,
             validation_score=max(larger.candidate_scores_.values()) - self._log_scale_sum(),
         )
-        self.module_ = self._make_module()
-        assert self.module_.anchor is not None  # anchor_ is set
-        self.module_.anchor.set_mixture(larger.weights_, larger.means_, larger.covariances_)
-        self.module_.to(device=device, dtype=self._dtype).eval()  # as training leaves it
+        self._build_module(larger, device)
+        self.module_.eval()  # as training leaves it
         score = float(mixture_rows.mean()) / self.n_features_in_  # training's units
         return TrainingHistory(timed_out=True, initial_validation_score=score), larger
 
