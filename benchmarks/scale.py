@@ -425,7 +425,13 @@ def distributed_fit_available() -> bool:
     :mod:`ldelib.distributed`); without it, ``torchrun`` would run independent fits."""
     if importlib.util.find_spec("ldelib.distributed") is None:
         return False
-    for name in ("ldelib.training", "ldelib.base", "ldelib.models.mdn", "ldelib.cli"):
+    for name in (
+        "ldelib.training",
+        "ldelib.base",
+        "ldelib.models.mdn",
+        "ldelib.models._mdn_fit",
+        "ldelib.cli",
+    ):
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
             continue

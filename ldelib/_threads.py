@@ -11,13 +11,14 @@ loaded one. Large steps do divide their work, so they keep torch's setting.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["SMALL_STEP_FLOPS", "step_flops", "training_threads"]
+__all__ = ["SMALL_STEP_FLOPS", "epoch_seconds", "step_flops", "training_threads"]
 
 #: Below this many multiply-adds per training step (forward), one thread trains faster,
 #: or no slower, on every machine measured; see the module docstring.
@@ -48,3 +49,37 @@ def training_threads(flops: float, device: torch.device) -> Iterator[int]:
         yield 1
     finally:
         torch.set_num_threads(before)
+
+
+def epoch_seconds(
+    make: Callable[[], nn.Module],
+    n_features: int,
+    batch: int,
+    n_rows: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> float:
+    """Seconds an epoch of ``n_rows`` would take to train a network that ``make``
+    builds (mapping rows to log-densities) with Adam at ``batch`` rows per step, on the
+    threads its training would use: the mean of two timed steps of a throwaway network
+    (after an untimed one, which allocates), times the batches. Torch's global
+    generator is left as it was, the network's initialisation included."""
+    batch = min(batch, n_rows)
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        module = make().to(device=device, dtype=dtype)
+        optimizer = torch.optim.Adam(module.parameters())
+        z = torch.randn(batch, n_features, device=device, dtype=dtype)
+        with training_threads(step_flops(module, batch, n_features), device):
+            for step in range(3):
+                if step == 1:
+                    if cuda:
+                        torch.cuda.synchronize(device)
+                    began = time.perf_counter()
+                optimizer.zero_grad()
+                (-module(z).mean()).backward()
+                optimizer.step()
+            if cuda:
+                torch.cuda.synchronize(device)
+            seconds = (time.perf_counter() - began) / 2
+    return seconds * -(-n_rows // batch)

@@ -64,7 +64,7 @@ def test_a_small_fit_trains_on_one_thread_and_leaves_the_users_setting(
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)
 
-    module = type(model).__module__
+    module = type(model)._fit.__module__  # where the fit calls train_module
     monkeypatch.setattr(f"{module}.train_module", spy)
     model.fit(np.random.default_rng(0).normal(size=(200, 3)))
     assert seen and all(t == 1 for t in seen)  # init="auto" trains two starts

@@ -179,7 +179,7 @@ def _anchor_twin(model: CausalConvMDN, X: np.ndarray, seed: int):
     from sklearn.mixture import GaussianMixture
 
     from ldelib import GMM
-    from ldelib.models.gmm import fit_held_out
+    from ldelib.models._em import fit_held_out
     from ldelib.training import split_positions
 
     train, valid = split_positions(len(X), model.validation_fraction, np.random.default_rng(seed))
@@ -306,7 +306,7 @@ def test_a_search_cut_by_the_budget_goes_on_and_its_larger_mixture_replaces_the_
 
 
 def test_a_trained_network_that_beats_the_resumed_search_is_kept(monkeypatch, separated):
-    from ldelib.models.gmm import HeldOutSearch
+    from ldelib.models._em import HeldOutSearch
 
     _cut_the_first_search(monkeypatch)
     resume = HeldOutSearch.resume
@@ -325,7 +325,7 @@ def test_a_trained_network_that_beats_the_resumed_search_is_kept(monkeypatch, se
 
 
 def test_a_search_that_had_stalled_is_not_resumed(monkeypatch, separated):
-    from ldelib.models.gmm import HeldOutSearch
+    from ldelib.models._em import HeldOutSearch
 
     runs = _cut_the_first_search(monkeypatch)
     monkeypatch.setattr(HeldOutSearch, "improving", property(lambda self: False))
@@ -531,7 +531,7 @@ def test_a_random_start_without_time_for_its_epochs_is_not_trained(monkeypatch):
 
 
 def test_training_leaves_time_for_the_anchors_refit(monkeypatch):
-    from ldelib.models.gmm import HeldOutSearch
+    from ldelib.models._em import HeldOutSearch
 
     deadlines, refits = [], []
     train_start, refit_anchor = CausalConvMDN._train_start, CausalConvMDN._refit_anchor

@@ -1,0 +1,481 @@
+"""How the latent density estimator is fitted: its anchor mixture, the race between the
+anchored and the random start, the mixture's search resumed, and the training."""
+
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import distributed
+from .._arrays import torch_generator
+from .._budget import fit_deadline
+from .._sources import DiskRows, RowSource
+from .._threads import epoch_seconds, step_flops, training_threads
+from .._validation import python_params
+from ..base import DegenerateDataWarning
+from ..density import BaseDensityEstimator
+from ..nn.autoregressive import AutoregressiveMDN
+from ..training import (
+    Display,
+    TrainingConfig,
+    TrainingHistory,
+    seeded,
+    split_positions,
+    train_module,
+)
+from ._em import HeldOutSearch
+from ._selection import clearly_worse, is_search, per_component, rows_to_fit
+from .gmm import GMM
+
+__all__ = ["AnchoredFit"]
+
+
+def _better(score: float | None, than: float | None) -> bool:
+    """Whether a validation score beats another (a missing one beats nothing)."""
+    return score is not None and (than is None or score > than)
+
+
+# Rows on disk: at most this many validation rows (scored at every validation, and
+# once more per start after training: 65,536 rows took 4 to 6 s each at D = 64, and a
+# 30 s budget ran to 50 s), and this many rows for the anchor's EM.
+_MAX_DISK_VALID = 16_384
+_MAX_DISK_ANCHOR = 100_000
+#: The share of ``max_time`` the anchor mixture's search may use; the networks get the rest.
+_ANCHOR_SHARE = 0.5
+#: Epochs the random start must have time for, or it is not trained (see ``_race``).
+_MIN_RANDOM_EPOCHS = 10
+
+
+class AnchoredFit(BaseDensityEstimator):
+    """The fitting half of :class:`~ldelib.CausalConvMDN`, which holds the parameters,
+    the network (``_make_module``), the densities and the file format."""
+
+    # Parameters, set by the subclass's __init__.
+    n_components: Any
+    init: str
+    architecture: Literal["residual", "paper"]
+    ordering: str
+    learning_rate: float | None
+    weight_decay: float
+    batch_size: int
+    validation_fraction: float
+    n_iter_no_change: int
+    max_time: float | None
+    # Fitted.
+    module_: AutoregressiveMDN
+    anchor_: dict[str, Any] | None
+    n_components_: int
+    ordering_: np.ndarray
+
+    def _make_module(self, anchored: bool | None = None) -> AutoregressiveMDN:
+        raise NotImplementedError
+
+    def _anchored(self) -> bool:
+        return self.init == "gmm" or (self.init == "auto" and self.architecture == "residual")
+
+    def _anchor_estimator(self, seed: int | None = None, max_time: float | None = None) -> GMM:
+        return GMM(
+            self.n_components,
+            reg_covar="auto",
+            max_time=max_time,
+            standardize=False,
+            random_state=seed,
+        )
+
+    def _min_rows(self) -> tuple[int, str]:
+        if not self._anchored():
+            return super()._min_rows()
+        anchor = self._anchor_estimator()
+        anchor_rows, fit_rows = rows_to_fit(anchor.n_components, float(anchor.validation_fraction))
+        vf = float(self.validation_fraction)
+        minimum = anchor_rows
+        # The mixture sees only the rows not held out for validation (see split_positions).
+        while vf > 0 and minimum - min(max(1, round(vf * minimum)), minimum - 1) < anchor_rows:
+            minimum += 1
+        held_out = (
+            f" fitted to the rows left after holding out validation_fraction={vf} (at "
+            "least one row)"
+            if vf > 0
+            else " fitted to every row"
+        )
+        # The anchor's own validation_fraction is no parameter of this model: in percent.
+        return minimum, (
+            f"Its start (init={self.init!r}) is a Gaussian mixture{held_out}; it chooses "
+            f"{'n_components and ' if is_search(anchor.n_components) else ''}reg_covar by "
+            "held-out likelihood, holding out "
+            f"{anchor.validation_fraction:.0%} of those rows (at least one) and fitting each "
+            f"candidate on the rest, which must hold at least {fit_rows}"
+            f"{per_component(fit_rows)}. Use init='random' to fit on fewer rows."
+        )
+
+    def _races(self) -> bool:
+        """Whether the fit trains both starts and keeps the better on validation."""
+        return self.init == "auto" and self.architecture == "residual"
+
+    def _free_components(self) -> int:
+        """K of a network without an anchor: a list of candidates needs a mixture to
+        choose among them, so a list and ``"auto"`` mean 10."""
+        k = self.n_components
+        return int(k) if isinstance(k, numbers.Integral) else 10
+
+    # -------------------------------------------------------------------- fit
+    def _fit(self, rows: RowSource, rng: np.random.Generator) -> None:
+        """Fit on rows in memory, or on rows read from disk as needed.
+
+        Both take the same steps with the same random draws, so a file and the array it
+        holds give the same model; on disk, the validation rows are at most
+        ``_MAX_DISK_VALID`` and the mixture anchor sees a subsample of at most
+        ``_MAX_DISK_ANCHOR`` rows (EM on every row of a huge file would not fit).
+        """
+        self.__dict__.pop("start_scores_", None)  # a previous fit's race
+        if self.ordering == "variance":
+            self.ordering_ = np.argsort(-(rows.spread() * self.scale_), kind="stable")
+        else:
+            self.ordering_ = np.arange(self.n_features_in_)
+        rows.columns = self.ordering_
+        device = torch.device(self.device_)
+        n_valid = _MAX_DISK_VALID if rows.on_disk else len(rows)
+        n_anchor = _MAX_DISK_ANCHOR if rows.on_disk else len(rows)
+        # The anchor is fitted on the training rows only (the validation rows choose its
+        # K): they then score the anchored start as fairly as the random one (and early
+        # stopping, the untrained anchor as fairly as any epoch). Fitted on them too, a
+        # mixture of many components scores them in sample, and wins selections it should
+        # lose.
+        train_pos, valid_pos = split_positions(len(rows), float(self.validation_fraction), rng)
+        valid = None if valid_pos is None else rows.take(valid_pos[:n_valid])
+        train = rows.gather(train_pos, self._dtype, device)
+        anchor_rows = rows.subsample(n_anchor, rng, among=train_pos) if self._anchored() else None
+        deadline = fit_deadline(self.max_time)
+        random_start = self._races() and valid is not None
+        if random_start and deadline is not None:
+            # The random start's nominal time: half of what the mixture's share leaves.
+            slot = (1 - _ANCHOR_SHARE) / 2 * (deadline - time.perf_counter())
+            random_start = _MIN_RANDOM_EPOCHS * self._random_epoch_s(len(train), device) <= slot
+        anchor = (
+            self._fit_anchor(anchor_rows, rng, deadline, valid, min(len(rows), n_anchor))
+            if anchor_rows is not None
+            else None
+        )
+        # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
+        with seeded(rng, device, self._dtype):
+            if anchor is None:
+                history = self._train_start(None, train, valid, rng, device, deadline)
+            else:
+                mixture, search, refit_s = anchor
+                # Training ends early enough for the anchor's refit to every row to end by
+                # the deadline (its first EM round took 78 s of 60,000 rows at D = 512).
+                until = None if deadline is None else deadline - refit_s
+                history, mixture = self._race(
+                    mixture, search, train, valid, rng, device, until, random_start
+                )
+        if anchor is not None and self.anchor_ is not None and valid is not None:
+            self._refit_anchor(mixture, rows.subsample(n_anchor, rng), rng, deadline)
+        nats = self._in_nats()
+        self.loss_curve_ = [nats.loss(loss) for loss in history.loss_curve]
+        self.validation_scores_ = [nats.score(s) for s in history.validation_scores]
+        best = history.best_validation_score
+        self.best_validation_score_ = None if best is None else nats.score(best)
+        self.best_epoch_ = history.best_epoch
+        self.n_iter_ = history.n_iter
+
+    def _train_start(
+        self,
+        mixture: GMM | None,
+        train: Tensor | DiskRows,
+        valid: np.ndarray | None,
+        rng: np.random.Generator,
+        device: torch.device,
+        deadline: float | None,
+    ) -> TrainingHistory:
+        """Build ``module_`` from the mixture (anchored) or from scratch, and train it."""
+        if mixture is None:
+            self.anchor_: dict[str, Any] | None = None
+            self.n_components_ = self._free_components()
+        self._build_module(mixture, device)
+        remaining = None if deadline is None else deadline - time.perf_counter()
+        return self._train(train, valid, rng, device, remaining)
+
+    def _build_module(self, mixture: GMM | None, device: torch.device) -> None:
+        """An untrained ``module_`` on ``device``: anchored on ``mixture``, or not."""
+        self.module_ = self._make_module()
+        if mixture is not None:
+            assert self.module_.anchor is not None  # _make_module anchors it (anchor_ is set)
+            self.module_.anchor.set_mixture(mixture.weights_, mixture.means_, mixture.covariances_)
+        self.module_.to(device=device, dtype=self._dtype)
+
+    def _race(
+        self,
+        mixture: GMM,
+        search: HeldOutSearch | None,
+        train: Tensor | DiskRows,
+        valid: np.ndarray | None,
+        rng: np.random.Generator,
+        device: torch.device,
+        deadline: float | None,
+        random_start: bool = True,
+    ) -> tuple[TrainingHistory, GMM]:
+        """Train the anchored start, then the random one; keep the better on validation.
+        Returns the kept start's history and the mixture it is anchored on.
+
+        Where the data look like a mixture, the anchored start wins and the network only
+        corrects it; where a flexible model can do better (dequantised images, latents of
+        a few distinct shapes), the random start's ten free components per conditional
+        and wider network win, which corrections to a mixture of few components cannot
+        reach. Both are scored on the same validation rows, row by row, and the random
+        start must lead by more than ``CLEARLY_WORSE_SE`` paired standard errors: a
+        narrower win is as likely noise of the split (measured: on one seed of the 2-D
+        ring the random start won on validation and lost 0.020 +- 0.003 nats to the
+        mixture on test). So the kept start is never below the mixture on validation (the
+        anchored start keeps its untrained state when no epoch beats it). What the
+        mixture's search leaves of a budget is split in halves; what the anchored start's
+        early stop leaves goes to the random one.
+
+        Without ``random_start`` (no validation rows, or no time for
+        ``_MIN_RANDOM_EPOCHS`` epochs of it), the anchored start trains alone: on the
+        whole budget, or, where the budget cut the mixture's ``search`` while it still
+        improved, on half of what it left, the search going on in the other half
+        (:meth:`_resume_search`). Where the random start won, it had trained 68 to 94
+        epochs (digits); where it had time for 2 to 17, it trailed by 5 to 41 nats per
+        row (latents and warped targets of 60,000 rows at D = 32 and 64).
+        """
+        now = time.perf_counter()
+        resumes = search is not None and not random_start
+        split = deadline is not None and valid is not None and (random_start or resumes)
+        half = now + (deadline - now) / 2 if split and deadline is not None else deadline
+        anchored = self._train_start(mixture, train, valid, rng, device, half)
+        if resumes and split:
+            assert search is not None and valid is not None  # resumes and split say so
+            anchored, mixture = self._resume_search(
+                search, mixture, anchored, valid, device, deadline
+            )
+        kept = dict(self.__dict__)
+        scores = {"gmm": anchored.best_validation_score}
+        out_of_time = deadline is not None and time.perf_counter() >= deadline
+        if valid is None or out_of_time or not random_start:
+            if self._races():
+                self.start_scores_ = {"gmm": self._in_nats_or_none(scores["gmm"]), "random": None}
+            return anchored, mixture
+        anchored_rows = self._score_rows(valid, device)
+        fresh = self._train_start(None, train, valid, rng, device, deadline)
+        scores["random"] = fresh.best_validation_score
+        won = "random" if clearly_worse(anchored_rows, self._score_rows(valid, device)) else "gmm"
+        if won == "gmm":
+            self.__dict__.update(kept)
+        self.start_scores_ = {k: self._in_nats_or_none(v) for k, v in scores.items()}
+        return (fresh, mixture) if won == "random" else (anchored, mixture)
+
+    def _resume_search(
+        self,
+        search: HeldOutSearch,
+        mixture: GMM,
+        anchored: TrainingHistory,
+        valid: np.ndarray,
+        device: torch.device,
+        deadline: float | None,
+    ) -> tuple[TrainingHistory, GMM]:
+        """Go on with the mixture's search that the budget cut, until ``deadline``; a
+        mixture it finds that scores the validation rows higher than the trained
+        anchored start replaces it, untrained. Returns the kept start's history and its
+        mixture.
+
+        Where the data look like a mixture (warped targets of 60,000 rows), a larger K
+        is worth more than the network's corrections, which the search reaches only with
+        more of the budget; where the network gains (latents, heavy-tailed clusters), it
+        gains most in its first epochs. No fixed share of the budget served both: the
+        mixture's search with 0.8 of it instead of 0.5 moved the LDE by +0.03 to +0.51
+        nats per row on four warped targets and by -0.10 to -0.51 on latents and
+        heavy-tailed clusters. Going on after half of the training's time instead
+        (45 s, one thread, test nats per row against the network on all of it): +0.46,
+        +0.20 and +0.04 on warped D = 64, 32 and 16 at 60,000 rows; -0.004 to -0.012 on
+        three sets where the larger K did not win. Only a search cut while still
+        improving goes on (``HeldOutSearch.improving``): on 64-D MNIST latents, cut
+        after a K that did not improve, going on found nothing and cost the network half
+        its epochs (-0.06 +- 0.03).
+        """
+        assert self.anchor_ is not None  # the anchored start trained
+        network_rows = self._score_rows(valid, device)
+        began = time.perf_counter()
+        larger = search.resume(deadline)
+        self.anchor_["resumed_s"] = time.perf_counter() - began
+        if larger is None:
+            return anchored, mixture
+        mixture_rows = larger.score_samples(valid)  # standardised rows, identity scaling
+        if not float(mixture_rows.mean()) > float(network_rows.mean()):
+            return anchored, mixture
+        self.n_components_ = larger.n_components_
+        self.anchor_.update(
+            n_components=larger.n_components_,
+            reg_covar=larger.reg_covar_,
+            validation_score=max(larger.candidate_scores_.values()) - self._log_scale_sum(),
+        )
+        self._build_module(larger, device)
+        self.module_.eval()  # as training leaves it
+        score = float(mixture_rows.mean()) / self.n_features_in_  # training's units
+        return TrainingHistory(timed_out=True, initial_validation_score=score), larger
+
+    def _random_epoch_s(self, n_rows: int, device: torch.device) -> float:
+        """Seconds an epoch of the random start would take here (timed, not trained)."""
+        return epoch_seconds(
+            lambda: self._make_module(anchored=False),
+            self.n_features_in_,
+            int(self.batch_size),
+            n_rows,
+            device,
+            self._dtype,
+        )
+
+    def _score_rows(self, rows: np.ndarray, device: torch.device) -> np.ndarray:
+        """Log-densities of standardised, ordered ``rows`` under ``module_`` (eval mode)."""
+        self.module_.eval()
+        with torch.no_grad():
+            return np.concatenate(
+                [
+                    self.module_(torch.as_tensor(chunk, dtype=self._dtype, device=device))
+                    .double()
+                    .cpu()
+                    .numpy()
+                    for chunk in np.array_split(rows, max(1, len(rows) // 8192))
+                ]
+            )
+
+    def _bar_label(self) -> str:
+        """The progress bar's label: which start is training, when both are."""
+        if not self._races():
+            return type(self).__name__
+        return f"{type(self).__name__} ({'gmm' if self.anchor_ is not None else 'random'} start)"
+
+    def _in_nats_or_none(self, score: float | None) -> float | None:
+        return None if score is None else self._in_nats().score(score)
+
+    def _fit_anchor(
+        self,
+        Z: np.ndarray,
+        rng: np.random.Generator,
+        deadline: float | None,
+        valid: np.ndarray | None = None,
+        refit_rows: int = 0,
+    ) -> tuple[GMM, HeldOutSearch | None, float]:
+        """The anchor mixture, fitted to the training rows ``Z`` by :class:`GMM`, with
+        K and the regularisation chosen on ``valid``: the rows that then choose the
+        epoch and the start. (Without them, it holds out rows of its own, as GMM does.)
+        It may use ``_ANCHOR_SHARE`` of the time left before ``deadline`` (measured: 0.75
+        reached no larger K on 60,000 warped-heavy rows at D = 16 and 64 in 45 s; where
+        the random start is not trained, 0.8 and 1.0 moved the test score by -0.09 +- 0.10
+        and -0.09 +- 0.12 nats per row against 0.5, over seven sets of 10,000 to 60,000
+        rows at D = 8 to 64: a K that the search reaches late seldom wins, and it takes
+        the anchored start's epochs). Returns the mixture; the search where the budget
+        cut it while still improving (for :meth:`_resume_search`), else ``None``; and
+        the estimated seconds of its refit to the ``refit_rows`` rows (0 without
+        validation rows: :meth:`_refit_anchor` does not run)."""
+        start = time.perf_counter()
+        # A spent budget still fits the first candidate (GMM's max_time must be positive).
+        budget = None if deadline is None else max(_ANCHOR_SHARE * (deadline - start), 1e-9)
+        # An integer random_state seeds the anchor as GMM(random_state=...) is seeded:
+        # the untrained model can be reproduced from the fitted rows and the seed.
+        seed = self.random_state
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            seed = int(rng.integers(2**31 - 1))
+        with warnings.catch_warnings():
+            # The same rows: this model says so itself, in its own terms, after its fit.
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            estimator = self._anchor_estimator(seed, budget)
+            search = None if valid is None else HeldOutSearch(estimator, Z, valid)
+            mixture = estimator.fit(Z) if search is None else search.estimator
+        self.n_components_ = mixture.n_components_
+        scores = mixture.candidate_scores_.values()
+        self.anchor_ = {
+            "n_components": mixture.n_components_,
+            "reg_covar": mixture.reg_covar_,
+            "validation_score": max(scores) - self._log_scale_sum() if scores else None,
+            "fit_s": time.perf_counter() - start,
+        }
+        refit_s = 0.0 if search is None else search.refit_seconds(refit_rows)
+        # Only a search cut while improving is resumed; another is let go (its rows with it).
+        return mixture, search if search is not None and search.improving else None, refit_s
+
+    def _refit_anchor(
+        self, mixture: GMM, Z: np.ndarray, rng: np.random.Generator, deadline: float | None
+    ) -> None:
+        """Refit the kept anchor to every row, from its solution, as GMM refits its choice.
+
+        Selection (the race, and the epochs against the untrained state) needed
+        validation rows that the mixture had not seen; once it is made, they add to the
+        mixture's rows, as they do to a GMM's after its selection. EM starts from the
+        mixture the corrections were trained on, so its components keep their places and
+        the corrections still apply, while it moves them by what the extra rows tell.
+        """
+        assert self.module_.anchor is not None and self.anchor_ is not None
+        em = mixture.refitted(Z, rng, deadline)
+        self.module_.anchor.set_mixture(em.weights_, em.means_, em.covariances_)
+        self.anchor_["refit_rows"] = len(Z)
+
+    def _in_nats(self) -> Display:
+        """Training's per-dimension standardised loss and score as nats per row of data."""
+        d, log_det = self.n_features_in_, self._log_scale_sum()
+        return Display(
+            "train nll",
+            "valid ll",
+            "nats/row",
+            loss=lambda loss: loss * d + log_det,
+            score=lambda score: score * d - log_det,
+        )
+
+    def _train(
+        self,
+        train: Tensor | DiskRows,
+        valid: np.ndarray | None,
+        rng: np.random.Generator,
+        device: torch.device,
+        max_time: float | None,
+    ) -> TrainingHistory:
+        n_features = self.n_features_in_
+        paper = self.architecture == "paper"
+        optimizer = torch.optim.Adam(
+            self.module_.parameters(),
+            lr=float(self.learning_rate or (2e-4 if paper else 1e-3)),
+            betas=(0.5, 0.999) if paper else (0.9, 0.999),
+            weight_decay=float(self.weight_decay),
+        )
+
+        def as_tensor(x: np.ndarray) -> Tensor:
+            return torch.as_tensor(x, dtype=self._dtype, device=device)
+
+        # Under torchrun the loss runs through DDP, which averages the gradients; the
+        # anchor's buffers are fixed, so there is nothing to broadcast at each step.
+        ctx = distributed.context()
+        net = distributed.wrap(self.module_, ctx, device, broadcast_buffers=False)
+        # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
+        # Small steps train faster on one thread (see ldelib._threads).
+        flops = step_flops(self.module_, int(self.batch_size), n_features)
+        with training_threads(flops, device):
+            config = TrainingConfig(
+                max_time=max_time,
+                keep_initial=self.anchor_ is not None,
+                lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
+                desc=self._bar_label(),
+                display=self._in_nats(),
+                **python_params(
+                    self,
+                    "max_epochs",
+                    "batch_size",
+                    "n_iter_no_change",
+                    "validate_every",
+                    "verbose",
+                ),
+            )
+            return train_module(
+                self.module_,
+                lambda z: -net(z).mean() / n_features,
+                train,
+                None if valid is None else as_tensor(valid),
+                config,
+                optimizer=optimizer,
+                generator=torch_generator(rng, torch.device("cpu")),
+                distributed=ctx,
+            )
