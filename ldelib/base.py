@@ -44,6 +44,8 @@ from ._arrays import (
     validate_input,
 )
 from ._budget import fit_clock
+from ._conditioning import CONDITION_ATTRIBUTES, Conditioning
+from ._conditions import fit_condition
 from ._soundness import check_sound
 from ._sources import (
     InMemory,
@@ -108,7 +110,7 @@ class DegenerateDataWarning(UserWarning):
     """
 
 
-class BaseGenerativeModel(Persistent, BaseEstimator, ABC):
+class BaseGenerativeModel(Conditioning, Persistent, BaseEstimator, ABC):
     """Base class of ldelib's models: ``fit``, ``sample``, ``save`` and ``load``.
 
     Subclasses declare their parameters in ``__init__`` (which only stores them), and
@@ -120,7 +122,7 @@ class BaseGenerativeModel(Persistent, BaseEstimator, ABC):
 
     #: Fitted attributes every model saves; a model adds its own.
     _saved_attributes: ClassVar[tuple[str, ...]] = ("n_features_in_", "device_", "mean_", "scale_")
-    _optional_attributes: ClassVar[tuple[str, ...]] = ("feature_names_in_",)
+    _optional_attributes: ClassVar[tuple[str, ...]] = ("feature_names_in_", *CONDITION_ATTRIBUTES)
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -172,8 +174,11 @@ class BaseGenerativeModel(Persistent, BaseEstimator, ABC):
             or memmap is read in chunks, never whole; a DataLoader or iterator of row
             batches is written once to a temporary file and read the same way (see the
             scaling guide).
-        y : ignored
-            Present for scikit-learn API consistency.
+        y : array-like of shape (n_samples,) or (n_samples, n_context_features), optional
+            With ``conditional=True`` (models that have it), what the density is
+            conditioned on: class labels (1-D) or a continuous context (2-D), then
+            required; ``X`` must then be in memory. Otherwise ignored, as scikit-learn's
+            unsupervised estimators ignore it.
 
         Returns
         -------
@@ -187,15 +192,29 @@ class BaseGenerativeModel(Persistent, BaseEstimator, ABC):
             log-likelihoods are then not to be trusted.
         """
         with fit_clock():  # max_time counts from here (see ldelib._budget)
-            return self._fit_any(X)
+            return self._fit_any(X, y)
 
-    def _fit_any(self, X: ArrayLike) -> Self:
+    def _fit_any(self, X: ArrayLike, y: Any = None) -> Self:
         self._check_params()
         device = resolve_device(getattr(self, "device", "cpu"))
         if distributed.context().is_distributed:  # under torchrun: this rank's GPU, if any
             device = distributed.local_device(device, distributed.context())
         with transaction(self):
-            if is_batches(X):
+            for name in self._optional_attributes:  # a previous fit's (validation sets
+                if name != "feature_names_in_":  # the names, or removes them)
+                    self.__dict__.pop(name, None)
+            if getattr(self, "conditional", False):
+                if is_batches(X) or is_on_disk(X):
+                    raise ValueError(
+                        "A conditional fit takes X in memory (an array or tensor), with y "
+                        "beside it, not a file or a stream of batches: load the rows "
+                        "first (np.load(path))."
+                    )
+                memory = self._open_array(X)
+                condition, encoded = fit_condition(y, len(memory), bool(self.standardize))
+                self._keep_condition(condition, encoded)
+                repeated, Z = self._fit_source(memory, device, encoded)
+            elif is_batches(X):
                 with spooled(X) as rows:
                     repeated, Z = self._fit_source(self._open_file(rows), device)
             else:
@@ -236,17 +255,20 @@ class BaseGenerativeModel(Persistent, BaseEstimator, ABC):
         return OnDisk(rows, st, where)
 
     def _fit_source(
-        self, source: RowSource, device: torch.device
+        self, source: RowSource, device: torch.device, y: np.ndarray | None = None
     ) -> tuple[str | None, np.ndarray]:
-        """The one fit path, whatever holds the rows: the model's ``_fit`` hook between
-        the standardisation and the checks of its result. Returns what
-        ``_warn_degenerate`` needs."""
+        """The one fit path, whatever holds the rows: the model's ``_fit`` hook (or
+        ``_fit_conditional``, given the encoded ``y``) between the standardisation and
+        the checks of its result. Returns what ``_warn_degenerate`` needs."""
         self.device_ = str(device)
         self.mean_ = source.standardizer.data_mean
         self.scale_ = source.standardizer.data_scale
         repeated = self._degenerate_data(source.rows)
         rng = self._fit_rng(device)
-        self._fit(source, rng)
+        if y is None:
+            self._fit(source, rng)
+        else:
+            self._fit_conditional(source, y, rng)
         Z = source.for_checks()
         self._check_sound(Z)
         self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))

@@ -26,6 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._arrays import Batch, RandomStateLike, check_n_samples, validate_input
+from ._conditioning import GenerativeClassifier
 from ._prefix import check_given, check_n_dims, prefix_columns, prefix_input
 from ._soundness import held_out_collapse, repeated_values
 from ._sources import chunks, describe, is_on_disk, open_rows, result_file
@@ -34,7 +35,7 @@ from .base import ArrayLike, BaseGenerativeModel, DegenerateDataWarning
 __all__ = ["BaseDensityEstimator"]
 
 
-class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
+class BaseDensityEstimator(GenerativeClassifier, DensityMixin, BaseGenerativeModel):
     """Base class of ldelib's density models: a :class:`BaseGenerativeModel` with an
     exact log-density (``score_samples``, ``log_prob``, ``score``,
     ``sample_and_log_prob``), prefix marginals and conditional draws (``n_dims``,
@@ -60,14 +61,24 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
     # ------------------------------------------------------------ public API
     @overload
     def score_samples(
-        self, X: Tensor, out: None = None, *, n_dims: int | None = None
+        self, X: Tensor, y: Any = None, out: None = None, *, n_dims: int | None = None
     ) -> Tensor: ...
     @overload
     def score_samples(
-        self, X: ArrayLike, out: str | os.PathLike[str] | None = None, *, n_dims: int | None = None
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        out: str | os.PathLike[str] | None = None,
+        *,
+        n_dims: int | None = None,
     ) -> np.ndarray: ...
     def score_samples(
-        self, X: ArrayLike, out: str | os.PathLike[str] | None = None, *, n_dims: int | None = None
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        out: str | os.PathLike[str] | None = None,
+        *,
+        n_dims: int | None = None,
     ) -> np.ndarray | Tensor:
         """Exact log-density of each row of ``X``, in nats and in the units of ``X``.
 
@@ -76,6 +87,10 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
         X : array-like, Tensor, path of a ``.npy`` file or memmap, shape (n_samples, n_features)
             A path or memmap is read in chunks, never whole (see the scaling guide). With
             ``n_dims=k``, rows may also have just the ``k`` prefix columns.
+        y : array-like of shape (n_samples,) or (n_samples, n_context_features), optional
+            For a model fitted with ``y`` (``conditional=True``), required: the labels or
+            context of each row, and the result is :math:`\\log p(x \\mid y)`. A model
+            fitted without ``y`` refuses one.
         out : path, optional
             Write the log-likelihoods to this ``.npy`` file, chunk by chunk, and return
             it memory-mapped. The file appears only once every row is scored.
@@ -95,24 +110,34 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
         """
         check_is_fitted(self)
         k = check_n_dims(n_dims, self.n_features_in_)
+        self._check_y(y)
         if out is not None or is_on_disk(X):
-            return self._score_in_chunks(X, out, k)
+            return self._score_in_chunks(X, out, k, y)
         batch = (
             validate_input(self, X, reset=False)
             if k is None
             else prefix_input(self, X, self.prefix_columns(k), self.mean_)
         )
+        c = self._encoded(y, len(batch.data))
         if batch.is_tensor:
-            return batch.output(self._log_prob_user(batch, k))
+            return batch.output(self._log_prob_user(batch, k, c))
         with torch.no_grad():
             parts = [
-                self._log_prob_user(Batch(chunk, False, batch.device, batch.dtype), k)
-                for chunk in batch.data.split(self._eval_batch)
+                self._log_prob_user(
+                    Batch(chunk, False, batch.device, batch.dtype),
+                    k,
+                    None if c is None else c[start : start + len(chunk)],
+                )
+                for start, chunk in zip(
+                    range(0, len(batch.data), self._eval_batch),
+                    batch.data.split(self._eval_batch),
+                    strict=True,
+                )
             ]
         return batch.output(torch.cat(parts))
 
     def _score_in_chunks(
-        self, X: Any, out: str | os.PathLike[str] | None, k: int | None
+        self, X: Any, out: str | os.PathLike[str] | None, k: int | None, y: Any = None
     ) -> np.ndarray:
         if is_on_disk(X):
             rows, where = open_rows(X), describe(X)
@@ -124,33 +149,48 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
                 f"{where} has {rows.shape[1]} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input."
             )
+        c = self._encoded(y, len(rows))
         with result_file(out, len(rows)) as result:
             bar = tqdm(total=len(rows), desc="score", unit="rows", disable=self.verbose <= 0)
             with torch.no_grad(), bar:
                 for start, chunk in chunks(rows, where, self._eval_batch):
                     data = torch.from_numpy(chunk)
                     batch = Batch(data, False, data.device, data.dtype)
-                    result[start : start + len(chunk)] = self._log_prob_user(batch, k).numpy()
+                    part = None if c is None else c[start : start + len(chunk)]
+                    result[start : start + len(chunk)] = self._log_prob_user(
+                        batch, k, part
+                    ).numpy()
                     bar.update(len(chunk))
         return np.load(os.fspath(out), mmap_mode="r") if out is not None else result
 
     @overload
-    def log_prob(self, X: Tensor, n_dims: int | None = None) -> Tensor: ...
+    def log_prob(self, X: Tensor, y: Any = None, *, n_dims: int | None = None) -> Tensor: ...
     @overload
-    def log_prob(self, X: ArrayLike, n_dims: int | None = None) -> np.ndarray: ...
-    def log_prob(self, X: ArrayLike, n_dims: int | None = None) -> np.ndarray | Tensor:
+    def log_prob(
+        self, X: ArrayLike, y: Any = None, *, n_dims: int | None = None
+    ) -> np.ndarray: ...
+    def log_prob(
+        self, X: ArrayLike, y: Any = None, *, n_dims: int | None = None
+    ) -> np.ndarray | Tensor:
         """Alias of :meth:`score_samples`, in the manner of ``torch.distributions``."""
-        return self.score_samples(X, n_dims=n_dims)
+        return self.score_samples(X, y, n_dims=n_dims)
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
-        """Mean log-likelihood of the rows of ``X`` (nats per row), a float."""
-        log_prob = self.score_samples(X)
+        """Mean log-likelihood of the rows of ``X`` (nats per row), a float: of
+        :math:`p(x \\mid y)` for a model fitted with ``y``; otherwise ``y`` is ignored,
+        as scikit-learn's model selection passes it to every estimator."""
+        log_prob = self.score_samples(X, y if self._condition() is not None else None)
         if isinstance(log_prob, Tensor):  # a float, never a graph: no gradient to keep
             return float(log_prob.detach().double().mean())
         return float(log_prob.mean())
 
     def sample(
-        self, n_samples: int = 1, random_state: RandomStateLike = None, *, given: Any = None
+        self,
+        n_samples: int = 1,
+        random_state: RandomStateLike = None,
+        *,
+        given: Any = None,
+        y: Any = None,
     ) -> np.ndarray:
         """Draw rows from the fitted density, or from its conditional given a prefix.
 
@@ -167,20 +207,29 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
             exact conditional given them, and the prefix is returned as given. One row
             is shared by every draw. For :class:`~ldelib.CausalConvMDN` the prefix
             takes one parallel pass and the draw ``D - k`` steps.
+        y : label, context vector, or one per draw, optional
+            For a model fitted with ``y`` (``conditional=True``), required: draws come
+            from :math:`p(x \\mid y)`. One label (or context vector of
+            ``n_context_features_``) is shared by every draw; an array of
+            ``n_samples`` labels (or rows) gives one per draw.
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
         """
-        if given is None:
-            return super().sample(n_samples, random_state)
         check_is_fitted(self)
+        condition = self._check_y(y)
+        if given is None and condition is None:
+            return super().sample(n_samples, random_state)
         n_samples = check_n_samples(n_samples, minimum=0)
+        c = None if condition is None else self._encoded(y, n_samples, shared=True)
+        if given is None:
+            given = np.empty((n_samples, 0))
         given = check_given(given, n_samples, self.n_features_in_)
         k = given.shape[1]
-        if k == 0:
+        if c is None and k == 0:
             return super().sample(n_samples, random_state)
-        if type(self)._sample_given is BaseDensityEstimator._sample_given:
+        if c is None and type(self)._sample_given is BaseDensityEstimator._sample_given:
             self._sample_given(torch.empty(0, k), torch.Generator())  # raises: it says why
         columns = self.prefix_columns(k)
         prefix = torch.as_tensor(
@@ -188,20 +237,37 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
             dtype=self._dtype,
             device=torch.device(self.device_),
         )
-        X = self._draw(n_samples, random_state, lambda n, g: self._sample_given(prefix, g))
+
+        def draw(n: int, generator: torch.Generator) -> Tensor:
+            if c is None:
+                return self._sample_given(prefix, generator)
+            return self._sample_conditional(c, prefix if k else None, generator)
+
+        X = self._draw(n_samples, random_state, draw)
         X[:, columns] = given  # exactly as given, without a round trip through the scaling
         return X
 
     def sample_and_log_prob(
-        self, n_samples: int = 1, random_state: RandomStateLike = None
+        self, n_samples: int = 1, random_state: RandomStateLike = None, *, y: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw rows together with their log-densities, as ``log_prob`` would give them.
+        """Draw rows together with their log-densities, as ``log_prob`` would give them
+        (given ``y``, as ``sample`` takes it, for a model fitted with ``y``).
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
         log_prob : ndarray of shape (n_samples,)
         """
+        check_is_fitted(self)
+        if self._check_y(y) is not None:
+            X = self.sample(n_samples, random_state, y=y)
+            c = self._encoded(y, len(X), shared=True)
+            rows = torch.from_numpy(X)
+            with torch.no_grad():
+                log_prob = self._log_prob_user(
+                    Batch(rows, False, rows.device, rows.dtype), None, c
+                )
+            return X, log_prob.numpy()
         drawn: list[Tensor] = []
 
         def draw(n: int, generator: torch.Generator) -> Tensor:
@@ -291,7 +357,9 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
         """The dimensions in the order the model factorises them (prefixes follow it)."""
         return np.arange(self.n_features_in_)
 
-    def _log_prob_user(self, batch: Batch, n_dims: int | None = None) -> Tensor:
+    def _log_prob_user(
+        self, batch: Batch, n_dims: int | None = None, c: Tensor | None = None
+    ) -> Tensor:
         X = batch.data
         device = X.device if self._follows_input_device else torch.device(self.device_)
         # Standardise in the input's precision before any cast to the model dtype.
@@ -310,10 +378,17 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
             keep[torch.as_tensor(columns, device=Z.device)] = True
             Z = torch.where(keep, Z, 0.0)
         k = None if columns is None else len(columns)
-        return self._log_prob_in(Z, k, device, self._dtype) - self._log_scale_sum(columns)
+        if c is not None:
+            c = c.to(device)
+        return self._log_prob_in(Z, k, device, self._dtype, c) - self._log_scale_sum(columns)
 
     def _log_prob_in(
-        self, Z: Tensor, k: int | None, device: torch.device, dtype: torch.dtype
+        self,
+        Z: Tensor,
+        k: int | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        c: Tensor | None = None,
     ) -> Tensor:
         """``_log_prob`` (or the prefix marginal of ``k`` dimensions) of standardised rows
         computed in ``dtype`` on ``device``, returned in ``Z``'s dtype.
@@ -326,11 +401,19 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
         limit = math.sqrt(torch.finfo(dtype).max) / 1e3
         far = ~(Z.abs() <= limit).all(dim=1)
         near = torch.where(far[:, None], 0.0, Z).to(device=device, dtype=dtype)
-        inner = self._log_prob(near) if k is None else self._log_prob_prefix(near, k)
+        if c is not None:
+            inner = self._log_prob_conditional(
+                near, c if c.dtype == torch.int64 else c.to(dtype), k
+            )
+        elif k is None:
+            inner = self._log_prob(near)
+        else:
+            inner = self._log_prob_prefix(near, k)
         inner, far = inner.to(Z.dtype), far.to(device)
         if dtype != torch.float64 and bool(far.any()):
             rows = far.nonzero().squeeze(1)
-            again = self._log_prob_in(Z[rows.to(Z.device)], k, device, torch.float64)
+            c_far = None if c is None else c[rows]
+            again = self._log_prob_in(Z[rows.to(Z.device)], k, device, torch.float64, c_far)
             return inner.index_put((rows,), again.to(inner.dtype))
         return inner.masked_fill(far, -math.inf)
 
@@ -341,6 +424,20 @@ class BaseDensityEstimator(DensityMixin, BaseGenerativeModel):
             f"{type(self).__name__} has no prefix marginals (n_dims); CausalConvMDN and "
             "GMM have them."
         )
+
+    def _log_prob_conditional(self, Z: Tensor, c: Tensor, k: int | None) -> Tensor:
+        """:math:`\\log p(z \\mid c)` of standardised rows (or of their prefix of ``k``
+        dimensions, as ``_log_prob_prefix``), given the encoded ``c``: label codes
+        (int64, (n,)) or the standardised context ((n, C), in ``Z``'s dtype)."""
+        raise NotImplementedError
+
+    def _sample_conditional(
+        self, c: Tensor, prefix: Tensor | None, generator: torch.Generator
+    ) -> Tensor:
+        """Standardised draws from :math:`p(z \\mid c)`, one per row of the encoded
+        ``c``; with ``prefix`` (n, k), its first ``k`` dimensions of the ordering are
+        ``prefix`` and the others are drawn given it."""
+        raise NotImplementedError
 
     def _sample_given(self, prefix: Tensor, generator: torch.Generator) -> Tensor:
         """Standardised rows (n, D) whose first ``k`` dimensions of the ordering are

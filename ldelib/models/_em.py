@@ -97,6 +97,11 @@ class EMMixture(BaseDensityEstimator):
     means_: np.ndarray
     precisions_cholesky_: np.ndarray
 
+    def _em_log_det(self) -> float:
+        """Log-determinant of the scaling of the rows EM fits: likelihoods in the
+        data's units are the standardised ones minus it."""
+        return self._log_scale_sum()
+
     def _selects(self) -> tuple[bool, bool]:
         """Whether there are candidates for K, and for the regularisation."""
         return is_search(self.n_components), is_search(self.reg_covar)
@@ -164,7 +169,7 @@ class EMMixture(BaseDensityEstimator):
         """Fit the mixture to ``Z`` (choosing on ``held_out``, when given); returns the
         selection by likelihood's search, for a caller to resume (:class:`HeldOutSearch`)."""
         n, n_features = Z.shape
-        log_det = self._log_scale_sum()
+        log_det = self._em_log_det()
         regs = reg_candidates(self.reg_covar)
         many_k = self._selects()[0]
         by_likelihood = self._by_likelihood()
@@ -277,7 +282,7 @@ class EMMixture(BaseDensityEstimator):
 
         many_reg = self._selects()[1]
         regs = reg_candidates(self.reg_covar)
-        return Search(fit, valid, candidates, regs, self._log_scale_sum(), many_reg, reserve)
+        return Search(fit, valid, candidates, regs, self._em_log_det(), many_reg, reserve)
 
     def _refit_choice(
         self, search: Search, rows: np.ndarray, rng: np.random.Generator, deadline: float | None
@@ -313,7 +318,7 @@ class EMMixture(BaseDensityEstimator):
 
     def _keep(self, mixture: GaussianMixture, reg: float, scores: dict[str, float]) -> None:
         """Take ``mixture``'s parameters as the model's; ``scores``, the candidates'."""
-        log_det = self._log_scale_sum()
+        log_det = self._em_log_det()
         self.n_components_ = int(mixture.n_components)
         self.reg_covar_ = float(reg)
         self.candidate_scores_ = scores

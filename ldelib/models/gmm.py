@@ -13,6 +13,7 @@ from torch import Tensor
 from .._summary import SummaryItem
 from .._validation import (
     MAX_TIME,
+    Boolean,
     Constraint,
     Integral,
     InvalidParameterError,
@@ -25,7 +26,7 @@ from ..density import BaseDensityEstimator
 from ..nn.anchor import GaussianMixtureConditionals
 from ..nn.chunks import in_chunks
 from ..persistence import register
-from ._em import EMMixture
+from ._conditional_mixture import ConditionalMixture
 from ._selection import per_component, rows_to_fit
 
 __all__ = ["GMM"]
@@ -41,7 +42,7 @@ N_COMPONENTS: list[Constraint | None] = [
 
 
 @register("ldelib.GMM")
-class GMM(EMMixture):
+class GMM(ConditionalMixture):
     r"""Gaussian mixture model with optional selection of the number of components.
 
     Models :math:`p(z) = \sum_k \pi_k \, \mathcal{N}(z; \mu_k, \Sigma_k)`, fitted by
@@ -103,8 +104,18 @@ class GMM(EMMixture):
         on all rows from its solution (at least one EM iteration, in double precision:
         the search ends early enough for it, by an estimate from the choice's first
         round of EM). ``None``: no limit.
+    conditional : bool, default=False
+        Fit :math:`p(x \mid y)` on ``fit(X, y)``. With class labels (``y`` of shape
+        (n,)): one mixture per class, each chosen as above on its own rows (with the
+        budget's share of its rows), kept as one mixture whose weights are
+        :math:`p(y)\,p(k \mid y)`; ``predict_proba`` is the generative classifier. With
+        a context (``y`` of shape (n, C)): one mixture over the joint
+        :math:`(c, x)`, chosen and fitted as above (by the joint likelihood), and
+        conditioned exactly. Scoring and sampling then take ``y``. ``False``: ``y`` is
+        ignored. Labels need ``covariance_type`` other than ``"tied"``.
     standardize : bool, default=True
-        Fit on standardised columns; log-likelihoods stay in the units of the data.
+        Fit on standardised columns (and context); log-likelihoods stay in the units of
+        the data.
     random_state : int, Generator or None, default=None
         Seeds the split, every EM initialisation and the sampling stream.
     verbose : int, default=0
@@ -129,8 +140,9 @@ class GMM(EMMixture):
         scikit-learn's convention (upper triangular :math:`U_k` with
         :math:`\Sigma_k^{-1} = U_k U_k^\top` for ``"full"``/``"tied"``, inverse standard
         deviations for ``"diag"``/``"spherical"``); shaped like ``covariances_``.
-    reg_covar_ : float
-        Regularisation of the fitted mixture (the chosen candidate).
+    reg_covar_ : float, or dict of str to float
+        Regularisation of the fitted mixture (the chosen candidate); fitted on labels,
+        that of each class's mixture.
     candidate_scores_ : dict of str to float
         Score of each candidate tried: held-out mean log-likelihood (nats per row,
         data units) for ``selection="likelihood"``, BIC (data units) for ``"bic"``.
@@ -145,6 +157,14 @@ class GMM(EMMixture):
     n_features_in_ : int
     mean_, scale_ : ndarray of shape (n_features,)
         Standardisation.
+    classes_, class_prior_ : ndarray of shape (n_classes,)
+        Fitted on labels: the classes, sorted, and their frequencies :math:`p(y)`.
+    component_class_ : ndarray of shape (n_components_,)
+        Fitted on labels: the class (its index in ``classes_``) of each component.
+    n_context_features_ : int
+        Fitted on a context: its width :math:`C`. The mixture's parameters are then
+        over the :math:`C + D` joint dimensions, context first, both standardised
+        (``context_mean_``, ``context_scale_``).
 
     See Also
     --------
@@ -197,6 +217,7 @@ class GMM(EMMixture):
         "tol": [Real(0, None, closed="left")],
         "init_params": [Options("kmeans", "k-means++", "random", "random_from_data")],
         "max_time": MAX_TIME,
+        "conditional": [Boolean()],
         **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
     }
     _parameter_rules = (
@@ -222,6 +243,7 @@ class GMM(EMMixture):
         "n_iter_",
         "lower_bound_",
     )
+    _optional_attributes = (*BaseDensityEstimator._optional_attributes, "component_class_")
 
     def __init__(
         self,
@@ -237,6 +259,7 @@ class GMM(EMMixture):
         tol: float = 1e-3,
         init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
         max_time: float | None = None,
+        conditional: bool = False,
         standardize: bool = True,
         random_state: int | np.random.Generator | None = None,
         verbose: int = 0,
@@ -252,6 +275,7 @@ class GMM(EMMixture):
         self.tol = tol
         self.init_params = init_params
         self.max_time = max_time
+        self.conditional = conditional
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
@@ -284,7 +308,8 @@ class GMM(EMMixture):
         return minimum, ""
 
     def _held_out_score(self) -> float | None:
-        if not self._by_likelihood():
+        # Fitted with y, the held-out scores are per class, or of the joint (c, x).
+        if not self._by_likelihood() or self._condition() is not None:
             return None
         return max(self.candidate_scores_.values())
 
@@ -304,6 +329,14 @@ class GMM(EMMixture):
                 "nats/row",
             ),
         ]
+        classes, width = a.get("classes_"), a.get("n_context_features_")
+        if classes is not None:
+            shown = ", ".join(str(c) for c in list(classes))
+            items.insert(0, SummaryItem("classes", "conditioned on the classes", shown))
+        elif width is not None:
+            items.insert(
+                0, SummaryItem("context", "conditioned on a context of", width, "features")
+            )
         if a.get("candidate_scores_"):
             by_bic = p.get("selection") == "bic"
             items += [
@@ -322,7 +355,9 @@ class GMM(EMMixture):
     # ------------------------------------------------------------- persistence
     def _restored(self) -> None:
         super()._restored()
-        K, d = self.n_components_, self.n_features_in_
+        K, d = self.n_components_, self.n_features_in_ + getattr(self, "n_context_features_", 0)
+        if hasattr(self, "classes_"):
+            self._restored_labels()
         cov_shapes = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}
         cov_shape = cov_shapes[self.covariance_type]
         for name, shape in (("weights_", (K,)), ("means_", (K, d)), ("covariances_", cov_shape)):
@@ -334,8 +369,20 @@ class GMM(EMMixture):
         if not ((self.weights_ > 0).all() and abs(self.weights_.sum() - 1.0) < 1e-6):
             raise ValueError("weights_ must be positive and sum to 1")
 
+    def _restored_labels(self) -> None:
+        n_classes, K = len(self.classes_), self.n_components_
+        codes = getattr(self, "component_class_", None)
+        if not (isinstance(codes, np.ndarray) and codes.shape == (K,) and codes.dtype.kind == "i"):
+            raise ValueError(f"component_class_ must be an integer array of shape ({K},)")
+        if not np.array_equal(np.unique(codes), np.arange(n_classes)):
+            raise ValueError(f"component_class_ must name each of the {n_classes} classes")
+        if self.covariance_type == "tied":
+            raise ValueError("a model fitted on labels has no tied covariance")
+
     # ------------------------------------------------------------- densities
     def _log_prob(self, Z: Tensor) -> Tensor:
+        if hasattr(self, "context_mean_"):  # fitted on a context: the marginal p(x)
+            return self._x_view()._log_prob(Z)
         device, dtype = Z.device, Z.dtype
         if self.covariance_type == "full":
             # One product whitens every component, in cache-sized passes (measured on one
@@ -362,6 +409,8 @@ class GMM(EMMixture):
         return torch.logsumexp(log_components + weights.log(), dim=1)
 
     def _sample(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        if hasattr(self, "context_mean_"):  # fitted on a context: the marginal p(x)
+            return self._x_view()._sample(n_samples, generator)
         device = torch.device(self.device_)
         dtype = self._dtype
         weights = torch.as_tensor(self.weights_, dtype=dtype, device=device)

@@ -1,0 +1,204 @@
+r"""A Gaussian mixture conditioned on class labels or on a context vector.
+
+*Labels.* One mixture per class, chosen and fitted as the unconditional
+:class:`~ldelib.GMM` would be on that class's rows. They are kept as one mixture whose
+components carry their class (``component_class_``) and whose weights are
+:math:`p(y)\,p(k \mid y)`: :math:`p(x \mid y)` is the mixture of the class's components,
+and the whole is the marginal :math:`p(x) = \sum_y p(y)\,p(x \mid y)`.
+
+*Context.* One mixture over the joint :math:`(c, x)`, context first, fitted as the
+unconditional mixture would be. :math:`p(x \mid c)` follows exactly by Gaussian
+conditioning, through the prefix marginals and conditional draws the mixture already
+has: :math:`\log p(x \mid c) = \log p(c, x) - \log p(c)`, and a draw is the rest of a
+row whose prefix is :math:`c`. Its components' weights given :math:`c` are their
+responsibilities for :math:`c`, and their means move linearly with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from typing_extensions import Self
+
+from .._sources import RowSource
+from ..base import DegenerateDataWarning
+from ._em import EMMixture, em_threads
+
+__all__ = ["ConditionalMixture"]
+
+
+class ConditionalMixture(EMMixture):
+    """The conditional half of :class:`~ldelib.GMM` (``conditional=True``): its fit on
+    labels or a context, and its conditional densities and draws."""
+
+    conditional: bool
+    covariances_: np.ndarray
+    component_class_: np.ndarray
+
+    # -------------------------------------------------------------------- fit
+    def _fit_conditional(self, rows: RowSource, y: np.ndarray, rng: np.random.Generator) -> None:
+        Z = rows.all()
+        if y.ndim == 1:
+            self._fit_labels(Z, y, rng)
+        else:
+            joint = np.concatenate([y, Z], axis=1)
+            with em_threads(joint.shape[1]):
+                self._fit_em(joint, rng, self._deadline())
+
+    def _em_log_det(self) -> float:
+        # The joint mixture's likelihoods are of (context, x): both were standardised.
+        context = np.log(self.context_scale_).sum() if hasattr(self, "context_scale_") else 0.0
+        return super()._em_log_det() + float(context)
+
+    def _fit_labels(self, Z: np.ndarray, codes: np.ndarray, rng: np.random.Generator) -> None:
+        """One mixture per class, each with the budget's share of its rows."""
+        if self.covariance_type == "tied":
+            raise ValueError(
+                "covariance_type='tied' shares one covariance among all components, which "
+                "mixtures fitted per class cannot; use 'full', 'diag' or 'spherical' with "
+                "class labels (a continuous context takes any type)."
+            )
+        deadline, left = self._deadline(), len(Z)
+        parts: list[EMMixture] = []
+        for code, label in enumerate(self.classes_.tolist()):
+            Z_c = Z[codes == code]
+            budget = None
+            if deadline is not None:
+                budget = max((deadline - time.perf_counter()) * len(Z_c) / left, 1e-9)
+            left -= len(Z_c)
+            part = self._one_class(budget, int(rng.integers(2**31 - 1)))
+            try:
+                with warnings.catch_warnings():
+                    # Said once, for the whole model, after its fit.
+                    warnings.simplefilter("ignore", DegenerateDataWarning)
+                    part.fit(Z_c)
+            except ValueError as error:
+                raise ValueError(f"Class {label!r} ({len(Z_c)} rows): {error}") from error
+            parts.append(part)
+        self._merge(parts)
+
+    def _one_class(self, budget: float | None, seed: int) -> EMMixture:
+        """An unfitted unconditional copy of this mixture, for one class's standardised
+        rows."""
+        params: dict[str, Any] = {
+            **self.get_params(),
+            "conditional": False,
+            "standardize": False,
+            "max_time": budget,
+            "random_state": seed,
+        }
+        return type(self)(**params)
+
+    def _merge(self, parts: list[EMMixture]) -> None:
+        """The class mixtures as one, in data units where the attributes are."""
+        log_det, prior = self._log_scale_sum(), self.class_prior_
+        labels = [str(label) for label in self.classes_.tolist()]
+        self.n_components_ = sum(p.n_components_ for p in parts)
+        self.component_class_ = np.concatenate(
+            [np.full(p.n_components_, code, dtype=np.int64) for code, p in enumerate(parts)]
+        )
+        self.weights_ = np.concatenate([w * p.weights_ for w, p in zip(prior, parts, strict=True)])
+        for name in ("means_", "covariances_", "precisions_cholesky_"):
+            setattr(self, name, np.concatenate([getattr(p, name) for p in parts]))
+        # Per class (documented): the one attribute whose type a label fit changes.
+        self.reg_covar_ = {c: p.reg_covar_ for c, p in zip(labels, parts, strict=True)}  # type: ignore[assignment]
+        self.candidate_scores_ = {
+            f"{c}: {key}": score - log_det
+            for c, p in zip(labels, parts, strict=True)
+            for key, score in p.candidate_scores_.items()
+        }
+        self.converged_ = all(p.converged_ for p in parts)
+        self.n_iter_ = max(p.n_iter_ for p in parts)
+        # Each part's bound is in its (standardised) units; the classes' mean, in the data's.
+        bounds = [p.lower_bound_ for p in parts]
+        self.lower_bound_ = float(np.dot(prior, bounds)) - log_det
+
+    # -------------------------------------------------------------- views
+    def _view(self, **arrays: Any) -> Self:
+        """This mixture with other parameters, unconditioned: a copy that shares
+        everything else, for the unconditional hooks to compute with."""
+        view = copy.copy(self)
+        for name in ("classes_", "class_prior_", "context_mean_", "context_scale_"):
+            view.__dict__.pop(name, None)
+        view.__dict__.update(arrays)
+        return view
+
+    def _class_view(self, code: int) -> Self:
+        """:math:`p(x \\mid y)` of one class: its components, weights renormalised."""
+        mine = self.component_class_ == code
+        weights = self.weights_[mine]
+        return self._view(
+            n_components_=int(mine.sum()),
+            weights_=weights / weights.sum(),
+            means_=self.means_[mine],
+            covariances_=self.covariances_[mine],
+            precisions_cholesky_=self.precisions_cholesky_[mine],
+        )
+
+    def _joint_view(self) -> Self:
+        """The mixture over (context, x), of ``C + D`` dimensions."""
+        return self._view(n_features_in_=self.n_context_features_ + self.n_features_in_)
+
+    def _x_view(self) -> Self:
+        """The marginal :math:`p(x)` of the joint mixture: its components' x-blocks."""
+        C, kind = self.n_context_features_, self.covariance_type
+        cov = self.covariances_
+        if kind == "full":
+            cov = cov[:, C:, C:]
+        elif kind == "tied":
+            cov = cov[C:, C:]
+        elif kind == "diag":
+            cov = cov[:, C:]
+        return self._view(
+            means_=self.means_[:, C:],
+            covariances_=cov,
+            precisions_cholesky_=_precisions_cholesky(cov, kind),
+        )
+
+    # ------------------------------------------------------------- densities
+    def _log_prob_conditional(self, Z: Tensor, c: Tensor, k: int | None) -> Tensor:
+        if c.dtype == torch.int64:
+            out = Z.new_zeros(len(Z))
+            for code in torch.unique(c).tolist():
+                rows = (c == code).nonzero().squeeze(1)
+                view = self._class_view(int(code))
+                part = view._log_prob(Z[rows]) if k is None else view._log_prob_prefix(Z[rows], k)
+                out = out.index_put((rows,), part)
+            return out
+        C, joint = c.shape[1], self._joint_view()
+        rows = torch.cat([c.to(Z.dtype), Z], dim=1)
+        whole = joint._log_prob(rows) if k is None else joint._log_prob_prefix(rows, C + k)
+        return whole - joint._log_prob_prefix(rows, C)
+
+    def _sample_conditional(
+        self, c: Tensor, prefix: Tensor | None, generator: torch.Generator
+    ) -> Tensor:
+        d = self.n_features_in_
+        if c.dtype == torch.int64:
+            Z = torch.empty(len(c), d, dtype=self._dtype, device=c.device)
+            for code in torch.unique(c).tolist():
+                rows = (c == code).nonzero().squeeze(1)
+                view = self._class_view(int(code))
+                if prefix is None:
+                    Z[rows] = view._sample(len(rows), generator).to(Z.dtype)
+                else:
+                    Z[rows] = view._sample_given(prefix[rows], generator).to(Z.dtype)
+            return Z
+        given = c if prefix is None else torch.cat([c, prefix.to(c.dtype)], dim=1)
+        return self._joint_view()._sample_given(given, generator)[:, c.shape[1] :]
+
+
+def _precisions_cholesky(cov: np.ndarray, kind: str) -> np.ndarray:
+    """scikit-learn's ``precisions_cholesky_`` of covariances ``cov``: upper triangular
+    :math:`U` with :math:`\\Sigma^{-1} = U U^\\top`, or inverse standard deviations."""
+    if kind in ("diag", "spherical"):
+        return 1.0 / np.sqrt(cov)
+    lower = np.linalg.cholesky(cov)
+    eye = np.broadcast_to(np.eye(cov.shape[-1]), cov.shape)
+    return np.swapaxes(np.linalg.solve(lower, eye), -1, -2)
