@@ -86,6 +86,20 @@ class Conditioning:
             return Context(self.context_mean_, self.context_scale_)
         return None
 
+    def _sample_conditional(
+        self, c: Tensor, prefix: Tensor | None, generator: torch.Generator
+    ) -> Tensor:
+        """Standardised draws given the encoded ``c``, one per row (see
+        :class:`~ldelib.BaseDensityEstimator`); models fitted with ``y`` have it."""
+        raise NotImplementedError
+
+    def _as_condition(self, encoded: np.ndarray, device: torch.device) -> Tensor:
+        """An encoded ``y`` as the hooks take it: int64 codes, or the context in the
+        model's dtype, on ``device``."""
+        if encoded.ndim == 1:
+            return torch.as_tensor(encoded, dtype=torch.int64, device=device)
+        return torch.as_tensor(encoded, dtype=self._dtype, device=device)
+
     def _check_y(self, y: Any) -> Labels | Context | None:
         """What the fitted model is conditioned on, after refusing a ``y`` it cannot
         take and asking for one it needs."""
@@ -117,10 +131,10 @@ class Conditioning:
         if condition is None:
             return None
         if isinstance(condition, Labels):
-            codes = condition.one(y, n) if shared else condition.codes(y, n)
-            return torch.as_tensor(codes, device=torch.device(self.device_))
-        context = condition.one(y, n) if shared else condition.encode(y, n)
-        return torch.as_tensor(context, dtype=self._dtype, device=torch.device(self.device_))
+            encoded = condition.one(y, n) if shared else condition.codes(y, n)
+        else:
+            encoded = condition.one(y, n) if shared else condition.encode(y, n)
+        return self._as_condition(encoded, torch.device(self.device_))
 
 
 class GenerativeClassifier:

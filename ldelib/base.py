@@ -270,7 +270,7 @@ class BaseGenerativeModel(Conditioning, Persistent, BaseEstimator, ABC):
         else:
             self._fit_conditional(source, y, rng)
         Z = source.for_checks()
-        self._check_sound(Z)
+        self._check_sound(Z, None if y is None else y[: len(Z)])
         self._sample_rng_ = np.random.default_rng(rng.integers(2**63 - 1))
         return repeated, Z
 
@@ -367,18 +367,26 @@ class BaseGenerativeModel(Conditioning, Persistent, BaseEstimator, ABC):
     def _warn_degenerate(self, repeated: str | None, Z: np.ndarray) -> None:
         """Warn, once, if the data or the fit is degenerate (see DegenerateDataWarning)."""
 
-    def _training_score(self, Z: np.ndarray) -> float | None:
-        """The model's mean log-density of the standardised rows ``Z`` per dimension, or
-        ``None`` without a density: the soundness check compares it to a Gaussian's."""
+    def _training_score(self, Z: np.ndarray, y: np.ndarray | None = None) -> float | None:
+        """The model's mean log-density of the standardised rows ``Z`` (given their
+        encoded ``y``) per dimension, or ``None`` without a density: the soundness check
+        compares it to a Gaussian's."""
         return None
 
-    def _check_sound(self, Z: np.ndarray) -> None:
+    def _check_sound(self, Z: np.ndarray, y: np.ndarray | None = None) -> None:
         """Raise FloatingPointError if training left a numerically broken model (rows
-        ``Z`` in standard units)."""
-        generator = torch.Generator(device=torch.device(self.device_)).manual_seed(0)
+        ``Z`` in standard units; with ``y``, their encoded condition, drawn given the
+        first rows' condition)."""
+        device = torch.device(self.device_)
+        generator = torch.Generator(device=device).manual_seed(0)
         with torch.no_grad():
-            samples = self._sample(256, generator).to("cpu", torch.float64).numpy()
-        problem = check_sound(samples, self._training_score(Z), Z)
+            if y is None:
+                drawn = self._sample(256, generator)
+            else:
+                c = self._as_condition(y[:256], device)
+                drawn = self._sample_conditional(c, None, generator)
+            samples = drawn.to("cpu", torch.float64).numpy()
+        problem = check_sound(samples, self._training_score(Z, y), Z)
         if problem is not None:
             lr = getattr(self, "learning_rate", None)
             hint = f" (now {lr})" if lr is not None else ""

@@ -344,10 +344,17 @@ class BaseDensityEstimator(GenerativeClassifier, DensityMixin, BaseGenerativeMod
     def _degenerate_data(self, X: np.ndarray) -> str | None:
         return repeated_values(X)
 
-    def _training_score(self, Z: np.ndarray) -> float | None:
-        rows = torch.as_tensor(Z[:1024], dtype=self._dtype, device=torch.device(self.device_))
+    def _training_score(self, Z: np.ndarray, y: np.ndarray | None = None) -> float | None:
+        device = torch.device(self.device_)
+        rows = torch.as_tensor(Z[:1024], dtype=self._dtype, device=device)
         with torch.no_grad():
-            return float(self._log_prob(rows).mean()) / Z.shape[1]
+            if y is None:
+                log_prob = self._log_prob(rows)
+            else:
+                log_prob = self._log_prob_conditional(
+                    rows, self._as_condition(y[:1024], device), None
+                )
+            return float(log_prob.mean()) / Z.shape[1]
 
     def _log_scale_sum(self, columns: np.ndarray | None = None) -> float:
         scale = self.scale_ if columns is None else self.scale_[columns]
@@ -429,14 +436,6 @@ class BaseDensityEstimator(GenerativeClassifier, DensityMixin, BaseGenerativeMod
         """:math:`\\log p(z \\mid c)` of standardised rows (or of their prefix of ``k``
         dimensions, as ``_log_prob_prefix``), given the encoded ``c``: label codes
         (int64, (n,)) or the standardised context ((n, C), in ``Z``'s dtype)."""
-        raise NotImplementedError
-
-    def _sample_conditional(
-        self, c: Tensor, prefix: Tensor | None, generator: torch.Generator
-    ) -> Tensor:
-        """Standardised draws from :math:`p(z \\mid c)`, one per row of the encoded
-        ``c``; with ``prefix`` (n, k), its first ``k`` dimensions of the ordering are
-        ``prefix`` and the others are drawn given it."""
         raise NotImplementedError
 
     def _sample_given(self, prefix: Tensor, generator: torch.Generator) -> Tensor:

@@ -145,22 +145,6 @@ class ConditionalMixture(EMMixture):
         """The mixture over (context, x), of ``C + D`` dimensions."""
         return self._view(n_features_in_=self.n_context_features_ + self.n_features_in_)
 
-    def _x_view(self) -> Self:
-        """The marginal :math:`p(x)` of the joint mixture: its components' x-blocks."""
-        C, kind = self.n_context_features_, self.covariance_type
-        cov = self.covariances_
-        if kind == "full":
-            cov = cov[:, C:, C:]
-        elif kind == "tied":
-            cov = cov[C:, C:]
-        elif kind == "diag":
-            cov = cov[:, C:]
-        return self._view(
-            means_=self.means_[:, C:],
-            covariances_=cov,
-            precisions_cholesky_=_precisions_cholesky(cov, kind),
-        )
-
     # ------------------------------------------------------------- densities
     def _log_prob_conditional(self, Z: Tensor, c: Tensor, k: int | None) -> Tensor:
         if c.dtype == torch.int64:
@@ -192,13 +176,3 @@ class ConditionalMixture(EMMixture):
             return Z
         given = c if prefix is None else torch.cat([c, prefix.to(c.dtype)], dim=1)
         return self._joint_view()._sample_given(given, generator)[:, c.shape[1] :]
-
-
-def _precisions_cholesky(cov: np.ndarray, kind: str) -> np.ndarray:
-    """scikit-learn's ``precisions_cholesky_`` of covariances ``cov``: upper triangular
-    :math:`U` with :math:`\\Sigma^{-1} = U U^\\top`, or inverse standard deviations."""
-    if kind in ("diag", "spherical"):
-        return 1.0 / np.sqrt(cov)
-    lower = np.linalg.cholesky(cov)
-    eye = np.broadcast_to(np.eye(cov.shape[-1]), cov.shape)
-    return np.swapaxes(np.linalg.solve(lower, eye), -1, -2)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import distributed
 from .._arrays import torch_generator
@@ -30,6 +30,7 @@ from ..training import (
     train_module,
 )
 from ._em import HeldOutSearch
+from ._packed import Packed, packed_rows
 from ._selection import clearly_worse, is_search, per_component, rows_to_fit
 from .gmm import GMM
 
@@ -125,6 +126,24 @@ class AnchoredFit(BaseDensityEstimator):
         return int(k) if isinstance(k, numbers.Integral) else 10
 
     # -------------------------------------------------------------------- fit
+    def _condition_width(self) -> int:
+        """Columns of the condition in front of a conditional fit's packed rows (see
+        :mod:`ldelib.models._packed`): 1 for labels, C for a context, else 0."""
+        if hasattr(self, "classes_"):
+            return 1
+        return int(getattr(self, "n_context_features_", 0))
+
+    def _trainable(self, module: AutoregressiveMDN) -> nn.Module:
+        """``module`` as training and validation call it: on packed rows if conditional."""
+        width = self._condition_width()
+        return Packed(module, width, hasattr(self, "classes_")) if width else module
+
+    def _fit_conditional(self, rows: RowSource, y: np.ndarray, rng: np.random.Generator) -> None:
+        """The same steps as without a condition, on rows that carry theirs: the anchor
+        is the conditional mixture (per class, or the joint over the context and z),
+        and the networks take the condition at every position."""
+        self._fit(packed_rows(rows, y), rng)
+
     def _fit(self, rows: RowSource, rng: np.random.Generator) -> None:
         """Fit on rows in memory, or on rows read from disk as needed.
 
@@ -133,12 +152,13 @@ class AnchoredFit(BaseDensityEstimator):
         ``_MAX_DISK_VALID`` and the mixture anchor sees a subsample of at most
         ``_MAX_DISK_ANCHOR`` rows (EM on every row of a huge file would not fit).
         """
-        self.__dict__.pop("start_scores_", None)  # a previous fit's race
+        width = self._condition_width()
         if self.ordering == "variance":
-            self.ordering_ = np.argsort(-(rows.spread() * self.scale_), kind="stable")
+            spread = rows.spread()[width:]
+            self.ordering_ = np.argsort(-(spread * self.scale_), kind="stable")
         else:
             self.ordering_ = np.arange(self.n_features_in_)
-        rows.columns = self.ordering_
+        rows.columns = np.r_[np.arange(width), width + self.ordering_]
         device = torch.device(self.device_)
         n_valid = _MAX_DISK_VALID if rows.on_disk else len(rows)
         n_anchor = _MAX_DISK_ANCHOR if rows.on_disk else len(rows)
@@ -174,7 +194,9 @@ class AnchoredFit(BaseDensityEstimator):
                 history, mixture = self._race(
                     mixture, search, train, valid, rng, device, until, random_start
                 )
-        if anchor is not None and self.anchor_ is not None and valid is not None:
+        # Mixtures fitted per class are not refitted (their EM is the class's own).
+        refits = not hasattr(self, "classes_")
+        if anchor is not None and self.anchor_ is not None and valid is not None and refits:
             self._refit_anchor(mixture, rows.subsample(n_anchor, rng), rng, deadline)
         nats = self._in_nats()
         self.loss_curve_ = [nats.loss(loss) for loss in history.loss_curve]
@@ -207,6 +229,9 @@ class AnchoredFit(BaseDensityEstimator):
         if mixture is not None:
             assert self.module_.anchor is not None  # _make_module anchors it (anchor_ is set)
             self.module_.anchor.set_mixture(mixture.weights_, mixture.means_, mixture.covariances_)
+            if hasattr(mixture, "component_class_"):
+                classes = torch.as_tensor(mixture.component_class_)
+                self.module_.component_class.copy_(classes)
         self.module_.to(device=device, dtype=self._dtype)
 
     def _race(
@@ -306,13 +331,18 @@ class AnchoredFit(BaseDensityEstimator):
         if larger is None:
             return anchored, mixture
         mixture_rows = larger.score_samples(valid)  # standardised rows, identity scaling
+        width = self._condition_width()
+        if width:  # the joint mixture of (context, z): its conditional, as the network's
+            mixture_rows = mixture_rows - larger.score_samples(valid, n_dims=width)
         if not float(mixture_rows.mean()) > float(network_rows.mean()):
             return anchored, mixture
         self.n_components_ = larger.n_components_
         self.anchor_.update(
             n_components=larger.n_components_,
             reg_covar=larger.reg_covar_,
-            validation_score=max(larger.candidate_scores_.values()) - self._log_scale_sum(),
+            validation_score=None
+            if width
+            else max(larger.candidate_scores_.values()) - self._log_scale_sum(),
         )
         self._build_module(larger, device)
         self.module_.eval()  # as training leaves it
@@ -322,8 +352,8 @@ class AnchoredFit(BaseDensityEstimator):
     def _random_epoch_s(self, n_rows: int, device: torch.device) -> float:
         """Seconds an epoch of the random start would take here (timed, not trained)."""
         return epoch_seconds(
-            lambda: self._make_module(anchored=False),
-            self.n_features_in_,
+            lambda: self._trainable(self._make_module(anchored=False)),
+            self._condition_width() + self.n_features_in_,
             int(self.batch_size),
             n_rows,
             device,
@@ -333,10 +363,11 @@ class AnchoredFit(BaseDensityEstimator):
     def _score_rows(self, rows: np.ndarray, device: torch.device) -> np.ndarray:
         """Log-densities of standardised, ordered ``rows`` under ``module_`` (eval mode)."""
         self.module_.eval()
+        network = self._trainable(self.module_)
         with torch.no_grad():
             return np.concatenate(
                 [
-                    self.module_(torch.as_tensor(chunk, dtype=self._dtype, device=device))
+                    network(torch.as_tensor(chunk, dtype=self._dtype, device=device))
                     .double()
                     .cpu()
                     .numpy()
@@ -385,19 +416,39 @@ class AnchoredFit(BaseDensityEstimator):
             # The same rows: this model says so itself, in its own terms, after its fit.
             warnings.simplefilter("ignore", DegenerateDataWarning)
             estimator = self._anchor_estimator(seed, budget)
-            search = None if valid is None else HeldOutSearch(estimator, Z, valid)
-            mixture = estimator.fit(Z) if search is None else search.estimator
+            if hasattr(self, "classes_"):
+                # One mixture per class, each choosing on its own held-out rows.
+                search, mixture = None, self._class_mixtures(estimator, Z)
+            else:
+                search = None if valid is None else HeldOutSearch(estimator, Z, valid)
+                mixture = estimator.fit(Z) if search is None else search.estimator
         self.n_components_ = mixture.n_components_
         scores = mixture.candidate_scores_.values()
+        # Of a conditional anchor, the held-out scores are per class or of (context, z).
+        scored = bool(scores) and not self._condition_width()
         self.anchor_ = {
             "n_components": mixture.n_components_,
             "reg_covar": mixture.reg_covar_,
-            "validation_score": max(scores) - self._log_scale_sum() if scores else None,
+            "validation_score": max(scores) - self._log_scale_sum() if scored else None,
             "fit_s": time.perf_counter() - start,
         }
         refit_s = 0.0 if search is None else search.refit_seconds(refit_rows)
         # Only a search cut while improving is resumed; another is let go (its rows with it).
         return mixture, search if search is not None and search.improving else None, refit_s
+
+    def _class_mixtures(self, estimator: GMM, Z: np.ndarray) -> GMM:
+        """The anchor of a fit on labels: ``estimator`` fitted per class to packed rows
+        ``Z`` (codes in front). Every class needs training rows of its own."""
+        codes = Z[:, 0].round().astype(np.int64)
+        present = np.bincount(codes, minlength=len(self.classes_)) > 0
+        if not present.all():
+            missing = self.classes_[~present].tolist()
+            raise ValueError(
+                f"No training rows of the classes {missing} were left after holding out "
+                f"validation_fraction={self.validation_fraction}: give them more rows."
+            )
+        estimator.set_params(conditional=True)
+        return estimator.fit(Z[:, 1:], codes)
 
     def _refit_anchor(
         self, mixture: GMM, Z: np.ndarray, rng: np.random.Generator, deadline: float | None
@@ -449,7 +500,8 @@ class AnchoredFit(BaseDensityEstimator):
         # Under torchrun the loss runs through DDP, which averages the gradients; the
         # anchor's buffers are fixed, so there is nothing to broadcast at each step.
         ctx = distributed.context()
-        net = distributed.wrap(self.module_, ctx, device, broadcast_buffers=False)
+        network = self._trainable(self.module_)
+        net = distributed.wrap(network, ctx, device, broadcast_buffers=False)
         # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
         # Small steps train faster on one thread (see ldelib._threads).
         flops = step_flops(self.module_, int(self.batch_size), n_features)

@@ -381,8 +381,6 @@ class GMM(ConditionalMixture):
 
     # ------------------------------------------------------------- densities
     def _log_prob(self, Z: Tensor) -> Tensor:
-        if hasattr(self, "context_mean_"):  # fitted on a context: the marginal p(x)
-            return self._x_view()._log_prob(Z)
         device, dtype = Z.device, Z.dtype
         if self.covariance_type == "full":
             # One product whitens every component, in cache-sized passes (measured on one
@@ -409,8 +407,6 @@ class GMM(ConditionalMixture):
         return torch.logsumexp(log_components + weights.log(), dim=1)
 
     def _sample(self, n_samples: int, generator: torch.Generator) -> Tensor:
-        if hasattr(self, "context_mean_"):  # fitted on a context: the marginal p(x)
-            return self._x_view()._sample(n_samples, generator)
         device = torch.device(self.device_)
         dtype = self._dtype
         weights = torch.as_tensor(self.weights_, dtype=dtype, device=device)

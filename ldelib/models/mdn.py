@@ -14,6 +14,7 @@ from .._summary import SummaryItem
 from .._validation import (
     MAX_TIME,
     TRAINING_PARAMS,
+    Boolean,
     Constraint,
     IgnoredWhen,
     Integral,
@@ -125,6 +126,15 @@ class CausalConvMDN(AnchoredFit):
         on in the second half of the training's time, and its larger mixture replaces
         the trained network if it scores higher on validation (see ``anchor_``).
         ``None``: no limit.
+    conditional : bool, default=False
+        Fit :math:`p(x \mid y)` on ``fit(X, y)``: ``y`` class labels (shape (n,)) or a
+        context (shape (n, C)). The condition enters the network at every position
+        (labels one-hot, so the first layer learns an embedding; a context as it is,
+        standardised, through a linear map), which leaves it causal in :math:`x`. The
+        anchor is the conditional mixture: one :class:`~ldelib.GMM` per class (not
+        refitted to the validation rows), or one over the joint (context, x) whose
+        conditionals given the context are the anchor's. Scoring and sampling then take
+        ``y``, and a fit on labels has ``predict_proba``. ``False``: ``y`` is ignored.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
     device : str, default="auto"
@@ -217,6 +227,7 @@ class CausalConvMDN(AnchoredFit):
         "dtype": [Options("float32", "float64")],
         "validate_every": [None, Integral(1, None)],
         "max_time": MAX_TIME,
+        "conditional": [Boolean()],
         **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
     }
     _parameter_rules = (
@@ -284,6 +295,7 @@ class CausalConvMDN(AnchoredFit):
         n_iter_no_change: int = 20,
         validate_every: int | None = None,
         max_time: float | None = None,
+        conditional: bool = False,
         standardize: bool = True,
         device: str = "auto",
         dtype: Literal["float32", "float64"] = "float32",
@@ -306,6 +318,7 @@ class CausalConvMDN(AnchoredFit):
         self.n_iter_no_change = n_iter_no_change
         self.validate_every = validate_every
         self.max_time = max_time
+        self.conditional = conditional
         self.standardize = standardize
         self.device = device
         self.dtype = dtype
@@ -339,6 +352,8 @@ class CausalConvMDN(AnchoredFit):
             float(self.min_scale),
             dropout,
             anchored=anchored,
+            classes=len(self.classes_) if hasattr(self, "classes_") else 0,
+            context=int(getattr(self, "n_context_features_", 0)),
         )
 
     def _restored(self) -> None:
@@ -404,3 +419,16 @@ class CausalConvMDN(AnchoredFit):
 
     def _sample(self, n_samples: int, generator: torch.Generator) -> Tensor:
         return self._sample_and_log_prob(n_samples, generator)[0]
+
+    def _log_prob_conditional(self, Z: Tensor, c: Tensor, k: int | None) -> Tensor:
+        ordered = Z[:, torch.as_tensor(self.ordering_, device=Z.device)]
+        network = self._network(Z.dtype)
+        if k is None:
+            return network(ordered, context=c)
+        return network.log_prob_per_dim(ordered, c)[:, :k].sum(dim=-1)
+
+    def _sample_conditional(
+        self, c: Tensor, prefix: Tensor | None, generator: torch.Generator
+    ) -> Tensor:
+        Z, _ = self.module_.sample(len(c), generator, given=prefix, context=c)
+        return Z[:, torch.as_tensor(np.argsort(self.ordering_), device=Z.device)]

@@ -10,6 +10,7 @@ from scipy import integrate
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
+import ldelib
 from ldelib import CausalConvMDN
 from ldelib._validation import InvalidParameterError
 from ldelib.datasets import make_target
@@ -582,3 +583,140 @@ def test_no_validation_rows_no_race():
     model = CausalConvMDN(validation_fraction=0.0, **{**RACE, "max_epochs": 2}).fit(X)
     assert model.anchor_ is not None
     assert model.start_scores_ == {"gmm": None, "random": None}
+
+
+# ---------------------------------------------------------------- conditional
+def _labelled(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, 2)) + np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])[y]
+    X[:, 1] += 0.5 * np.sin(2 * X[:, 0])  # a curve no Gaussian follows
+    return X, y
+
+
+def _contextual(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(n, 1))
+    X = np.c_[np.sin(2 * c[:, 0]) + 0.2 * rng.normal(size=n), c[:, 0] ** 2 + rng.normal(size=n)]
+    return X, c
+
+
+@pytest.fixture(scope="module")
+def conditional_fits():
+    X, y = _labelled(1500, 0)
+    Xc, c = _contextual(1500, 0)
+    common = {"max_epochs": 15, "device": "cpu", "random_state": 0, "conditional": True}
+    return {
+        "labels": (CausalConvMDN(**common).fit(X, y), X, y),
+        "context": (CausalConvMDN(**common).fit(Xc, c), Xc, c),
+    }
+
+
+@pytest.mark.parametrize(("kind", "value"), [("labels", 0), ("labels", 2), ("context", 0.8)])
+def test_a_conditional_density_integrates_to_one_in_2d(conditional_fits, kind, value):
+    model, *_ = conditional_fits[kind]
+    y = np.array([value]) if kind == "labels" else np.array([[value]])
+    grid = np.linspace(-7.0, 11.0, 721)
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    rows = np.stack([a.ravel(), b.ravel()], 1)
+    density = np.exp(model.score_samples(rows, np.repeat(y, len(rows), axis=0))).reshape(a.shape)
+    total = integrate.simpson(integrate.simpson(density, x=grid, axis=1), x=grid)
+    assert total == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["labels", "context"])
+def test_conditional_draws_agree_with_the_density(conditional_fits, kind):
+    model, *_ = conditional_fits[kind]
+    condition = 1 if kind == "labels" else [0.5]
+    drawn, log_prob = model.sample_and_log_prob(300, random_state=0, y=condition)
+    rows_y = np.full(300, 1) if kind == "labels" else np.full((300, 1), 0.5)
+    np.testing.assert_allclose(log_prob, model.score_samples(drawn, rows_y), rtol=1e-5, atol=1e-4)
+    kept = model.sample(50, y=condition, given=drawn[:1, :1], random_state=1)
+    assert (kept[:, 0] == drawn[0, 0]).all()
+    # The prefix marginal integrates the rest out, given the same condition.
+    one_y = rows_y[:1]
+    for x0 in drawn[:2, 0]:
+        whole, _ = integrate.quad(
+            lambda x1, x0=x0: float(np.exp(model.score_samples([[x0, x1]], one_y))[0]),
+            -30,
+            30,
+            limit=200,
+        )
+        prefix = float(np.exp(model.log_prob([[x0]], one_y, n_dims=1))[0])
+        assert prefix == pytest.approx(whole, rel=1e-3)
+
+
+def test_the_labelled_model_classifies_and_keeps_its_classes_apart(conditional_fits):
+    model, *_ = conditional_fits["labels"]
+    X, y = _labelled(1500, 1)
+    assert (model.predict(X) == y).mean() > 0.95
+    for label in (0, 1, 2):
+        drawn = model.sample(300, y=label, random_state=0)
+        assert (model.predict(drawn) == label).mean() > 0.9
+
+
+def test_the_conditional_anchor_is_the_conditional_mixture(conditional_fits):
+    model, *_ = conditional_fits["labels"]
+    assert model.module_.anchor is not None
+    classes = model.module_.component_class.numpy()
+    assert sorted(set(classes.tolist())) == [0, 1, 2] and len(classes) == model.n_components_
+    model, *_ = conditional_fits["context"]
+    assert model.module_.anchor.features == 3  # (context, x)
+
+
+def test_a_one_hot_context_fits_as_the_label_model():
+    """The same rows, split, shuffles and network: labels are a one-hot context."""
+    X, y = _labelled(400, 2)
+    common = {
+        "init": "random",
+        "max_epochs": 3,
+        "standardize": False,
+        "device": "cpu",
+        "random_state": 0,
+        "conditional": True,
+    }
+    by_label = CausalConvMDN(**common).fit(X, y)
+    one_hot = np.eye(3)[y]
+    by_context = CausalConvMDN(**common).fit(X, one_hot)
+    np.testing.assert_allclose(
+        by_label.score_samples(X, y), by_context.score_samples(X, one_hot), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_conditional_models_survive_a_file(conditional_fits, tmp_path):
+    for kind, (model, X, y) in conditional_fits.items():
+        model.save(tmp_path / f"{kind}.ldelib")
+        loaded = ldelib.load(tmp_path / f"{kind}.ldelib")
+        np.testing.assert_array_equal(
+            loaded.score_samples(X[:20], y[:20]), model.score_samples(X[:20], y[:20])
+        )
+        condition = 1 if kind == "labels" else [0.5]
+        np.testing.assert_array_equal(
+            loaded.sample(5, y=condition, random_state=3),
+            model.sample(5, y=condition, random_state=3),
+        )
+
+
+@pytest.mark.parametrize(
+    "params", [{"ordering": "variance"}, {"architecture": "paper"}, {"init": "random"}]
+)
+def test_conditional_fits_of_every_kind(params):
+    X, c = _contextual(300, 3)
+    model = CausalConvMDN(max_epochs=2, device="cpu", random_state=0, conditional=True, **params)
+    model.fit(X, c)
+    drawn, log_prob = model.sample_and_log_prob(20, random_state=0, y=[0.1])
+    np.testing.assert_allclose(
+        log_prob, model.score_samples(drawn, np.full((20, 1), 0.1)), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_a_class_without_training_rows_is_named():
+    X, y = _labelled(300, 4)
+    y = y.astype(object)
+    y[:] = "a"
+    y[0] = "rare"  # one row, which the validation split may take
+    with pytest.raises(ValueError, match=r"rare"):
+        for seed in range(20):
+            CausalConvMDN(max_epochs=1, device="cpu", random_state=seed, conditional=True).fit(
+                X, y.astype(str)
+            )

@@ -154,3 +154,140 @@ def test_large_batches_are_scored_in_chunks_row_by_row(architecture):
         per_dim = model.log_prob_per_dim(z)
     torch.testing.assert_close(whole[:5], alone)
     torch.testing.assert_close(per_dim.sum(-1), whole)
+
+
+# ---------------------------------------------------------------- conditions
+def _conditional(d: int, condition: str, seed: int = 0) -> AutoregressiveMDN:
+    """An anchored network conditioned on 2 classes or a 2-D context, with nonzero
+    corrections. Labels: components 0, 1 belong to class 0 and 2, 3 to class 1."""
+    torch.manual_seed(seed)
+    kind = {"classes": 2} if condition == "labels" else {"context": 2}
+    model = AutoregressiveMDN(d, components=4, hidden_channels=16, anchored=True, **kind)
+    model = model.double()
+    rng = np.random.default_rng(seed)
+    width = d + (2 if condition == "context" else 0)
+    A = rng.normal(size=(4, width, width))
+    assert model.anchor is not None
+    model.anchor.set_mixture(
+        [0.1, 0.2, 0.3, 0.4], rng.normal(size=(4, width)), A @ A.swapaxes(1, 2) + np.eye(width)
+    )
+    if condition == "labels":
+        model.component_class.copy_(torch.tensor([0, 0, 1, 1]))
+    return model.eval()
+
+
+def _condition(condition: str, n: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    if condition == "labels":
+        return torch.randint(0, 2, (n,), generator=generator)
+    return torch.randn(n, 2, generator=generator, dtype=torch.float64)
+
+
+def _mixture_log_prob(x: np.ndarray, weights, means, covariances) -> float:
+    from scipy.stats import multivariate_normal
+
+    return float(
+        np.log(
+            sum(
+                w * multivariate_normal.pdf(x, m, c)
+                for w, m, c in zip(weights, means, covariances, strict=True)
+            )
+        )
+    )
+
+
+def test_an_untrained_labelled_network_is_its_classes_mixture():
+    model = _conditional(3, "labels")
+    assert model.anchor is not None
+    weights = model.anchor.log_weights.exp().numpy()
+    means = model.anchor.means.numpy()
+    inverse = model.anchor.inverse_cholesky.numpy()
+    covariances = [np.linalg.inv(L.T @ L) for L in inverse]
+    z, codes = torch.randn(6, 3, dtype=torch.float64), _condition("labels", 6)
+    for row, code in zip(z.numpy(), codes.tolist(), strict=True):
+        mine = [2 * code, 2 * code + 1]
+        w = weights[mine] / weights[mine].sum()
+        expected = _mixture_log_prob(row, w, means[mine], [covariances[k] for k in mine])
+        with torch.no_grad():
+            got = model(torch.as_tensor(row[None]), context=torch.tensor([code]))
+        assert float(got) == pytest.approx(expected, rel=1e-9)
+
+
+def test_an_untrained_network_on_a_context_is_the_joint_mixtures_conditional():
+    model = _conditional(3, "context")
+    assert model.anchor is not None
+    weights = model.anchor.log_weights.exp().numpy()
+    means = model.anchor.means.numpy()
+    covariances = [np.linalg.inv(L.T @ L) for L in model.anchor.inverse_cholesky.numpy()]
+    z, context = torch.randn(6, 3, dtype=torch.float64), _condition("context", 6)
+    with torch.no_grad():
+        got = model(z, context=context)
+    for i in range(6):
+        joint = _mixture_log_prob(
+            np.r_[context[i].numpy(), z[i].numpy()], weights, means, covariances
+        )
+        prefix = _mixture_log_prob(
+            context[i].numpy(), weights, means[:, :2], [c[:2, :2] for c in covariances]
+        )
+        assert float(got[i]) == pytest.approx(joint - prefix, rel=1e-9)
+
+
+@pytest.mark.parametrize("condition", ["labels", "context"])
+def test_a_condition_leaves_the_conditionals_causal_in_z(condition):
+    d = 5
+    model = _conditional(d, condition)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    c = _condition(condition, 1)
+
+    def per_dim(v: torch.Tensor) -> torch.Tensor:
+        return model.log_prob_per_dim(v.unsqueeze(0), c)[0]
+
+    jac = torch.autograd.functional.jacobian(per_dim, torch.randn(d, dtype=torch.float64))
+    depends = jac.abs() > 0
+    assert torch.equal(depends, torch.tril(torch.ones(d, d, dtype=torch.bool)))
+
+
+@pytest.mark.parametrize("condition", ["labels", "context"])
+@pytest.mark.parametrize("k", [0, 2, 5])
+def test_conditional_draws_are_the_naive_loops_and_carry_their_log_prob(condition, k):
+    d = 5
+    model = _conditional(d, condition)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    c = _condition(condition, 32)
+    given = None if k == 0 else torch.randn(32, k, dtype=torch.float64)
+    z, lp = model.sample(32, torch.Generator().manual_seed(2), given=given, context=c)
+    z_naive, lp_naive = model.sample(
+        32, torch.Generator().manual_seed(2), cached=False, given=given, context=c
+    )
+    torch.testing.assert_close(z, z_naive, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(lp, lp_naive, rtol=1e-9, atol=1e-9)
+    per_dim = model.log_prob_per_dim(z, c)
+    torch.testing.assert_close(lp, per_dim[:, k:].sum(-1), rtol=1e-9, atol=1e-9)
+    # The condition matters: other classes or contexts give other densities.
+    other = 1 - c if condition == "labels" else c + 1.0
+    assert not torch.allclose(model(z, context=c), model(z, context=other))
+
+
+def test_a_one_hot_context_is_a_label_embedding():
+    torch.manual_seed(0)
+    labelled = AutoregressiveMDN(4, components=3, hidden_channels=16, classes=3).double()
+    torch.manual_seed(0)
+    context = AutoregressiveMDN(4, components=3, hidden_channels=16, context=3).double()
+    z, codes = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,))
+    one_hot = torch.nn.functional.one_hot(codes, 3).double()
+    assert torch.equal(labelled(z, context=codes), context(z, context=one_hot))
+
+
+def test_the_condition_is_checked():
+    plain = AutoregressiveMDN(3, components=2)
+    with pytest.raises(ValueError, match="built without a condition"):
+        plain(torch.randn(2, 3), context=torch.zeros(2, dtype=torch.long))
+    labelled = AutoregressiveMDN(3, components=2, classes=2)
+    with pytest.raises(ValueError, match=r"conditional: pass context, class codes"):
+        labelled(torch.randn(2, 3))
+    with pytest.raises(ValueError, match="classes or on a context, not both"):
+        AutoregressiveMDN(3, classes=2, context=2)
