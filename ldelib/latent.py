@@ -9,19 +9,20 @@ function.
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin, clone
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from ._arrays import RandomStateLike, check_n_samples
 from ._batching import Codec, check_rows_of
+from ._latent_space import LatentSpace
 from ._sources import is_batches, is_on_disk, open_rows
 from ._summary import SummaryItem
 from .base import BaseGenerativeModel
@@ -44,11 +45,21 @@ _NO_LOG_PROB = (
 )
 
 
+def _fitted_on_labels(lde: LatentDensityEstimator) -> bool:
+    """Whether the classifier's methods exist: only with a density fitted on labels."""
+    if not hasattr(getattr(lde, "density_", None), "classes_"):
+        raise AttributeError(
+            "LatentDensityEstimator classifies only with a density fitted on class labels: "
+            "give it one created with conditional=True and fit it with fit(X, y)."
+        )
+    return True
+
+
 # --------------------------------------------------------------------------------------
 # The estimator
 # --------------------------------------------------------------------------------------
 @register("ldelib.LatentDensityEstimator")
-class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
+class LatentDensityEstimator(Codec, LatentSpace, Persistent, DensityMixin, BaseEstimator):
     r"""A density model fitted on the latent vectors of an encoder, with a decoder to sample.
 
     ``fit`` encodes the data in batches, :math:`z = E(x)`, and fits a density model
@@ -237,7 +248,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
 
     # --------------------------------------------------------------------- fit
     def fit(self, X: ArrayLike, y: Any = None) -> Self:
-        """Encode ``X`` in batches and fit the density model on the latents.
+        r"""Encode ``X`` in batches and fit the density model on the latents.
 
         Parameters
         ----------
@@ -246,8 +257,10 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
             an encoder, latents on disk (a ``.npy`` path or memmap) or a DataLoader of
             latent batches go to the density model as they are, never read whole (see the
             scaling guide); with one, a path or memmap of inputs is encoded batch by batch.
-        y : ignored
-            Present for scikit-learn API consistency.
+        y : array-like of shape (n_samples,) or (n_samples, n_context_features), optional
+            For a density created with ``conditional=True``: the class labels or context
+            of each input, and the density fits :math:`p(z \mid y)` (the inputs then in
+            memory). Otherwise ignored, as the density ignores it.
 
         Returns
         -------
@@ -255,7 +268,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         """
         density = self._make_density()
         if self.encoder is None and (is_on_disk(X) or is_batches(X)):
-            density.fit(X)
+            density.fit(X, y)
             self.density_ = density
             self.latent_dim_ = int(density.n_features_in_)
             self.input_shape_ = (self.latent_dim_,)
@@ -264,7 +277,7 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
             X = open_rows(X)
         X = check_rows_of(X, "X")
         Z = self.encode(X)
-        density.fit(Z)
+        density.fit(Z, y)
         self.density_ = density
         self.latent_dim_ = int(Z.shape[1])
         self.input_shape_ = tuple(int(s) for s in X.shape[1:])
@@ -285,11 +298,13 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
                 f"fitted on {self.latent_dim_}."
             )
 
-    def _latent_log_prob(self, Z: np.ndarray, n_dims: int | None = None) -> np.ndarray:
+    def _latent_log_prob(
+        self, Z: np.ndarray, n_dims: int | None = None, y: Any = None
+    ) -> np.ndarray:
         self._check_latent_width(Z.shape[1])
-        return np.asarray(self.density_.score_samples(Z, n_dims=n_dims), dtype=np.float64)
+        return np.asarray(self.density_.score_samples(Z, y, n_dims=n_dims), dtype=np.float64)
 
-    def log_prob(self, X: ArrayLike, n_dims: int | None = None) -> Any:
+    def log_prob(self, X: ArrayLike, y: Any = None, *, n_dims: int | None = None) -> Any:
         r"""Latent log-likelihood :math:`\log p(E(x))` of each input, in nats.
 
         This is the density of the *latent vector* under the fitted density model, not a
@@ -301,6 +316,9 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         X : array-like or Tensor of shape (n_samples, ...)
             A tensor is encoded in one call, with gradients: through a torch encoder
             (or directly, without one) to ``X``, and to the density's weights.
+        y : array-like, optional
+            For a density fitted with ``y``, required: the labels or context of each
+            input, and the result is :math:`\log p(E(x) \mid y)`.
         n_dims : int, optional
             The marginal log-likelihood of the first ``n_dims`` latents of the density's
             ordering only (see the density's ``score_samples``): with an incremental
@@ -322,60 +340,33 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         if isinstance(X, Tensor):
             Z = self.encode_tensor(X)
             self._check_latent_width(Z.shape[1])
-            log_prob = self.density_.log_prob(Z, n_dims=n_dims)
+            log_prob = self.density_.log_prob(Z, y, n_dims=n_dims)
             return log_prob.to(X.dtype) if X.is_floating_point() else log_prob
-        return self._latent_log_prob(self.encode(X), n_dims)
+        return self._latent_log_prob(self.encode(X), n_dims, y)
 
-    def score_samples(self, X: ArrayLike, n_dims: int | None = None) -> Any:
+    def score_samples(self, X: ArrayLike, y: Any = None, *, n_dims: int | None = None) -> Any:
         r"""Alias of :meth:`log_prob`: the latent log-likelihood :math:`\log p(E(x))`."""
         self._check_has_log_prob("score_samples")
-        return self.log_prob(X, n_dims=n_dims)
+        return self.log_prob(X, y, n_dims=n_dims)
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
-        """Mean latent log-likelihood of the inputs (nats per row)."""
+        """Mean latent log-likelihood of the inputs (nats per row): given ``y`` for a
+        density fitted with it, which otherwise ignores ``y``."""
         self._check_has_log_prob("score")
-        return float(self._latent_log_prob(self.encode(X)).mean())
+        conditional = getattr(self.density_, "_condition", lambda: None)() is not None
+        return float(self._latent_log_prob(self.encode(X), y=y if conditional else None).mean())
 
-    def ood_scores(self, X: ArrayLike, prefixes: Sequence[int] = ()) -> dict[str, np.ndarray]:
-        r"""Per-input scores for out-of-distribution detection, higher = more typical.
+    @available_if(_fitted_on_labels)
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        r"""Posterior probability of each class given each input, from the density
+        fitted on labels: :math:`p(y \mid E(x)) \propto p(y)\,p(E(x) \mid y)`;
+        columns in the order of ``density_.classes_``."""
+        return np.asarray(self.density_.predict_proba(self.encode(X)))
 
-        Encodes (and, with a decoder, reconstructs) ``X`` once and returns:
-
-        * ``"log_prob"``: the latent log-likelihood :math:`\log p(E(x))`;
-        * ``"log_prob_k{k}"`` for each ``k`` in ``prefixes``: the marginal
-          log-likelihood of the first ``k`` latents (the coarse content, with an
-          incremental autoencoder);
-        * ``"neg_reconstruction_error"`` (with a decoder): minus the mean squared error
-          of :math:`G(E(x))` per input value.
-
-        Any one of them is a score for :func:`ldelib.metrics.ood_metrics`; an input can
-        also be out of distribution by being *too* likely (Nalisnick et al., 2019), which
-        :class:`ldelib.ood.LatentOODScore` (``method="typicality"``) catches by modelling
-        these scores jointly on in-distribution data.
-
-        Parameters
-        ----------
-        X : array-like or Tensor of shape (n_samples, ...)
-        prefixes : sequence of int, default=()
-            Prefix lengths ``k`` (from 1 to ``latent_dim_``) whose marginal to add.
-
-        Returns
-        -------
-        scores : dict of str to ndarray of shape (n_samples,)
-        """
-        self._check_has_log_prob("ood_scores")
-        X = check_rows_of(X, "X")
-        Z = self.encode(X)
-        scores = {"log_prob": self._latent_log_prob(Z)}
-        for k in prefixes:
-            scores[f"log_prob_k{k}"] = self._latent_log_prob(Z, n_dims=k)
-        if self.decoder is not None:
-            inputs = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
-            flat = inputs.reshape(len(inputs), -1).astype(np.float64)
-            with np.errstate(over="ignore"):  # a runaway input: an infinite error
-                error = np.square(self.decode(Z).reshape(len(flat), -1) - flat).mean(axis=1)
-            scores["neg_reconstruction_error"] = -error
-        return scores
+    @available_if(_fitted_on_labels)
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """The most probable class of each input under :meth:`predict_proba`."""
+        return np.asarray(self.density_.predict(self.encode(X)))
 
     # ---------------------------------------------------------------- sampling
     def sample(
@@ -383,6 +374,8 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         n_samples: int = 1,
         decode: bool | Literal["auto"] = "auto",
         random_state: RandomStateLike = None,
+        *,
+        y: Any = None,
     ) -> np.ndarray:
         """Draw latents from the density and decode them when there is a decoder.
 
@@ -395,6 +388,9 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         random_state : int, Generator or None, default=None
             ``None`` continues the density model's own stream, so successive calls
             differ; a seed gives reproducible draws.
+        y : label, context, or one per draw, optional
+            For a density fitted with ``y``, required: ``sample(n, y=7)`` draws latents
+            of class 7 (or of one context vector), an array one per draw.
 
         Returns
         -------
@@ -404,127 +400,14 @@ class LatentDensityEstimator(Codec, Persistent, DensityMixin, BaseEstimator):
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples, minimum=0)
         decode = self._decoding(decode, "decode samples")  # before drawing: keeps the stream
-        Z = np.asarray(self.density_.sample(n_samples, random_state=random_state))
+        Z = np.asarray(self._draw_latents(n_samples, random_state, y))
         if decode and n_samples == 0:  # the decoder's output shape, from one latent
             return self.decode(np.zeros((1, self.latent_dim_)))[:0]
         return self.decode(Z) if decode else Z
 
-    def vary(
-        self,
-        x: ArrayLike,
-        keep: int,
-        n_samples: int = 8,
-        decode: bool | Literal["auto"] = "auto",
-        random_state: RandomStateLike = None,
-    ) -> np.ndarray:
-        r"""Variations of one input: keep its first ``keep`` latents, redraw the rest.
-
-        Encodes ``x``, keeps the first ``keep`` latents of the density's ordering and
-        draws the others from their exact conditional
-        :math:`p(z_{\ge k} \mid z_{<k})` (``density.sample(given=...)``), then decodes.
-        With an :class:`~ldelib.IncrementalAutoencoder`, whose early latents carry the
-        coarse content, small ``keep`` gives varied inputs of the same kind and large
-        ``keep`` near-copies: ``keep=0`` is an ordinary sample, ``keep=D`` the
-        reconstruction.
-
-        Parameters
-        ----------
-        x : array-like or Tensor
-            One input, of the shape of one training row (or with a leading axis of 1).
-        keep : int
-            Latents kept, from 0 to ``latent_dim_``.
-        n_samples : int, default=8
-        decode : bool or "auto", default="auto"
-            As in :meth:`sample`.
-        random_state : int, Generator or None, default=None
-            As in :meth:`sample`.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, ...) or (n_samples, D)
-            Decoded variations, or their latents when nothing is decoded.
-        """
-        check_is_fitted(self)
-        n_samples = check_n_samples(n_samples)
-        d = self.latent_dim_
-        if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or not 0 <= keep <= d:
-            raise ValueError(f"keep must be an integer from 0 to {d} (latents), got {keep!r}.")
-        decode = self._decoding(decode, "decode the variations")
-        density = self.density_
-        if not isinstance(density, BaseDensityEstimator):
-            raise TypeError(
-                f"{type(density).__name__} has no conditionals, so it cannot draw latents "
-                "given the first ones: vary needs density='mdn' or 'gmm'."
-            )
-        z = self.encode(self._one_row(x, "x"))[0]
-        given = z[density.prefix_columns(int(keep))]
-        Z = np.asarray(density.sample(n_samples, random_state=random_state, given=given))
-        return self.decode(Z) if decode else Z
-
-    def _decoding(self, decode: bool | Literal["auto"], what: str) -> bool:
-        """Whether to decode, for ``decode`` = True / False / "auto"; checks the decoder."""
-        if isinstance(decode, str) and decode == "auto":
-            return self.decoder is not None
-        if not isinstance(decode, (bool, np.bool_)):
-            raise ValueError(f'decode must be True, False or "auto"; got {decode!r}.')
-        if decode:
-            self._require_decoder(what)
-        return bool(decode)
-
-    def interpolate(
-        self,
-        x_a: ArrayLike,
-        x_b: ArrayLike,
-        steps: int = 8,
-        decode: bool | Literal["auto"] = "auto",
-    ) -> tuple[np.ndarray, np.ndarray]:
-        r"""Decode the straight latent path between two inputs, with its latent log-likelihood.
-
-        The path is :math:`z_t = (1 - t)\,E(x_a) + t\,E(x_b)` for ``steps`` evenly spaced
-        :math:`t \in [0, 1]`; its end points are exactly the encodings of ``x_a`` and
-        ``x_b``. A dip of :math:`\log p(z_t)` along the path shows it leaving the region
-        of latent space the data occupies (the interpolation experiment of Yoo et al.).
-
-        Parameters
-        ----------
-        x_a, x_b : array-like or Tensor
-            One input each, of the shape of one training row (a leading axis of length 1
-            is also accepted).
-        steps : int, default=8
-            Number of points on the path, end points included (at least 2).
-        decode : bool or "auto", default="auto"
-            ``"auto"`` decodes the path when a decoder was given; ``True`` requires a
-            decoder; ``False`` returns the latent path.
-
-        Returns
-        -------
-        path : ndarray of shape (steps, ...) or (steps, D)
-            The decoded path, or the latent path when nothing is decoded.
-        log_prob : ndarray of shape (steps,)
-            Latent log-likelihood of each point of the path.
-        """
-        check_is_fitted(self)
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
-            raise ValueError(f"steps must be an integer of at least 2, got {steps!r}.")
-        decode = self._decoding(decode, "decode the interpolation")
-        self._check_has_log_prob("interpolate")
-        z_a, z_b = (
-            self.encode(self._one_row(x, name)) for x, name in ((x_a, "x_a"), (x_b, "x_b"))
-        )
-        t = np.linspace(0.0, 1.0, int(steps))[:, None]
-        Z = (1.0 - t) * z_a + t * z_b
-        log_prob = self._latent_log_prob(Z)
-        return (self.decode(Z) if decode else Z), log_prob
-
-    def _one_row(self, x: ArrayLike, name: str) -> Any:
-        if not isinstance(x, Tensor):
-            x = np.asarray(x)
-        shape = tuple(x.shape)
-        if shape == self.input_shape_:
-            return x[None]
-        if shape == (1, *self.input_shape_):
-            return x
-        raise ValueError(
-            f"{name} must be one input of shape {self.input_shape_} (the shape of a training "
-            f"row), got shape {shape}."
-        )
+    def _draw_latents(
+        self, n_samples: int, random_state: RandomStateLike, y: Any, given: Any = None
+    ) -> Any:
+        """The density's draws; ``y`` and ``given`` only when set (GMMN takes neither)."""
+        extra = {name: v for name, v in (("y", y), ("given", given)) if v is not None}
+        return self.density_.sample(n_samples, random_state=random_state, **extra)

@@ -519,3 +519,61 @@ def test_bad_variations(fitted, digits, keep, match):
         fitted.vary(digits[0], keep=keep)
     with pytest.raises(ValueError, match="one input of shape"):
         fitted.vary(digits[:2], keep=1)
+
+
+# ---------------------------------------------------------------- conditional
+def _classes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return rng.normal(size=(n, 4)) + 4 * np.eye(4)[y], y
+
+
+def _doubling_lde(density) -> LatentDensityEstimator:
+    # Latents are half the inputs: the decoder must be used for samples to look like X.
+    return LatentDensityEstimator(density, encoder=lambda x: x / 2, decoder=lambda z: 2 * z)
+
+
+def test_a_conditional_density_draws_decodes_and_classifies_by_label():
+    X, y = _classes(900, 0)
+    lde = _doubling_lde(GMM(1, conditional=True, random_state=0)).fit(X, y)
+    drawn = lde.sample(200, y=2, random_state=0)
+    np.testing.assert_allclose(drawn.mean(0), 4 * np.eye(4)[2], atol=0.3)
+    assert (lde.predict(drawn) == 2).all()
+    X_test, y_test = _classes(300, 1)
+    assert (lde.predict(X_test) == y_test).mean() > 0.95
+    np.testing.assert_allclose(lde.predict_proba(X_test).sum(1), 1.0)
+    # Scores are of the latents, given the labels.
+    np.testing.assert_array_equal(
+        lde.score_samples(X_test, y_test), lde.density_.score_samples(X_test / 2, y_test)
+    )
+    assert lde.score(X_test, y_test) == pytest.approx(lde.log_prob(X_test, y_test).mean())
+    varied = lde.vary(X_test[0], keep=2, n_samples=5, y=1, random_state=0)
+    np.testing.assert_array_equal(varied[:, :2], np.repeat(X_test[:1, :2], 5, axis=0))
+    _, path_log_prob = lde.interpolate(X_test[0], X_test[1], steps=4, y=0)
+    np.testing.assert_allclose(path_log_prob[0], lde.log_prob(X_test[:1], [0])[0])
+    with pytest.raises(ValueError, match="pass y"):
+        lde.sample(3)
+
+
+def test_a_conditional_density_on_a_context_through_the_estimator():
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(800, 1))
+    X = np.c_[2 * c, rng.normal(size=(800, 1))]
+    lde = _doubling_lde(GMM(1, conditional=True, random_state=0)).fit(X, c)
+    drawn = lde.sample(400, y=[1.0], random_state=0)
+    assert drawn[:, 0].mean() == pytest.approx(2.0, abs=0.1)
+    plain = LatentDensityEstimator(GMM(1, conditional=True, random_state=0)).fit(X, c)
+    t = torch.tensor(X[:4], requires_grad=True)
+    plain.log_prob(t, torch.as_tensor(c[:4])).sum().backward()
+    assert t.grad is not None and torch.isfinite(t.grad).all()
+
+
+def test_an_unconditional_density_has_no_classifier_and_refuses_y():
+    X, y = _classes(300, 0)
+    lde = _doubling_lde(GMM(1, random_state=0)).fit(X, y)  # y ignored, as scikit-learn's
+    assert not hasattr(lde, "predict_proba")
+    assert lde.score(X, y) == lde.score(X)
+    with pytest.raises(ValueError, match="fitted without y"):
+        lde.log_prob(X, y)
+    with pytest.raises(ValueError, match="fitted without y"):
+        lde.sample(2, y=1)
