@@ -490,3 +490,40 @@ def test_outputs_are_written_exactly_where_reported(saved, tmp_path, capsys, mon
     assert np.load("samples").shape == (4, 3)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ll", "m.ldelib", "samples"]
+
+
+def test_labels_fit_score_and_sample_a_conditional_model(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.array(["cat", "dog", "emu"])[rng.integers(0, 3, 600)]
+    X = rng.normal(size=(600, 2)) + 4 * (y == "dog")[:, None]
+    data, labels, one = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "one.npy"
+    np.save(data, X)
+    np.save(labels, y)
+    np.save(one, np.array("dog"))
+    model = tmp_path / "m.ldelib"
+    argv = ["fit", data, "--model", "gmm", "--labels", labels, "--seed", "0", "--out", model]
+    assert _run(argv, capsys)[0] == 0
+    fitted = ldelib.load(model)
+    assert fitted.conditional and fitted.classes_.tolist() == ["cat", "dog", "emu"]
+    status, out, _ = _run(["score", model, data, "--labels", labels], capsys)
+    assert status == 0
+    assert out.startswith(f"mean log-likelihood: {fitted.score(X, y):.4f} ± ")
+    drawn = tmp_path / "s.npy"
+    assert (
+        _run(["sample", model, 5, "--label", "dog", "--seed", "1", "--out", drawn], capsys)[0] == 0
+    )
+    np.testing.assert_array_equal(np.load(drawn), fitted.sample(5, y="dog", random_state=1))
+    assert (
+        _run(["sample", model, 5, "--labels", one, "--seed", "1", "--out", drawn], capsys)[0] == 0
+    )
+    np.testing.assert_array_equal(np.load(drawn), fitted.sample(5, y="dog", random_state=1))
+    # Without the labels, or with labels a model was not fitted with: said in the CLI's terms.
+    status, _, err = _run(["score", model, data], capsys)
+    assert status != 0 and "was fitted with --labels" in err
+    np.save(labels, y[:10])
+    status, _, err = _run([*argv[:-2], "--out", tmp_path / "n.ldelib"], capsys)
+    assert status != 0 and "one label (shape (600,))" in err
+    status, _, err = _run(
+        ["fit", data, "--model", "gmmn", "--labels", labels, "--out", model], capsys
+    )
+    assert status != 0 and "cannot condition on --labels" in err

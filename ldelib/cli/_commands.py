@@ -11,6 +11,8 @@ import inspect
 import os
 import textwrap
 
+import numpy as np
+
 from ..persistence.describe import (
     Fitted,
     describe_model_file,
@@ -23,9 +25,11 @@ from ._io import (
     check_output,
     check_param_names,
     load_array,
+    load_labels,
     load_model,
     parameter_docs,
     parse_params,
+    parse_value,
     print_json,
     save_array,
 )
@@ -45,12 +49,19 @@ def fit(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..models import make_model
 
+    labels = None
+    if args.labels is not None:
+        labels = load_labels(args.labels, len(X))
+        if "conditional" not in make_model(args.model).get_params():
+            raise ValueError(f"--model {args.model} cannot condition on --labels; use mdn or gmm.")
+        params["conditional"] = True
     model = make_model(args.model, **params)
     # A progress bar while fitting; the saved model keeps the user's own verbosity.
     saved_verbose = model.verbose
     model.set_params(verbose=max(1, int(saved_verbose)))
-    # The path, not the array: models read a file in chunks (a memmap, never whole).
-    model.fit(args.data)
+    # The path, not the array: models read a file in chunks (a memmap, never whole); a
+    # conditional fit holds the rows in memory beside their labels.
+    model.fit(args.data) if labels is None else model.fit(np.asarray(X), labels)
     model.set_params(verbose=saved_verbose)
     ctx = distributed.context()
     if ctx.is_main:  # under torchrun every rank holds the same model: rank 0 writes it
@@ -111,7 +122,9 @@ def score(args: argparse.Namespace) -> int:
             "or `gmm`."
         )
     model.verbose = 1  # a progress bar over the rows (on stderr)
-    log_prob = model.score_samples(args.data, out=args.out)
+    _check_labels(model, args.labels is not None)
+    labels = None if args.labels is None else load_labels(args.labels, len(X))
+    log_prob = model.score_samples(args.data, labels, out=args.out)
     mean, se = mean_log_likelihood(log_prob)
     n_rows, n_features = X.shape
     if args.json:
@@ -141,10 +154,30 @@ def score(args: argparse.Namespace) -> int:
 def sample(args: argparse.Namespace) -> int:
     check_output(args.out)
     model = load_model(args.model)
-    samples = model.sample(args.n, random_state=args.seed)
+    _check_labels(model, args.labels is not None or args.label is not None)
+    condition = {}
+    if args.labels is not None:
+        condition["y"] = load_labels(args.labels, None)
+    elif args.label is not None:
+        condition["y"] = parse_value(args.label)
+    samples = model.sample(args.n, random_state=args.seed, **condition)
     path = save_array(args.out, samples)
     print(f"wrote {args.n} samples of {samples.shape[1]} dims to {path}")
     return 0
+
+
+def _check_labels(model: object, given: bool) -> None:
+    """Ask for --labels where the model was fitted with them, and refuse them elsewhere."""
+    fitted_with = hasattr(model, "classes_") or hasattr(model, "context_mean_")
+    if fitted_with and not given:
+        raise ValueError(
+            f"This {type(model).__name__} was fitted with --labels: give the labels (or "
+            "context) to condition on, --labels FILE.npy (sample also takes --label VALUE)."
+        )
+    if given and not fitted_with:
+        raise ValueError(
+            f"This {type(model).__name__} was fitted without --labels, so it takes none."
+        )
 
 
 def info(args: argparse.Namespace) -> int:

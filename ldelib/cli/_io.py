@@ -40,11 +40,30 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
             raise ValueError(f"--param expects KEY=VALUE (e.g. max_epochs=50), got {pair!r}.")
         if key in params:
             raise ValueError(f"--param {key} is given twice; give each parameter once.")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value  # a bare string such as architecture=paper
+        params[key] = parse_value(value)
     return params
+
+
+def parse_value(value: str) -> Any:
+    """A value given on the command line: JSON, else the bare string (``paper``, ``cat``)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def load_labels(path: str, n_rows: int | None) -> np.ndarray:
+    """The labels (1-D) or context (2-D) of ``--labels``, checked against ``n_rows``."""
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--labels {path!r} is not a readable .npy file: {error}") from error
+    if n_rows is not None and (labels.ndim not in (1, 2) or len(labels) != n_rows):
+        raise ValueError(
+            f"--labels {path!r} must hold one label (shape ({n_rows},)) or one context row "
+            f"(shape ({n_rows}, C)) per data row; it has shape {labels.shape}."
+        )
+    return labels
 
 
 def check_param_names(model: str, params: dict[str, Any]) -> None:

@@ -14,6 +14,14 @@ DESCRIPTION = (
 )
 
 
+LABELS_FIT = (
+    "what each row is conditioned on: a .npy of class labels, shape (n,), or of a context, "
+    "shape (n, C); fits p(x | y) (the model's conditional=True)"
+)
+LABELS_SCORE = "the labels or context of each row (.npy), for a model fitted with --labels"
+LABELS_SAMPLE = "the condition of the draws (.npy): one label or context for all, or one per draw"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
     from ..datasets import TARGETS
@@ -65,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a constructor parameter of the model (VALUE is JSON, else a string); repeatable",
     )
     fit.add_argument("--seed", type=int, help="random seed of the fit (the model's random_state)")
+    fit.add_argument("--labels", metavar="FILE.npy", help=LABELS_FIT)
     fit.add_argument("--out", required=True, help="the model file to write")
     fit.set_defaults(run=commands.fit)
 
@@ -112,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("model", help="a model file written by `ldelib fit` (mdn or gmm)")
     score.add_argument("data", help="the rows to score: a .npy file of shape (n, D)")
     score.add_argument("--out", help="write per-row log-likelihoods to this .npy")
+    score.add_argument("--labels", metavar="FILE.npy", help=LABELS_SCORE)
     score.add_argument("--json", action="store_true", help=json_help)
     score.set_defaults(run=commands.score)
 
@@ -120,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("n", type=int, help="the number of samples to draw")
     sample.add_argument("--out", required=True, help="the .npy file to write (exactly this path)")
     sample.add_argument("--seed", type=int, help="random seed (default: the model's own stream)")
+    condition = sample.add_mutually_exclusive_group()
+    condition.add_argument("--labels", metavar="FILE.npy", help=LABELS_SAMPLE)
+    condition.add_argument(
+        "--label", metavar="VALUE", help="one class label for every draw (JSON, else a string)"
+    )
     sample.set_defaults(run=commands.sample)
 
     info = sub.add_parser(
