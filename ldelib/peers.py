@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -24,6 +25,7 @@ from ._sources import RowSource
 from ._validation import (
     MAX_TIME,
     TRAINING_PARAMS,
+    Boolean,
     Constraint,
     Integral,
     Options,
@@ -183,7 +185,9 @@ class ZukoFlowPeer(BaseDensityEstimator):
     """A zuko masked autoregressive flow (MAF) or neural spline flow (NSF).
 
     zuko's own defaults for the architecture (3 transforms, two hidden layers of 64;
-    8 spline bins for NSF) and ldelib's training loop and defaults for the fit.
+    8 spline bins for NSF) and ldelib's training loop and defaults for the fit. With
+    ``conditional=True`` it is zuko's conditional flow: labels enter as a one-hot
+    context, a context as it is (standardised); it has no prefix marginals.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
@@ -193,6 +197,7 @@ class ZukoFlowPeer(BaseDensityEstimator):
         "learning_rate": [Real(0, None, closed="neither")],
         **TRAINING_PARAMS,
         "max_time": MAX_TIME,
+        "conditional": [Boolean()],
         **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
     }
 
@@ -207,6 +212,7 @@ class ZukoFlowPeer(BaseDensityEstimator):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 20,
         max_time: float | None = None,
+        conditional: bool = False,
         standardize: bool = True,
         device: str = "cpu",
         random_state: int | np.random.Generator | None = None,
@@ -221,6 +227,7 @@ class ZukoFlowPeer(BaseDensityEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.max_time = max_time
+        self.conditional = conditional
         self.standardize = standardize
         self.device = device
         self.random_state = random_state
@@ -236,19 +243,43 @@ class ZukoFlowPeer(BaseDensityEstimator):
         kind = zuko.flows.MAF if self.flow == "maf" else zuko.flows.NSF
         return kind(
             features=self.n_features_in_,
+            context=self._context_width(),
             transforms=int(self.transforms),
             hidden_features=tuple(int(h) for h in self.hidden_features),
         )
 
+    def _context_width(self) -> int:
+        if hasattr(self, "classes_"):
+            return len(self.classes_)
+        return int(getattr(self, "n_context_features_", 0))
+
+    def _context(self, c: Tensor, dtype: torch.dtype) -> Tensor:
+        """zuko's context of the encoded condition: one-hot labels, or the context."""
+        if c.dtype == torch.int64:
+            return torch.nn.functional.one_hot(c, len(self.classes_)).to(dtype)
+        return c.to(dtype)
+
     def _fit(self, rows: RowSource, rng: np.random.Generator) -> None:
-        Z = rows.all()
+        self._train(rows.all(), 0, rng)
+
+    def _fit_conditional(self, rows: RowSource, y: np.ndarray, rng: np.random.Generator) -> None:
+        context = self._context(torch.as_tensor(y), torch.float64).numpy()
+        # Each row carries its context in front, through the same split and shuffles.
+        self._train(np.concatenate([context, rows.all()], axis=1), context.shape[1], rng)
+
+    def _train(self, Z: np.ndarray, width: int, rng: np.random.Generator) -> None:
+        """Train on rows ``Z`` whose first ``width`` columns are zuko's context."""
         deadline = fit_deadline(self.max_time)
         device = torch.device(self.device_)
         train, valid = train_validation_split(Z, float(self.validation_fraction), rng)
         with seeded(rng, device, self._dtype):
             self.module_ = self._make_module().to(device=device, dtype=self._dtype)
         optimizer = torch.optim.Adam(self.module_.parameters(), lr=float(self.learning_rate))
-        d = Z.shape[1]
+        d = Z.shape[1] - width
+
+        def loss(rows: Tensor) -> Tensor:
+            flow = self.module_(rows[:, :width]) if width else self.module_()
+            return -flow.log_prob(rows[:, width:]).mean() / d
 
         def tensor(x: np.ndarray) -> Tensor:
             return torch.as_tensor(x, dtype=self._dtype, device=device)
@@ -261,7 +292,7 @@ class ZukoFlowPeer(BaseDensityEstimator):
         )
         history = train_module(
             self.module_,
-            lambda z: -self.module_().log_prob(z).mean() / d,
+            loss,
             tensor(train),
             None if valid is None else tensor(valid),
             config,
@@ -275,10 +306,27 @@ class ZukoFlowPeer(BaseDensityEstimator):
         return self.module_().log_prob(Z)
 
     def _sample(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        return self._zuko_draw(lambda: self.module_().sample((n_samples,)), generator)
+
+    def _zuko_draw(self, draw: Callable[[], Tensor], generator: torch.Generator) -> Tensor:
         # zuko draws from torch's global generator: seed a fork of it from ours.
         seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
         device = torch.device(self.device_)
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, device_type=device.type):
             torch.manual_seed(seed)
-            return self.module_().sample((n_samples,))
+            return draw()
+
+    def _log_prob_conditional(self, Z: Tensor, c: Tensor, k: int | None) -> Tensor:
+        if k is not None:
+            raise NotImplementedError("A zuko flow has no prefix marginals (n_dims).")
+        return self.module_(self._context(c, Z.dtype)).log_prob(Z)
+
+    def _sample_conditional(
+        self, c: Tensor, prefix: Tensor | None, generator: torch.Generator
+    ) -> Tensor:
+        if prefix is not None:
+            raise NotImplementedError("A zuko flow cannot sample given a prefix.")
+        return self._zuko_draw(
+            lambda: self.module_(self._context(c, self._dtype)).sample(), generator
+        )

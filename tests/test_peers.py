@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from ldelib.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer
+from ldelib.peers import GridMixturePeer, KernelDensityPeer, ZukoFlowPeer, zuko_available
 
 
 def test_kernel_density_is_normalised_and_picks_a_bandwidth():
@@ -63,3 +63,22 @@ def test_grid_mixture_stops_at_its_budget():
     grid = GridMixturePeer(max_time=1e-9, random_state=0).fit(X)
     assert list(grid.candidate_scores_) == ["K=1, reg_covar=1e-06"]
     assert np.isfinite(grid.score_samples(X)).all()
+
+
+@pytest.mark.skipif(not zuko_available(), reason="needs zuko")
+@pytest.mark.parametrize("flow", ["maf", "nsf"])
+def test_a_conditional_zuko_flow_takes_labels_and_contexts(flow):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 1200)
+    X = rng.normal(size=(1200, 2)) + 4 * y[:, None]
+    model = ZukoFlowPeer(flow, conditional=True, max_epochs=30, random_state=0).fit(X, y)
+    drawn, log_prob = model.sample_and_log_prob(200, random_state=0, y=1)
+    np.testing.assert_allclose(log_prob, model.score_samples(drawn, np.ones(200)), atol=1e-4)
+    assert drawn.mean() > 3  # class 1 sits at (4, 4)
+    assert (model.predict(X) == y).mean() > 0.95
+    c = rng.normal(size=(1200, 1))
+    X = np.c_[3 * c, rng.normal(size=(1200, 1))]
+    model = ZukoFlowPeer(flow, conditional=True, max_epochs=30, random_state=0).fit(X, c)
+    assert model.sample(400, y=[1.0], random_state=0)[:, 0].mean() == pytest.approx(3.0, abs=0.3)
+    with pytest.raises(NotImplementedError, match="no prefix marginals"):
+        model.log_prob(X, c, n_dims=1)
