@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import integrate, stats
 from scipy.special import logsumexp
 
 from ldelib.datasets import (
@@ -672,3 +672,57 @@ def test_warped_building_blocks_reject_bad_arguments():
         WarpedMixtureTarget("w", base, [Rotation(np.eye(3))])
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
         Rotation(np.eye(2)).forward(np.zeros(2))
+
+
+# ----------------------------------------------------------- conditional target
+@pytest.mark.parametrize(
+    ("label", "context"), [(0, [0.0, 0.0]), (2, [1.5, -1.0]), (3, [-1.0, 2.0])]
+)
+def test_the_conditional_target_integrates_to_one(label, context):
+    from ldelib.datasets import ConditionalWarpedTarget
+
+    target = ConditionalWarpedTarget(n_features=2, seed=0)
+    grid = np.linspace(-15, 15, 1201)
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    rows = np.c_[a.ravel(), b.ravel()]
+    log_p = target.log_prob(rows, np.full(len(rows), label), np.repeat([context], len(rows), 0))
+    density = np.exp(log_p).reshape(a.shape)
+    total = integrate.simpson(integrate.simpson(density, x=grid, axis=1), x=grid)
+    assert total == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_conditional_targets_samples_follow_its_density():
+    from ldelib.datasets import ConditionalWarpedTarget
+
+    target = ConditionalWarpedTarget(n_features=2, seed=0)
+    n, context = 100_000, [[0.5, 0.5]]
+    X, _, _ = target.sample(n, 1, y=np.full(n, 1), context=np.repeat(context, n, 0))
+    grid = np.linspace(-15, 15, 1201)
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    rows = np.c_[a.ravel(), b.ravel()]
+    density = np.exp(
+        target.log_prob(rows, np.full(len(rows), 1), np.repeat(context, len(rows), 0))
+    ).reshape(a.shape)
+    events = [
+        (a < 0, X[:, 0] < 0),
+        (b > 1, X[:, 1] > 1),
+        (a + b > 0.5, X.sum(axis=1) > 0.5),
+    ]
+    for on_grid, drawn in events:
+        expected = integrate.simpson(integrate.simpson(density * on_grid, x=grid, axis=1), x=grid)
+        # Within four binomial standard errors, plus the grid's step at the event's edge.
+        se = np.sqrt(expected * (1 - expected) / n)
+        assert abs(drawn.mean() - expected) < 4 * se + 0.003
+
+
+def test_the_conditional_target_checks_its_inputs():
+    from ldelib.datasets import ConditionalWarpedTarget
+
+    target = ConditionalWarpedTarget(n_features=3, n_classes=2)
+    X, y, c = target.sample(4, 0)
+    with pytest.raises(ValueError, match=r"class codes in 0..1"):
+        target.log_prob(X, [0, 1, 2, 0], c)
+    with pytest.raises(ValueError, match=r"context must be finite, of shape \(4, 2\)"):
+        target.log_prob(X, y, c[:, :1])
+    with pytest.raises(ValueError, match=r"X must have shape \(n, 3\)"):
+        target.log_prob(X[:, :2], y, c)
