@@ -27,6 +27,9 @@ Suites:
   latent likelihood, prefix marginals, reconstruction error and their typicality.
 * ``variations``: images varied by redrawing all but their first k latents: how often
   the class is kept and how far the images move, plain vs incremental autoencoder.
+* ``conditional``: conditional densities p(x | y) on a target with an exact density
+  (classes, and a context that moves and warps the clusters), and on MNIST latents per
+  digit: likelihood, generative-classifier accuracy, judged class-conditional samples.
 * ``scale``: out-of-core fits and scoring of 1 to 10 million 64-D rows read from disk:
   peak memory, seconds per million rows, test log-likelihood against the truth.
 """
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from . import (
+    conditional,
     digits,
     interpolation,
     latents,
@@ -73,6 +77,7 @@ SUITES: dict[str, Suite] = {
         scale.SUITE,
         ood.SUITE,
         variations.SUITE,
+        conditional.SUITE,
     )
 }
 

@@ -51,7 +51,7 @@ class Images:
     """Disjoint train / validation rows from the training split, test rows from the test split.
 
     Pixels are float32 in [0, 1], shape (n, 1, 28, 28); ``*_domain`` says which dataset
-    each row came from (0 MNIST, 1 Fashion-MNIST).
+    each row came from (0 MNIST, 1 Fashion-MNIST), ``*_label`` its class (0 to 9).
     """
 
     train: np.ndarray
@@ -60,11 +60,14 @@ class Images:
     train_domain: np.ndarray
     valid_domain: np.ndarray
     test_domain: np.ndarray
+    train_label: np.ndarray
+    valid_label: np.ndarray
+    test_label: np.ndarray
 
 
-def _load(name: str, split: str) -> np.ndarray:
+def _load(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     loader = load_mnist if name == "mnist" else load_fashion_mnist
-    return loader(split)[0]
+    return loader(split)
 
 
 def images(dataset: str, n_train: int, n_valid: int, n_test: int, seed: int = 0) -> Images:
@@ -76,20 +79,22 @@ def images(dataset: str, n_train: int, n_valid: int, n_test: int, seed: int = 0)
     rng = np.random.default_rng(seed)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("train", "valid", "test")}
     domains: dict[str, list[np.ndarray]] = {k: [] for k in out}
+    labels: dict[str, list[np.ndarray]] = {k: [] for k in out}
     for name in parts:
         domain = 0 if name == "mnist" else 1
-        train_pool = _load(name, "train")
+        train_pool, train_labels = _load(name, "train")
         order = rng.permutation(len(train_pool))
         n_tr, n_va = n_train // share, n_valid // share
-        test_pool = _load(name, "test")
+        test_pool, test_labels = _load(name, "test")
         test_order = rng.permutation(len(test_pool))[: n_test // share]
-        for key, rows in (
-            ("train", train_pool[order[:n_tr]]),
-            ("valid", train_pool[order[n_tr : n_tr + n_va]]),
-            ("test", test_pool[test_order]),
+        for key, positions, pool, classes in (
+            ("train", order[:n_tr], train_pool, train_labels),
+            ("valid", order[n_tr : n_tr + n_va], train_pool, train_labels),
+            ("test", test_order, test_pool, test_labels),
         ):
-            out[key].append(rows)
-            domains[key].append(np.full(len(rows), domain))
+            out[key].append(pool[positions])
+            labels[key].append(np.asarray(classes)[positions])
+            domains[key].append(np.full(len(positions), domain))
 
     def pixels(key: str) -> np.ndarray:
         return np.concatenate(out[key])[:, None].astype(np.float32) / 255.0
@@ -99,6 +104,7 @@ def images(dataset: str, n_train: int, n_valid: int, n_test: int, seed: int = 0)
         pixels("valid"),
         pixels("test"),
         *(np.concatenate(domains[k]) for k in ("train", "valid", "test")),
+        *(np.concatenate(labels[k]).astype(np.int64) for k in ("train", "valid", "test")),
     )
 
 

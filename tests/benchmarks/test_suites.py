@@ -188,6 +188,7 @@ def test_unknown_suite_is_an_error(out):
         "ood",
         "variations",
         "warped",
+        "conditional",
     }
 
 
@@ -213,7 +214,15 @@ def test_options_are_declared_per_suite():
         "variations": {"dims"},
     }
     autoencoders = {name for name, suite in SUITES.items() if suite.uses_autoencoders}
-    assert autoencoders == {"latents", "parzen", "ordering", "interpolation", "ood", "variations"}
+    assert autoencoders == {
+        "latents",
+        "parzen",
+        "ordering",
+        "interpolation",
+        "ood",
+        "variations",
+        "conditional",
+    }
     with pytest.raises(ValueError, match="unknown options"):
         Suite("new", SUITES["toy"].run, "a misspelt option", options=frozenset({"model"}))
 
@@ -431,3 +440,25 @@ def test_a_model_that_diverges_is_noted_and_the_run_goes_on(monkeypatch, tmp_pat
     assert [r["model"] for r in report.rows] == ["GMM (validated)", "zuko MAF"]
     note = "LDE, paper network failed (target=warped-heavy, D=32, seed=3): CausalConvMDN"
     assert report.notes == [note + " diverged while training"]
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_conditional_suite(out):
+    payload = _files(
+        run_suite("conditional", out / "conditional", quick=True), out / "conditional"
+    )
+    rows = payload["rows"]
+    assert {r["task"] for r in rows} == {"labels", "context", "mnist-iae"}
+    target = [r for r in rows if r["task"] in ("labels", "context")]
+    assert {r["model"] for r in target} >= {"truth", "GMM (conditional)", "LDE (conditional)"}
+    # A likelihood above the truth's by more than noise would be a bug in the scoring.
+    for task in ("labels", "context"):
+        truth = next(r for r in target if r["task"] == task and r["model"] == "truth")
+        for row in (r for r in target if r["task"] == task):
+            assert row["ll_per_dim"] < truth["ll_per_dim"] + 4 * truth["se_per_dim"]
+    mnist = {r["model"]: r for r in rows if r["task"] == "mnist-iae"}
+    for name in ("GMM (conditional)", "LDE (conditional)"):
+        assert 0.5 < mnist[name]["accuracy"] <= 1  # ten classes: chance is 0.1
+        assert len(mnist[name]["judged_per_class"]) == 10
+    assert payload["figures"]
