@@ -720,3 +720,15 @@ def test_a_class_without_training_rows_is_named():
             CausalConvMDN(max_epochs=1, device="cpu", random_state=seed, conditional=True).fit(
                 X, y.astype(str)
             )
+
+
+def test_a_conditional_score_of_a_tensor_is_a_differentiable_tensor(conditional_fits):
+    model, X, y = conditional_fits["labels"]
+    rows = torch.tensor(X[:4], dtype=torch.float32, requires_grad=True)
+    log_prob = model.log_prob(rows, torch.as_tensor(y[:4]))
+    assert isinstance(log_prob, torch.Tensor) and log_prob.dtype == torch.float32
+    log_prob.sum().backward()
+    assert rows.grad is not None and torch.isfinite(rows.grad).all() and rows.grad.abs().sum() > 0
+    np.testing.assert_allclose(
+        log_prob.detach().numpy(), model.log_prob(X[:4], y[:4]), rtol=1e-5, atol=1e-5
+    )
