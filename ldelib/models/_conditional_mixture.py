@@ -141,6 +141,25 @@ class ConditionalMixture(EMMixture):
             precisions_cholesky_=self.precisions_cholesky_[mine],
         )
 
+    def refitted_classes(
+        self, Z: np.ndarray, codes: np.ndarray, rng: np.random.Generator, deadline: float | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each class's mixture refitted by EM to its rows of ``Z`` (standardised, with
+        class ``codes``) from its own solution, as :meth:`refitted` refits one mixture.
+        Returns the weights (the classes' shares of ``Z`` times their components'
+        weights), means and covariances, components in this mixture's order."""
+        labels = [str(label) for label in self.classes_.tolist()]
+        share = np.bincount(codes, minlength=len(labels)) / len(codes)
+        weights, means, covariances = [], [], []
+        for code, label in enumerate(labels):
+            view = self._class_view(code)
+            view.reg_covar_ = float(self.reg_covar_[label])  # type: ignore[index]
+            em = view.refitted(Z[codes == code], rng, deadline)
+            weights.append(share[code] * em.weights_)
+            means.append(em.means_)
+            covariances.append(em.covariances_)
+        return np.concatenate(weights), np.concatenate(means), np.concatenate(covariances)
+
     def _joint_view(self) -> Self:
         """The mixture over (context, x), of ``C + D`` dimensions."""
         return self._view(n_features_in_=self.n_context_features_ + self.n_features_in_)

@@ -131,9 +131,10 @@ class CausalConvMDN(AnchoredFit):
         context (shape (n, C)). The condition enters the network at every position
         (labels one-hot, so the first layer learns an embedding; a context as it is,
         standardised, through a linear map), which leaves it causal in :math:`x`. The
-        anchor is the conditional mixture: one :class:`~ldelib.GMM` per class (not
-        refitted to the validation rows), or one over the joint (context, x) whose
-        conditionals given the context are the anchor's. Scoring and sampling then take
+        anchor is the conditional mixture: one :class:`~ldelib.GMM` per class, or one
+        over the joint (context, x) whose conditionals given the context are the
+        anchor's; either is refitted to every row after the selection, as without
+        ``y``. Scoring and sampling then take
         ``y``, and a fit on labels has ``predict_proba``. ``False``: ``y`` is ignored.
     standardize : bool, default=True
         Fit on standardised columns; log-likelihoods stay in the units of the data.
