@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,11 @@ import torch
 from torch import Tensor
 from typing_extensions import Self
 
+from .._budget import fit_clock
 from .._sources import RowSource
+from .._summary import SummaryItem
 from ..base import DegenerateDataWarning
-from ._em import EMMixture, em_threads
+from ._em import EMMixture, HeldOutSearch, em_threads
 
 __all__ = ["ConditionalMixture"]
 
@@ -56,7 +59,39 @@ class ConditionalMixture(EMMixture):
         context = np.log(self.context_scale_).sum() if hasattr(self, "context_scale_") else 0.0
         return super()._em_log_det() + float(context)
 
-    def _fit_labels(self, Z: np.ndarray, codes: np.ndarray, rng: np.random.Generator) -> None:
+    def fit_per_class(
+        self,
+        Z: np.ndarray,
+        codes: np.ndarray,
+        n_classes: int,
+        held_out: np.ndarray | None = None,
+        held_out_codes: np.ndarray | None = None,
+    ) -> Self:
+        """Fit to standardised rows ``Z`` of classes ``codes`` (``0 .. n_classes - 1``,
+        the classes), each class's candidates chosen on its rows of ``held_out`` when it
+        has some (see :class:`~ldelib.models._em.HeldOutSearch`): for a caller whose
+        rows are standardised and whose validation split every later choice shares (the
+        LDE's anchor). Within ``max_time``, counted from this call."""
+        with fit_clock():
+            self._check_params()
+            rng = self._fit_rng(torch.device("cpu"))
+            d = Z.shape[1]
+            # The rows come standardised: the identity stands in for the standardisation.
+            self.n_features_in_, self.device_ = d, "cpu"
+            self.mean_, self.scale_ = np.zeros(d), np.ones(d)
+            self.classes_ = np.arange(n_classes)
+            self.class_prior_ = np.bincount(codes, minlength=n_classes) / len(codes)
+            self._fit_labels(Z, codes, rng, held_out, held_out_codes)
+        return self
+
+    def _fit_labels(
+        self,
+        Z: np.ndarray,
+        codes: np.ndarray,
+        rng: np.random.Generator,
+        held_out: np.ndarray | None = None,
+        held_out_codes: np.ndarray | None = None,
+    ) -> None:
         """One mixture per class, each with the budget's share of its rows."""
         if self.covariance_type == "tied":
             raise ValueError(
@@ -73,11 +108,15 @@ class ConditionalMixture(EMMixture):
                 budget = max((deadline - time.perf_counter()) * len(Z_c) / left, 1e-9)
             left -= len(Z_c)
             part = self._one_class(budget, int(rng.integers(2**31 - 1)))
+            mine = None if held_out is None else held_out[held_out_codes == code]
             try:
                 with warnings.catch_warnings():
                     # Said once, for the whole model, after its fit.
                     warnings.simplefilter("ignore", DegenerateDataWarning)
-                    part.fit(Z_c)
+                    if mine is not None and len(mine):
+                        part = HeldOutSearch(part, Z_c, mine).estimator
+                    else:
+                        part.fit(Z_c)
             except ValueError as error:
                 raise ValueError(f"Class {label!r} ({len(Z_c)} rows): {error}") from error
             parts.append(part)
@@ -118,6 +157,16 @@ class ConditionalMixture(EMMixture):
         # Each part's bound is in its (standardised) units; the classes' mean, in the data's.
         bounds = [p.lower_bound_ for p in parts]
         self.lower_bound_ = float(np.dot(prior, bounds)) - log_det
+
+    def _restored_labels(self) -> None:
+        n_classes, K = len(self.classes_), self.n_components_
+        codes = getattr(self, "component_class_", None)
+        if not (isinstance(codes, np.ndarray) and codes.shape == (K,) and codes.dtype.kind == "i"):
+            raise ValueError(f"component_class_ must be an integer array of shape ({K},)")
+        if not np.array_equal(np.unique(codes), np.arange(n_classes)):
+            raise ValueError(f"component_class_ must name each of the {n_classes} classes")
+        if self.covariance_type == "tied":
+            raise ValueError("a model fitted on labels has no tied covariance")
 
     # -------------------------------------------------------------- views
     def _view(self, **arrays: Any) -> Self:
@@ -195,3 +244,14 @@ class ConditionalMixture(EMMixture):
             return Z
         given = c if prefix is None else torch.cat([c, prefix.to(c.dtype)], dim=1)
         return self._joint_view()._sample_given(given, generator)[:, c.shape[1] :]
+
+
+def condition_summary(a: Mapping[str, Any]) -> list[SummaryItem]:
+    """What a fitted model's attributes ``a`` say it is conditioned on, for ``ldelib info``."""
+    classes, width = a.get("classes_"), a.get("n_context_features_")
+    if classes is not None:
+        shown = ", ".join(str(c) for c in list(classes))
+        return [SummaryItem("classes", "conditioned on the classes", shown)]
+    if width is not None:
+        return [SummaryItem("context", "conditioned on a context of", width, "features")]
+    return []

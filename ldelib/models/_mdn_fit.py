@@ -278,7 +278,7 @@ class AnchoredFit(StartRace):
             estimator = self._anchor_estimator(seed, budget)
             if hasattr(self, "classes_"):
                 # One mixture per class, each choosing on its own held-out rows.
-                search, mixture = None, self._class_mixtures(estimator, Z)
+                search, mixture = None, self._class_mixtures(estimator, Z, valid)
             else:
                 search = None if valid is None else HeldOutSearch(estimator, Z, valid)
                 mixture = estimator.fit(Z) if search is None else search.estimator
@@ -296,9 +296,10 @@ class AnchoredFit(StartRace):
         # Only a search cut while improving is resumed; another is let go (its rows with it).
         return mixture, search if search is not None and search.improving else None, refit_s
 
-    def _class_mixtures(self, estimator: GMM, Z: np.ndarray) -> GMM:
+    def _class_mixtures(self, estimator: GMM, Z: np.ndarray, valid: np.ndarray | None) -> GMM:
         """The anchor of a fit on labels: ``estimator`` fitted per class to packed rows
-        ``Z`` (codes in front). Every class needs training rows of its own."""
+        ``Z`` (codes in front), each class's K and regularisation chosen on its rows of
+        ``valid``, as the unconditional anchor's are. Every class needs training rows."""
         codes = Z[:, 0].round().astype(np.int64)
         present = np.bincount(codes, minlength=len(self.classes_)) > 0
         if not present.all():
@@ -308,7 +309,12 @@ class AnchoredFit(StartRace):
                 f"validation_fraction={self.validation_fraction}: give them more rows."
             )
         estimator.set_params(conditional=True)
-        return estimator.fit(Z[:, 1:], codes)
+        held_out = held_out_codes = None
+        if valid is not None:
+            held_out, held_out_codes = valid[:, 1:], valid[:, 0].round().astype(np.int64)
+        return estimator.fit_per_class(
+            Z[:, 1:], codes, len(self.classes_), held_out, held_out_codes
+        )
 
     def _refit_anchor(
         self, mixture: GMM, Z: np.ndarray, rng: np.random.Generator, deadline: float | None

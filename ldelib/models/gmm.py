@@ -26,7 +26,7 @@ from ..density import BaseDensityEstimator
 from ..nn.anchor import GaussianMixtureConditionals
 from ..nn.chunks import in_chunks
 from ..persistence import register
-from ._conditional_mixture import ConditionalMixture
+from ._conditional_mixture import ConditionalMixture, condition_summary
 from ._selection import per_component, rows_to_fit
 
 __all__ = ["GMM"]
@@ -329,14 +329,7 @@ class GMM(ConditionalMixture):
                 "nats/row",
             ),
         ]
-        classes, width = a.get("classes_"), a.get("n_context_features_")
-        if classes is not None:
-            shown = ", ".join(str(c) for c in list(classes))
-            items.insert(0, SummaryItem("classes", "conditioned on the classes", shown))
-        elif width is not None:
-            items.insert(
-                0, SummaryItem("context", "conditioned on a context of", width, "features")
-            )
+        items[:0] = condition_summary(a)
         if a.get("candidate_scores_"):
             by_bic = p.get("selection") == "bic"
             items += [
@@ -368,16 +361,6 @@ class GMM(ConditionalMixture):
             raise ValueError(f"precisions_cholesky_ must be an array of shape {cov_shape}")
         if not ((self.weights_ > 0).all() and abs(self.weights_.sum() - 1.0) < 1e-6):
             raise ValueError("weights_ must be positive and sum to 1")
-
-    def _restored_labels(self) -> None:
-        n_classes, K = len(self.classes_), self.n_components_
-        codes = getattr(self, "component_class_", None)
-        if not (isinstance(codes, np.ndarray) and codes.shape == (K,) and codes.dtype.kind == "i"):
-            raise ValueError(f"component_class_ must be an integer array of shape ({K},)")
-        if not np.array_equal(np.unique(codes), np.arange(n_classes)):
-            raise ValueError(f"component_class_ must name each of the {n_classes} classes")
-        if self.covariance_type == "tied":
-            raise ValueError("a model fitted on labels has no tied covariance")
 
     # ------------------------------------------------------------- densities
     def _log_prob(self, Z: Tensor) -> Tensor:
