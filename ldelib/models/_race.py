@@ -4,6 +4,7 @@ one, or a larger mixture that the anchor's search finds when it goes on."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,31 +32,12 @@ class StartRace(BaseDensityEstimator):
     start_scores_: dict[str, float | None]
 
     # Of AnchoredFit: how a start is trained, and the network's units and inputs.
-    def _train_start(
-        self,
-        mixture: GMM | None,
-        train: Tensor | DiskRows,
-        valid: np.ndarray | None,
-        rng: np.random.Generator,
-        device: torch.device,
-        deadline: float | None,
-    ) -> TrainingHistory:
-        raise NotImplementedError
-
-    def _build_module(self, mixture: GMM | None, device: torch.device) -> None:
-        raise NotImplementedError
-
-    def _races(self) -> bool:
-        raise NotImplementedError
-
-    def _condition_width(self) -> int:
-        raise NotImplementedError
-
-    def _trainable(self, module: AutoregressiveMDN) -> nn.Module:
-        raise NotImplementedError
-
-    def _in_nats(self) -> Display:
-        raise NotImplementedError
+    _train_start: Callable[..., TrainingHistory]
+    _build_module: Callable[[GMM | None, torch.device], None]
+    _races: Callable[[], bool]
+    _condition_width: Callable[[], int]
+    _trainable: Callable[[AutoregressiveMDN], nn.Module]
+    _in_nats: Callable[[], Display]
 
     def _race(
         self,

@@ -157,9 +157,11 @@ def test_large_batches_are_scored_in_chunks_row_by_row(architecture):
 
 
 # ---------------------------------------------------------------- conditions
-def _conditional(d: int, condition: str, seed: int = 0) -> AutoregressiveMDN:
-    """An anchored network conditioned on 2 classes or a 2-D context, with nonzero
-    corrections. Labels: components 0, 1 belong to class 0 and 2, 3 to class 1."""
+def _conditional(
+    d: int, condition: str, seed: int = 0, trained: bool = False
+) -> AutoregressiveMDN:
+    """An anchored network conditioned on 2 classes or a 2-D context; ``trained``: with
+    nonzero corrections. Labels: components 0, 1 belong to class 0 and 2, 3 to class 1."""
     torch.manual_seed(seed)
     kind = {"classes": 2} if condition == "labels" else {"context": 2}
     model = AutoregressiveMDN(d, components=4, hidden_channels=16, anchored=True, **kind)
@@ -173,6 +175,10 @@ def _conditional(d: int, condition: str, seed: int = 0) -> AutoregressiveMDN:
     )
     if condition == "labels":
         model.component_class.copy_(torch.tensor([0, 0, 1, 1]))
+    if trained:
+        with torch.no_grad():
+            for p in model.net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
     return model.eval()
 
 
@@ -235,10 +241,7 @@ def test_an_untrained_network_on_a_context_is_the_joint_mixtures_conditional():
 @pytest.mark.parametrize("condition", ["labels", "context"])
 def test_a_condition_leaves_the_conditionals_causal_in_z(condition):
     d = 5
-    model = _conditional(d, condition)
-    with torch.no_grad():
-        for p in model.net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = _conditional(d, condition, trained=True)
     c = _condition(condition, 1)
 
     def per_dim(v: torch.Tensor) -> torch.Tensor:
@@ -253,10 +256,7 @@ def test_a_condition_leaves_the_conditionals_causal_in_z(condition):
 @pytest.mark.parametrize("k", [0, 2, 5])
 def test_conditional_draws_are_the_naive_loops_and_carry_their_log_prob(condition, k):
     d = 5
-    model = _conditional(d, condition)
-    with torch.no_grad():
-        for p in model.net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = _conditional(d, condition, trained=True)
     c = _condition(condition, 32)
     given = None if k == 0 else torch.randn(32, k, dtype=torch.float64)
     z, lp = model.sample(32, torch.Generator().manual_seed(2), given=given, context=c)
