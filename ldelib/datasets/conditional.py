@@ -22,9 +22,11 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
+from scipy.stats import ortho_group
 
 from ._checks import count
-from .warped import _haar, _warped_mixture
+from .make import make_target
+from .warped import WarpedMixtureTarget
 
 __all__ = ["ConditionalWarpedTarget"]
 
@@ -70,7 +72,7 @@ class ConditionalWarpedTarget:
         k = self.n_components = count("n_components", n_components, 1)
         self.n_context = count("n_context", n_context, 1)
         rng = np.random.default_rng(seed)
-        axes = _haar(rng, (L, k, d, d))
+        axes = ortho_group.rvs(d, size=L * k, random_state=rng).reshape(L, k, d, d)
         std = rng.uniform(0.3, 1.0, size=(L, k, d))
         self.covariances = np.einsum("lkij,lkj,lkmj->lkim", axes, std**2, axes)
         self._chol = np.linalg.cholesky(self.covariances)
@@ -79,7 +81,9 @@ class ConditionalWarpedTarget:
         self.logits = np.log(rng.dirichlet(np.full(k, 5.0), size=L))
         self.reweigh = rng.normal(size=(L, k))
         self.skew = rng.uniform(0.5, 1.0, size=d)
-        self.warp = _warped_mixture(d, n_components=1, n_layers=1, seed=seed + 1)
+        warp = make_target("warped", n_features=d, n_components=1, n_layers=1, seed=seed + 1)
+        assert isinstance(warp, WarpedMixtureTarget)  # its maps, not its base, are used
+        self.warp = warp
 
     def _check(self, y: ArrayLike, context: ArrayLike, n: int) -> tuple[np.ndarray, np.ndarray]:
         y = np.asarray(y)
