@@ -69,7 +69,7 @@ class ConditionalMixture(EMMixture):
     ) -> Self:
         """Fit to standardised rows ``Z`` of classes ``codes`` (``0 .. n_classes - 1``,
         the classes), each class's candidates chosen on its rows of ``held_out`` when it
-        has some (see :class:`~ldelib.models._em.HeldOutSearch`): for a caller whose
+        has some (a ``HeldOutSearch`` per class): for a caller whose
         rows are standardised and whose validation split every later choice shares (the
         LDE's anchor). Within ``max_time``, counted from this call."""
         with fit_clock():

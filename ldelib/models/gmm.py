@@ -159,7 +159,7 @@ class GMM(ConditionalMixture):
         Standardisation.
     classes_, class_prior_ : ndarray of shape (n_classes,)
         Fitted on labels: the classes, sorted, and their frequencies :math:`p(y)`.
-    component_class_ : ndarray of shape (n_components_,)
+    component_class_ : ndarray of shape ``(n_components_,)``
         Fitted on labels: the class (its index in ``classes_``) of each component.
     n_context_features_ : int
         Fitted on a context: its width :math:`C`. The mixture's parameters are then
