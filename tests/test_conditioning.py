@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from ldelib import GMM
 from ldelib._conditions import Context, Labels, fit_condition
@@ -173,3 +176,32 @@ def test_labels_and_contexts_may_be_tensors(by_label, by_context):
 def test_scores_written_to_a_file_take_y(tmp_path, by_label):
     out = by_label.score_samples(X, LABELS, tmp_path / "ll.npy")
     np.testing.assert_array_equal(out, by_label.score_samples(X, LABELS))
+
+
+# ----------------------------------------------------------------- properties
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(-5, 5), st.sampled_from(["a", "b", "c"])), min_size=1, max_size=30
+    ).filter(lambda v: len({type(x) for x in v}) == 1)
+)
+def test_labels_come_back_from_their_codes(values):
+    y = np.asarray(values)
+    labels, codes = fit_condition(y, len(y), standardize=True)
+    assert isinstance(labels, Labels)
+    assert labels.classes.tolist() == sorted(set(values))
+    np.testing.assert_array_equal(labels.classes[codes], y)
+    np.testing.assert_array_equal(labels.codes(y, len(y)), codes)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(2, 20), st.integers(1, 3)), elements=st.floats(-1e6, 1e6)
+    )
+)
+def test_a_context_is_encoded_exactly_and_invertibly(y):
+    context, encoded = fit_condition(y, len(y), standardize=True)
+    assert isinstance(context, Context)
+    assert np.isfinite(encoded).all()
+    np.testing.assert_allclose(encoded * context.scale + context.mean, y, rtol=1e-9, atol=1e-6)
