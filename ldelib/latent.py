@@ -165,14 +165,22 @@ class LatentDensityEstimator(Codec, LatentSpace, Persistent, DensityMixin, BaseE
         self.batch_size = batch_size
 
     # ------------------------------------------------------------------ checks
-    def _make_density(self) -> BaseGenerativeModel:
+    def _make_density(self, conditional: bool = False) -> BaseGenerativeModel:
+        """The density to fit: a clone of ``density``, or the named model with its
+        defaults (``conditional``: fitted with ``y``, as a name cannot ask for it)."""
         density = self.density
         if isinstance(density, str):
             if density.lower() not in MODELS:
                 raise ValueError(
                     f"density must be a density model or one of {sorted(MODELS)}, got {density!r}."
                 )
-            return make_model(density)
+            if not conditional:
+                return make_model(density)
+            if "conditional" not in make_model(density).get_params():
+                raise ValueError(
+                    f"density={density!r} cannot be fitted given y: use 'mdn' or 'gmm'."
+                )
+            return make_model(density, conditional=True)
         if not (
             hasattr(density, "get_params")
             and callable(getattr(density, "fit", None))
@@ -258,15 +266,16 @@ class LatentDensityEstimator(Codec, LatentSpace, Persistent, DensityMixin, BaseE
             latent batches go to the density model as they are, never read whole (see the
             scaling guide); with one, a path or memmap of inputs is encoded batch by batch.
         y : array-like of shape (n_samples,) or (n_samples, n_context_features), optional
-            For a density created with ``conditional=True``: the class labels or context
-            of each input, and the density fits :math:`p(z \mid y)` (the inputs then in
-            memory). Otherwise ignored, as the density ignores it.
+            For a density created with ``conditional=True``, or named (``"mdn"``,
+            ``"gmm"``): the class labels or context of each input, and the density fits
+            :math:`p(z \mid y)` (the inputs then in memory). A density model created
+            without it ignores ``y``, as scikit-learn's unsupervised estimators do.
 
         Returns
         -------
         self
         """
-        density = self._make_density()
+        density = self._make_density(conditional=y is not None)
         if self.encoder is None and (is_on_disk(X) or is_batches(X)):
             density.fit(X, y)
             self.density_ = density

@@ -577,3 +577,13 @@ def test_an_unconditional_density_has_no_classifier_and_refuses_y():
         lde.log_prob(X, y)
     with pytest.raises(ValueError, match="fitted without y"):
         lde.sample(2, y=1)
+
+
+def test_a_named_density_fitted_with_y_is_conditional():
+    X, y = _classes(600, 0)
+    lde = LatentDensityEstimator("gmm").fit(X, y)
+    assert lde.density_.conditional and lde.density_.classes_.tolist() == [0, 1, 2]
+    assert (lde.predict(X) == y).mean() > 0.9
+    assert not LatentDensityEstimator("gmm").fit(X).density_.conditional
+    with pytest.raises(ValueError, match="density='gmmn' cannot be fitted given y"):
+        LatentDensityEstimator("gmmn").fit(X, y)
