@@ -523,6 +523,7 @@ def test_labels_fit_score_and_sample_a_conditional_model(tmp_path, capsys):
     np.save(labels, y[:10])
     status, _, err = _run([*argv[:-2], "--out", tmp_path / "n.ldelib"], capsys)
     assert status != 0 and "one label (shape (600,))" in err
+    assert not (tmp_path / "n.ldelib").exists()  # refused before anything is written
     np.save(labels, y)
     status, _, err = _run(
         ["fit", data, "--model", "gmmn", "--labels", labels, "--out", model], capsys

@@ -205,3 +205,14 @@ def test_a_context_is_encoded_exactly_and_invertibly(y):
     assert isinstance(context, Context)
     assert np.isfinite(encoded).all()
     np.testing.assert_allclose(encoded * context.scale + context.mean, y, rtol=1e-9, atol=1e-6)
+
+
+def test_a_refit_with_a_bad_y_leaves_the_fitted_model_as_it_was(by_label):
+    model = GMM(1, conditional=True, random_state=0).fit(X, LABELS)
+    before = dict(vars(model))
+    scores = model.score_samples(X, LABELS)
+    for bad in (LABELS[:5], np.full(len(X), np.nan), None):
+        with pytest.raises(ValueError):
+            model.fit(X, bad)
+        assert set(vars(model)) == set(before)
+        np.testing.assert_array_equal(model.score_samples(X, LABELS), scores)

@@ -31,7 +31,8 @@ from .._budget import fit_clock
 from .._sources import RowSource
 from .._summary import SummaryItem
 from ..base import DegenerateDataWarning
-from ._em import EMMixture, HeldOutSearch, em_threads
+from ._em import EMMixture, HeldOutSearch
+from ._packed import packed_rows
 
 __all__ = ["ConditionalMixture"]
 
@@ -46,13 +47,10 @@ class ConditionalMixture(EMMixture):
 
     # -------------------------------------------------------------------- fit
     def _fit_conditional(self, rows: RowSource, y: np.ndarray, rng: np.random.Generator) -> None:
-        Z = rows.all()
         if y.ndim == 1:
-            self._fit_labels(Z, y, rng)
-        else:
-            joint = np.concatenate([y, Z], axis=1)
-            with em_threads(joint.shape[1]):
-                self._fit_em(joint, rng, self._deadline())
+            self._fit_labels(rows.all(), y, rng)
+        else:  # the joint rows (c, x), fitted as any rows are (max_fit_rows included)
+            super()._fit(packed_rows(rows, y), rng)
 
     def _em_log_det(self) -> float:
         # The joint mixture's likelihoods are of (context, x): both were standardised.
