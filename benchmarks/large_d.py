@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 python benchmarks/large_d.py MODEL D BUDGET
 
-``MODEL`` is ``lde`` (``CausalConvMDN(max_time=BUDGET)``) or a covariance type of
+``MODEL`` is ``lde`` (``CausalConvMDN(max_time=BUDGET)``), ``lde-diag`` or ``lde-auto``
+(the same with ``covariance_type="diag"`` or ``"auto"``), or a covariance type of
 ``GMM("auto", reg_covar="auto", max_time=BUDGET)`` (``full``, ``diag``...). The data are
 ``make_target("gmm", D, n_components=20, seed=0)``: 60,000 training rows, 10,000 test
 rows. Prints one JSON line: the test log-likelihood (nats per vector) with its standard
@@ -16,6 +17,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,11 +38,15 @@ def main() -> None:
     train, test = target.sample(60_000, random_state=0), target.sample(10_000, random_state=1)
     began = time.perf_counter()
     chosen: dict[str, object]
-    if model == "lde":
-        lde = CausalConvMDN(max_time=budget, random_state=0).fit(train)
+    if model.startswith("lde"):
+        covariance_type: Any = model.partition("-")[2] or "full"
+        lde = CausalConvMDN(max_time=budget, covariance_type=covariance_type, random_state=0)
+        lde.fit(train)
         anchor = lde.anchor_ or {}
         chosen = {
             "K": lde.n_components_,
+            "covariances": anchor.get("covariance_type"),
+            "covariance_scores": anchor.get("covariance_scores"),
             "epochs": lde.n_iter_,
             "best_epoch": lde.best_epoch_,
             "anchor_s": round(anchor.get("fit_s", 0.0), 1),

@@ -297,18 +297,25 @@ class EMMixture(BaseDensityEstimator):
     def refitted(
         self, Z: np.ndarray, rng: np.random.Generator, deadline: float | None
     ) -> GaussianMixture:
-        """EM on the standardised rows ``Z`` from this fitted full-covariance mixture's
-        solution, with its K and ``reg_covar``, until ``deadline`` (a refit stopped
-        short of convergence is still a better start, and says nothing)."""
+        """EM on the standardised rows ``Z`` from this fitted mixture's solution, with
+        its K and ``reg_covar``, until ``deadline`` (a refit stopped short of convergence
+        is still a better start, and says nothing)."""
         chol = self.precisions_cholesky_
+        if self.covariance_type == "full":
+            precisions = chol @ chol.transpose(0, 2, 1)
+        elif self.covariance_type == "tied":
+            precisions = chol @ chol.T
+        else:  # diag, spherical: the factors are the precisions' square roots
+            precisions = chol**2
         em = GaussianMixture(
             self.n_components_,
+            covariance_type=self.covariance_type,
             reg_covar=self.reg_covar_,
             tol=float(self.tol),
             max_iter=int(self.max_iter),
             weights_init=self.weights_,
             means_init=self.means_,
-            precisions_init=chol @ chol.transpose(0, 2, 1),
+            precisions_init=precisions,
             init_params="random_from_data",  # unused beside the three above: the cheapest
             random_state=int(rng.integers(2**31 - 1)),
         )

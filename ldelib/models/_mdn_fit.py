@@ -55,6 +55,7 @@ class AnchoredFit(StartRace):
     # Parameters, set by the subclass's __init__.
     n_components: Any
     init: str
+    covariance_type: str
     architecture: Literal["residual", "paper"]
     ordering: str
     learning_rate: float | None
@@ -75,9 +76,12 @@ class AnchoredFit(StartRace):
     def _anchored(self) -> bool:
         return self.init == "gmm" or (self.init == "auto" and self.architecture == "residual")
 
-    def _anchor_estimator(self, seed: int | None = None, max_time: float | None = None) -> GMM:
+    def _anchor_estimator(
+        self, seed: int | None = None, max_time: float | None = None, covariance_type: str = "full"
+    ) -> GMM:
         return GMM(
             self.n_components,
+            covariance_type=covariance_type,  # type: ignore[arg-type]
             reg_covar="auto",
             max_time=max_time,
             standardize=False,
@@ -272,29 +276,62 @@ class AnchoredFit(StartRace):
         seed = self.random_state
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             seed = int(rng.integers(2**31 - 1))
-        with warnings.catch_warnings():
-            # The same rows: this model says so itself, in its own terms, after its fit.
-            warnings.simplefilter("ignore", DegenerateDataWarning)
-            estimator = self._anchor_estimator(seed, budget)
-            if hasattr(self, "classes_"):
-                # One mixture per class, each choosing on its own held-out rows.
-                search, mixture = None, self._class_mixtures(estimator, Z, valid)
-            else:
-                search = None if valid is None else HeldOutSearch(estimator, Z, valid)
-                mixture = estimator.fit(Z) if search is None else search.estimator
+        # "auto": the diagonal mixture first, whose EM costs D K per row and step instead
+        # of D^2 K, then the full one with what the share leaves.
+        kinds = ("diag", "full") if self.covariance_type == "auto" else (self.covariance_type,)
+        end = None if budget is None else start + budget
+        fits: list[tuple[float, GMM, HeldOutSearch | None]] = []
+        for kind in kinds:
+            left = None if end is None else max(end - time.perf_counter(), 1e-9)
+            mixture, search = self._fit_mixture(self._anchor_estimator(seed, left, kind), Z, valid)
+            score = self._mixture_score(mixture, valid) if len(kinds) > 1 else 0.0
+            fits.append((score, mixture, search))
+        # The later (full) mixture wins ties: max keeps the first of equal keys.
+        _, mixture, search = max(reversed(fits), key=lambda fit: fit[0])
         self.n_components_ = mixture.n_components_
         scores = mixture.candidate_scores_.values()
         # Of a conditional anchor, the held-out scores are per class or of (context, z).
         scored = bool(scores) and not self._condition_width()
         self.anchor_ = {
             "n_components": mixture.n_components_,
+            "covariance_type": mixture.covariance_type,
             "reg_covar": mixture.reg_covar_,
             "validation_score": max(scores) - self._log_scale_sum() if scored else None,
             "fit_s": time.perf_counter() - start,
         }
+        if len(fits) > 1:
+            log_det = self._log_scale_sum()
+            self.anchor_["covariance_scores"] = {
+                m.covariance_type: score - log_det for score, m, _ in fits
+            }
         refit_s = 0.0 if search is None else search.refit_seconds(refit_rows)
         # Only a search cut while improving is resumed; another is let go (its rows with it).
         return mixture, search if search is not None and search.improving else None, refit_s
+
+    def _fit_mixture(
+        self, estimator: GMM, Z: np.ndarray, valid: np.ndarray | None
+    ) -> tuple[GMM, HeldOutSearch | None]:
+        """``estimator`` fitted to ``Z``, choosing on ``valid`` where there are rows; and
+        its search, for :meth:`_resume_search` (``None`` for a fit per class)."""
+        with warnings.catch_warnings():
+            # The same rows: this model says so itself, in its own terms, after its fit.
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            if hasattr(self, "classes_"):
+                # One mixture per class, each choosing on its own held-out rows.
+                return self._class_mixtures(estimator, Z, valid), None
+            if valid is None:
+                return estimator.fit(Z), None
+            search = HeldOutSearch(estimator, Z, valid)
+            return search.estimator, search
+
+    def _mixture_score(self, mixture: GMM, valid: np.ndarray | None) -> float:
+        """The mean held-out log-likelihood of ``mixture`` (standardised units): on the
+        validation rows given (``covariance_type="auto"`` requires them)."""
+        assert valid is not None
+        if hasattr(self, "classes_"):  # packed rows: codes in front
+            codes = valid[:, 0].round().astype(np.int64)
+            return float(mixture.score_samples(valid[:, 1:], codes).mean())
+        return float(mixture.score_samples(valid).mean())
 
     def _class_mixtures(self, estimator: GMM, Z: np.ndarray, valid: np.ndarray | None) -> GMM:
         """The anchor of a fit on labels: ``estimator`` fitted per class to packed rows
@@ -333,7 +370,7 @@ class AnchoredFit(StartRace):
             mixture_ = mixture.refitted_classes(Z[:, 1:], codes, rng, deadline)
         else:
             em = mixture.refitted(Z, rng, deadline)
-            mixture_ = (em.weights_, em.means_, em.covariances_)
+            mixture_ = (em.weights_, em.means_, em.covariances_)  # diagonal ones as (K, D)
         self.module_.anchor.set_mixture(*mixture_)
         self.anchor_["refit_rows"] = len(Z)
 

@@ -100,17 +100,22 @@ class GaussianMixtureConditionals(nn.Module):
         self.register_buffer("means", torch.zeros(components, features))
         self.register_buffer("inverse_cholesky", torch.eye(features).repeat(components, 1, 1))
         self._affine_cache: dict[
-            bool, tuple[tuple[Any, Any, tuple[int, int]], Tensor, Tensor]
+            bool, tuple[tuple[Any, Any, tuple[int, int]], Tensor, Tensor, bool]
         ] = {}
 
     @torch.no_grad()
     def set_mixture(self, weights: object, means: object, covariances: object) -> None:
-        """Take the mixture's parameters: (K,), (K, D) and full covariances (K, D, D).
+        """Take the mixture's parameters: (K,), (K, D) and full covariances (K, D, D), or
+        diagonal ones as variances (K, D).
 
         The Cholesky factors and their inverses are computed in float64 and stored in
         the module's dtype; the inverses are exactly lower triangular, so every
-        conditional sees only earlier dimensions.
+        conditional sees only earlier dimensions. Diagonal factors are whitened
+        elementwise (see :meth:`_affine`).
         """
+        variances = np.asarray(covariances, dtype=np.float64)
+        if variances.shape == (self.components, self.features):
+            covariances = variances[:, :, None] * np.eye(self.features)
         weights, means, covariances = self._checked(weights, means, covariances, "covariances")
         k, d = self.components, self.features
         chol = torch.linalg.cholesky(torch.from_numpy(covariances))
@@ -164,13 +169,16 @@ class GaussianMixtureConditionals(nn.Module):
         contiguous in (B, D, K); ``strict`` leaves out the diagonal, giving the part of
         :math:`\\varepsilon_{k,j}` that comes from :math:`z_{<j}`.
         """
-        weight, bias = self._affine(strict)
-        return torch.addmm(bias, z, weight, alpha=1, beta=-1).view(
-            -1, self.features, self.components
-        )
+        weight, bias, diagonal = self._affine(strict)
+        d, k = self.features, self.components
+        if diagonal:  # eps_kj = (L_k^-1)_jj z_j - (L_k^-1 mu_k)_j: D K products, not D^2 K
+            return torch.addcmul(-bias.view(d, k), z.unsqueeze(-1), weight.view(d, k))
+        return torch.addmm(bias, z, weight, alpha=1, beta=-1).view(-1, d, k)
 
-    def _affine(self, strict: bool) -> tuple[Tensor, Tensor]:
-        """The whitening's weight (D, DK) and bias (DK,), laid out for :meth:`_whiten`.
+    def _affine(self, strict: bool) -> tuple[Tensor, Tensor, bool]:
+        """The whitening's weight and bias, laid out for :meth:`_whiten`, and whether
+        every factor is diagonal: then the weight is only the diagonals (D, K), else
+        (D, DK); the bias is (DK,).
 
         Kept until the mixture's buffers change (set, loaded, or moved to another dtype
         or device): the layout is a copy of all K factors, which profiled at 46% of the
@@ -179,19 +187,26 @@ class GaussianMixtureConditionals(nn.Module):
         inverse, means = self.inverse_cholesky, self.means
         cached = self._affine_cache.get(strict)
         if cached is not None:
-            (inverse_ref, means_ref, versions), weight, bias = cached
+            (inverse_ref, means_ref, versions), weight, bias, diagonal = cached
             # The same tensors (not merely the same address), unchanged in place.
             same = inverse_ref() is inverse and means_ref() is means
             if same and versions == (inverse._version, means._version):
-                return weight, bias
+                return weight, bias, diagonal
+        key = (weakref.ref(inverse), weakref.ref(means), (inverse._version, means._version))
+        d, k = self.features, self.components
+        # A diagonal mixture (or one dimension) whitens elementwise: at D = 512 the dense
+        # product would spend D times the work on zeros.
+        diagonal = not bool(inverse.tril(-1).any())
         if strict:
             inverse = inverse.tril(-1)
-        d, k = self.features, self.components
-        weight = inverse.permute(2, 1, 0).reshape(d, d * k)  # [i, (j, k)] = inverse[k, j, i]
+        if diagonal:
+            weight = torch.diagonal(inverse, dim1=-2, dim2=-1).T  # [j, k] = inverse[k, j, j]
+            weight = (torch.zeros_like(weight) if strict else weight).contiguous()
+        else:
+            weight = inverse.permute(2, 1, 0).reshape(d, d * k)  # [i, (j, k)] = inverse[k, j, i]
         bias = (inverse @ means.unsqueeze(-1)).squeeze(-1).T.reshape(d * k)
-        key = (weakref.ref(inverse), weakref.ref(means), (inverse._version, means._version))
-        self._affine_cache[strict] = (key, weight, bias)
-        return weight, bias
+        self._affine_cache[strict] = (key, weight, bias, diagonal)
+        return weight, bias, diagonal
 
     def forward(self, z: Tensor) -> AnchorTerms:
         """The conditionals of every dimension of rows ``z`` of shape (B, D)."""
@@ -233,13 +248,17 @@ class GaussianMixtureConditionals(nn.Module):
         # Rows sorted by component: one gather and one scatter, each component a slice.
         order = torch.argsort(picked, stable=True)
         drawn = normal[order]
+        diagonal = self._affine(False)[2]
         start = 0
         for k, count in enumerate(torch.bincount(picked, minlength=self.components).tolist()):
             if count:
                 rows = drawn[start : start + count]
-                # rows @ L_k^T, as the solve of X (L_k^{-1})^T = rows.
                 inverse = self.inverse_cholesky[k].T
-                rows.copy_(torch.linalg.solve_triangular(inverse, rows, upper=True, left=False))
+                if diagonal:
+                    rows.div_(torch.diagonal(inverse))
+                else:  # rows @ L_k^T, as the solve of X (L_k^{-1})^T = rows
+                    solved = torch.linalg.solve_triangular(inverse, rows, upper=True, left=False)
+                    rows.copy_(solved)
                 rows.add_(self.means[k])
             start += count
         return torch.empty_like(normal).index_copy_(0, order, drawn)

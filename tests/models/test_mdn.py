@@ -732,3 +732,73 @@ def test_a_conditional_score_of_a_tensor_is_a_differentiable_tensor(conditional_
     np.testing.assert_allclose(
         log_prob.detach().numpy(), model.log_prob(X[:4], y[:4]), rtol=1e-5, atol=1e-5
     )
+
+
+def test_a_diagonal_anchor_is_a_normalised_density(tmp_path):
+    from ldelib import load
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-1.5, 0.5, (400, 2)), rng.normal(1.5, 0.8, (400, 2))])
+    X[:, 1] += 0.8 * np.sin(2 * X[:, 0])  # dependence that corrections can learn
+    model = CausalConvMDN(
+        3, covariance_type="diag", init="gmm", max_epochs=5, device="cpu", random_state=0
+    ).fit(X)
+    assert model.anchor_["covariance_type"] == "diag"
+    anchor = model.module_.anchor
+    assert not anchor.inverse_cholesky.tril(-1).any()
+    grid = np.linspace(-6.0, 6.0, 401)
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    density = np.exp(model.score_samples(np.stack([a.ravel(), b.ravel()], 1))).reshape(a.shape)
+    total = integrate.simpson(integrate.simpson(density, x=grid, axis=1), x=grid)
+    assert total == pytest.approx(1.0, abs=1e-3)
+    X_s, log_prob = model.sample_and_log_prob(300, random_state=1)
+    np.testing.assert_allclose(log_prob, model.score_samples(X_s), rtol=1e-4, atol=1e-4)
+    model.save(tmp_path / "m.ldelib")
+    loaded = load(tmp_path / "m.ldelib")
+    assert loaded.covariance_type == "diag"
+    np.testing.assert_array_equal(loaded.score_samples(X[:50]), model.score_samples(X[:50]))
+
+
+@pytest.mark.parametrize(("dependent", "chosen"), [(True, "full"), (False, "diag")])
+def test_auto_covariances_keep_the_better_mixture_on_validation(dependent, chosen):
+    rng = np.random.default_rng(0)
+    if dependent:  # strongly correlated columns: a full covariance is worth its parameters
+        X = rng.normal(size=(600, 4)) @ rng.normal(size=(4, 4))
+    else:  # independent heavy-tailed columns, few rows for D = 20: it is not
+        X = rng.standard_t(5, size=(400, 20))
+    model = CausalConvMDN(
+        covariance_type="auto", init="gmm", max_epochs=1, device="cpu", random_state=0
+    ).fit(X)
+    scores = model.anchor_["covariance_scores"]
+    assert model.anchor_["covariance_type"] == chosen == max(scores, key=scores.get)
+    assert scores["diag"] != scores["full"]
+    diagonal = not model.module_.anchor.inverse_cholesky.tril(-1).any()
+    assert diagonal == (chosen == "diag")
+
+
+def test_auto_covariances_on_labels():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 300)
+    X = rng.normal(size=(600, 3)) @ np.array([[1.0, 0.9, 0.0], [0.0, 0.4, 0.9], [0.0, 0.0, 0.3]])
+    X[y == 1] += 2.0
+    model = CausalConvMDN(
+        covariance_type="auto", conditional=True, max_epochs=1, device="cpu", random_state=0
+    ).fit(X, y)
+    assert model.anchor_["covariance_type"] == "full"
+    assert set(model.anchor_["covariance_scores"]) == {"diag", "full"}
+    lp = model.score_samples(X[:10], y[:10])
+    assert np.isfinite(lp).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"covariance_type": "auto", "validation_fraction": 0.0}, "chooses on the validation"),
+        ({"covariance_type": "diag", "init": "random"}, "no covariances to choose"),
+        ({"covariance_type": "tied"}, "must be one of 'full', 'diag' or 'auto'"),
+    ],
+)
+def test_covariance_type_errors(params, message):
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    with pytest.raises(InvalidParameterError, match=message):
+        CausalConvMDN(**params).fit(X)

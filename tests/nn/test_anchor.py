@@ -262,3 +262,67 @@ def test_the_whitening_follows_every_change_of_the_mixture():
     np.testing.assert_allclose(loaded.log_prob(z).numpy(), expected, rtol=tol, atol=tol)
     single = anchor.float()(z.float()).eps
     torch.testing.assert_close(single.double(), anchor.double()(z).eps, rtol=1e-4, atol=1e-4)
+
+
+def _diagonal(d: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.ones(k))
+    return weights, rng.normal(size=(k, d)) * 2, rng.uniform(0.2, 3.0, size=(k, d))
+
+
+@pytest.mark.parametrize(("d", "k"), [(1, 2), (3, 1), (6, 4)])
+def test_a_diagonal_mixture_whitens_elementwise(d, k):
+    from scipy.stats import multivariate_normal
+
+    weights, means, variances = _diagonal(d, k)
+    anchor = GaussianMixtureConditionals(d, k).double()
+    anchor.set_mixture(weights, means, variances)  # variances (K, D): diagonal covariances
+    assert anchor._affine(False)[2]
+    z = torch.from_numpy(np.random.default_rng(1).normal(size=(40, d)) * 3)
+    expected = np.log(
+        sum(
+            w * multivariate_normal(m, np.diag(v)).pdf(z.numpy())
+            for w, m, v in zip(weights, means, variances, strict=True)
+        )
+    ).reshape(-1)
+    np.testing.assert_allclose(anchor.log_prob(z).numpy(), expected, rtol=1e-10, atol=1e-10)
+    chained = anchored_log_prob(anchor(z)).sum(-1)
+    np.testing.assert_allclose(chained.numpy(), expected, rtol=1e-10, atol=1e-10)
+    # Each component's conditional of z_j is its own marginal: the means do not move.
+    params = anchor.conditionals(z)
+    torch.testing.assert_close(params.means, anchor.means.T.expand_as(params.means))
+    # The same mixture given as full covariances is the same module, to the bit.
+    full = GaussianMixtureConditionals(d, k).double()
+    full.set_mixture(weights, means, variances[:, :, None] * np.eye(d))
+    assert torch.equal(full.inverse_cholesky, anchor.inverse_cholesky)
+
+
+def test_a_diagonal_whitening_equals_the_dense_product():
+    weights, means, variances = _diagonal(5, 3)
+    anchor = GaussianMixtureConditionals(5, 3).double()
+    anchor.set_mixture(weights, means, variances)
+    z = torch.randn(30, 5, dtype=torch.float64)
+    for strict in (False, True):
+        weight, bias, diagonal = anchor._affine(strict)
+        assert diagonal and weight.shape == (5, 3)
+        inverse = anchor.inverse_cholesky.tril(-1) if strict else anchor.inverse_cholesky
+        dense = torch.einsum("kji,bi->bjk", inverse, z) - bias.view(5, 3)
+        torch.testing.assert_close(anchor._whiten(z, strict), dense, rtol=1e-12, atol=1e-12)
+    # One off-diagonal entry anywhere takes the dense product.
+    covariances = variances[:, :, None] * np.eye(5)
+    covariances[2, 4, 1] = covariances[2, 1, 4] = 0.1
+    anchor.set_mixture(weights, means, covariances)
+    assert not anchor._affine(False)[2]
+
+
+def test_a_diagonal_mixture_draws_from_its_components():
+    weights, means, variances = _diagonal(3, 2)
+    anchor = GaussianMixtureConditionals(3, 2).double()
+    anchor.set_mixture(weights, means, variances)
+    gen = torch.Generator().manual_seed(0)
+    uniform = torch.rand(4000, generator=gen, dtype=torch.float64)
+    normal = torch.randn(4000, 3, generator=gen, dtype=torch.float64)
+    z = anchor.sample(uniform, normal)
+    picked = (uniform > weights[0]).long()
+    expected = means[picked.numpy()] + np.sqrt(variances[picked.numpy()]) * normal.numpy()
+    np.testing.assert_allclose(z.numpy(), expected, rtol=1e-12, atol=1e-12)
