@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ._history import Display, TrainingHistory
@@ -96,11 +95,6 @@ class TrainingConfig:
     display : Display, optional
         How the bar shows the loss and the validation score (in the data's units, e.g.
         nats per row); by default the raw values, as ``loss`` and ``valid``.
-    average : float, optional
-        Also keep an exponential moving average of the weights, with this decay per
-        step (Polyak averaging: ``torch.optim.swa_utils``), validate it beside the
-        weights themselves, and keep whichever scores higher at each validation.
-        Training goes on from the weights themselves.
     """
 
     max_epochs: int
@@ -114,7 +108,6 @@ class TrainingConfig:
     verbose: int = 0
     desc: str = "fit"
     display: Display | None = None
-    average: float | None = None
 
 
 def train_module(
@@ -207,32 +200,6 @@ def train_module(
         last_eval_s = time.perf_counter() - began
         return score
 
-    averaged = None
-    if config.average is not None:
-        averaged = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(config.average))
-
-    def validate(epoch: int, where: str | None, steps: int) -> bool:
-        """Score the validation rows (``X_valid``) and record it: with the averaged
-        weights where they score higher (the module holds them while ``run`` keeps
-        them). Returns whether early stopping ends training."""
-        nonlocal last_eval_s
-        assert X_valid is not None
-        began = time.perf_counter()
-        score = evaluate(X_valid)
-        if averaged is None or averaged.n_averaged.item() == 0:
-            return run.validate(score, epoch, where, steps)
-        own = [p.detach().clone() for p in module.parameters()]
-        _copy_parameters(averaged.module, module)
-        mean_score = evaluate(X_valid)
-        # The budget keeps time for a whole validation, both scorings.
-        last_eval_s = time.perf_counter() - began
-        if not mean_score > score:
-            _copy_parameters(own, module)
-            return run.validate(score, epoch, where, steps)
-        stop = run.validate(mean_score, epoch, where, steps)
-        _copy_parameters(own, module)
-        return stop
-
     def batches() -> list[Tensor]:
         order = torch.randperm(len(X_train), generator=generator)
         return list(shard(order, ctx, config.batch_size).split(step_rows))
@@ -286,8 +253,6 @@ def train_module(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if averaged is not None:
-                    averaged.update_parameters(module)
                 total += float(loss.detach()) * len(index)
                 seen += len(index)
                 steps += 1
@@ -296,7 +261,7 @@ def train_module(
                     and X_valid is not None
                     and steps % config.validate_every == 0
                 ):
-                    stop = validate(epoch, where, steps)
+                    stop = run.validate(evaluate(X_valid), epoch, where, steps)
                     if not stop and past_deadline():
                         history.timed_out = stop = True
                     if stop:
@@ -315,7 +280,7 @@ def train_module(
                 if epoch >= config.select_from_epoch:
                     run.keep(None, epoch)
             elif not config.validate_every:
-                stop = validate(epoch, where, steps) or stop
+                stop = run.validate(evaluate(X_valid), epoch, where, steps) or stop
             scores = history.validation_scores
             postfix = shown.postfix(history.loss_curve[-1], scores[-1] if scores else None)
             if where:
@@ -332,22 +297,13 @@ def train_module(
         ):
             # The steps since the last validation (cut short by the budget or the last
             # epoch) get their validation, so no trained weights go unconsidered.
-            validate(history.n_iter - 1, where, steps)
+            run.validate(evaluate(X_valid), history.n_iter - 1, where, steps)
         if history.non_finite is None:
             run.finish()
     finally:
         bar.close()
         module.eval()
     return history
-
-
-def _copy_parameters(source: nn.Module | list[Tensor], module: nn.Module) -> None:
-    """Copy ``source``'s parameters (a module's, or a list in the same order) into
-    ``module``'s, in place."""
-    values = source.parameters() if isinstance(source, nn.Module) else source
-    with torch.no_grad():
-        for target, value in zip(module.parameters(), values, strict=True):
-            target.copy_(value)
 
 
 class _Run:

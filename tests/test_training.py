@@ -302,31 +302,3 @@ def test_a_model_validating_more_often_than_each_epoch_reports_its_best_score():
     for every in (10, 2000):
         model = CausalConvMDN(validate_every=every, max_epochs=2, random_state=0).fit(X)
         assert model.best_validation_score_ == pytest.approx(max(model.validation_scores_))
-
-
-def test_averaged_weights_are_kept_where_they_score_higher():
-    def train(average):
-        module, train_rows, valid = _setup()
-        history = run_training(
-            module,
-            _mse(module),
-            train_rows,
-            valid,
-            optimizer=torch.optim.SGD(module.parameters(), lr=0.5),  # noisy steps
-            max_epochs=15,
-            batch_size=16,
-            n_iter_no_change=15,
-            generator=torch.Generator().manual_seed(0),
-            average=average,
-        )
-        with torch.no_grad():
-            kept = -float(_mse(module)(valid))
-        return history, kept
-
-    plain, _ = train(None)
-    averaged, kept = train(0.9)
-    own, mean = np.array(plain.validation_scores), np.array(averaged.validation_scores)
-    # Training goes on from the weights themselves: each validation scores the better of
-    # them (the same as without averaging) and their average, which wins on noisy steps.
-    assert (mean >= own).all() and (mean > own).sum() >= 5
-    assert kept == pytest.approx(mean.max(), rel=1e-6)

@@ -46,8 +46,6 @@ _MAX_DISK_ANCHOR = 100_000
 _ANCHOR_SHARE = 0.5
 #: Epochs the random start must have time for, or it is not trained (see ``_race``).
 _MIN_RANDOM_EPOCHS = 10
-#: Decay per step of the weights' moving average that validation also scores.
-_AVERAGE: float | None = None
 
 
 class AnchoredFit(StartRace):
@@ -422,7 +420,6 @@ class AnchoredFit(StartRace):
                 lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
                 desc=self._bar_label(),
                 display=self._in_nats(),
-                average=_AVERAGE,
                 **python_params(
                     self,
                     "max_epochs",
