@@ -140,7 +140,8 @@ def autoencoder(
     torch.manual_seed(seed)
     encoder, decoder = make_conv_autoencoder(28, 1, latent_dim, width=width)
     schedule = "iae" if incremental else "plain"
-    name = f"ae{_DESIGN}-{key}-d{latent_dim}-{schedule}-e{epochs}-s{seed}.pt"
+    # The width too: one of another width would not load into these modules.
+    name = f"ae{_DESIGN}-{key}-d{latent_dim}-w{width}-{schedule}-e{epochs}-s{seed}.pt"
     path = None if cache_dir is None else Path(cache_dir) / name
     if path is not None and path.exists() and path.with_suffix(".json").exists():
         model = IncrementalAutoencoder.load(path, encoder=encoder, decoder=decoder)
