@@ -303,9 +303,9 @@ def _require_group(ctx: Context) -> torch.device:
 def all_reduce_sum(values: Tensor, ctx: Context) -> Tensor:
     """The element-wise sum of ``values`` over all ranks, on every rank.
 
-    ``values`` must have the same shape on every rank, and be on the backend's device
-    (a GPU for NCCL, the CPU for gloo). The input is left unchanged; in a single process
-    the result is a copy.
+    ``values`` must have the same shape on every rank; they travel on the backend's
+    device (a GPU for NCCL, which moves no CPU tensors; the CPU for gloo) and come back
+    on their own. The input is left unchanged; in a single process the result is a copy.
 
     Example:
         >>> all_reduce_sum(torch.tensor([1.0, 2.0]), context())
@@ -313,8 +313,9 @@ def all_reduce_sum(values: Tensor, ctx: Context) -> Tensor:
     """
     out = values.detach().clone()
     if ctx.is_distributed:
-        _require_group(ctx)
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        sent = out.to(_require_group(ctx))
+        dist.all_reduce(sent, op=dist.ReduceOp.SUM)
+        out = sent.to(values.device)
     return out
 
 

@@ -95,6 +95,10 @@ class TrainingConfig:
     display : Display, optional
         How the bar shows the loss and the validation score (in the data's units, e.g.
         nats per row); by default the raw values, as ``loss`` and ``valid``.
+    first_look : callable, optional
+        With ``keep_initial``: called once, after the first validation, with its score's
+        gain over the untrained module's; ``True`` ends training there (for a caller
+        with something else to spend the budget on where training gains little).
     """
 
     max_epochs: int
@@ -108,6 +112,7 @@ class TrainingConfig:
     verbose: int = 0
     desc: str = "fit"
     display: Display | None = None
+    first_look: Callable[[float], bool] | None = None
 
 
 def train_module(
@@ -200,6 +205,16 @@ def train_module(
         last_eval_s = time.perf_counter() - began
         return score
 
+    def validate(epoch: int, steps: int) -> bool:
+        """Validate and record (``run``); whether training ends here: by early
+        stopping, or by the caller's ``first_look`` at the first validation's gain."""
+        assert X_valid is not None
+        stop = run.validate(evaluate(X_valid), epoch, where, steps)
+        scores, initial = history.validation_scores, history.initial_validation_score
+        if config.first_look is None or stop or len(scores) != 1 or initial is None:
+            return stop
+        return bool(config.first_look(scores[0] - initial))
+
     def batches() -> list[Tensor]:
         order = torch.randperm(len(X_train), generator=generator)
         return list(shard(order, ctx, config.batch_size).split(step_rows))
@@ -261,7 +276,7 @@ def train_module(
                     and X_valid is not None
                     and steps % config.validate_every == 0
                 ):
-                    stop = run.validate(evaluate(X_valid), epoch, where, steps)
+                    stop = validate(epoch, steps)
                     if not stop and past_deadline():
                         history.timed_out = stop = True
                     if stop:
@@ -280,7 +295,7 @@ def train_module(
                 if epoch >= config.select_from_epoch:
                     run.keep(None, epoch)
             elif not config.validate_every:
-                stop = run.validate(evaluate(X_valid), epoch, where, steps) or stop
+                stop = validate(epoch, steps) or stop
             scores = history.validation_scores
             postfix = shown.postfix(history.loss_curve[-1], scores[-1] if scores else None)
             if where:

@@ -375,6 +375,12 @@ class HeldOutSearch(Generic[_M]):
         before it: one that has stalled ends at the next stall, so going on seldom pays."""
         return not self.finished and self._search is not None and self._search.stalled == 0
 
+    @property
+    def last_gain(self) -> float | None:
+        """Nats per held-out row that the last K to improve the search's best gained
+        (``None`` until a second K has improved it)."""
+        return None if self._search is None else self._search.last_gain
+
     def refit_seconds(self, n_rows: int) -> float:
         """Estimated seconds of the first EM round of the choice refitted, in double
         precision, to ``n_rows`` rows (0 without a search)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -211,14 +212,16 @@ class AnchoredFit(StartRace):
         rng: np.random.Generator,
         device: torch.device,
         deadline: float | None,
+        first_look: Callable[[float], bool] | None = None,
     ) -> TrainingHistory:
-        """Build ``module_`` from the mixture (anchored) or from scratch, and train it."""
+        """Build ``module_`` from the mixture (anchored) or from scratch, and train it
+        (``first_look``: see :class:`~ldelib.training.TrainingConfig`)."""
         if mixture is None:
             self.anchor_: dict[str, Any] | None = None
             self.n_components_ = self._free_components()
         self._build_module(mixture, device)
         remaining = None if deadline is None else deadline - time.perf_counter()
-        return self._train(train, valid, rng, device, remaining)
+        return self._train(train, valid, rng, device, remaining, first_look)
 
     def _build_module(self, mixture: GMM | None, device: torch.device) -> None:
         """An untrained ``module_`` on ``device``: anchored on ``mixture``, or not."""
@@ -392,6 +395,7 @@ class AnchoredFit(StartRace):
         rng: np.random.Generator,
         device: torch.device,
         max_time: float | None,
+        first_look: Callable[[float], bool] | None = None,
     ) -> TrainingHistory:
         n_features = self.n_features_in_
         paper = self.architecture == "paper"
@@ -420,6 +424,7 @@ class AnchoredFit(StartRace):
                 lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
                 desc=self._bar_label(),
                 display=self._in_nats(),
+                first_look=first_look,
                 **python_params(
                     self,
                     "max_epochs",

@@ -185,7 +185,8 @@ class Search:
     standardisation); ``best`` the best pair, ``best_mixture`` its mixture and
     ``best_rows`` its held-out log-densities; ``finished``, whether the search ended by
     its own rule rather than by a deadline; ``stalled``, how many K in a row, since the
-    last that improved the best score, have not.
+    last that improved the best score, have not; ``last_gain``, by how much the last K
+    that improved it did (nats per held-out row; ``None`` until a second K improves).
 
     ``reserve(mixture)`` is the seconds that what follows the search (the refit of its
     best ``mixture``) will take: the search ends that much before the deadline.
@@ -210,6 +211,7 @@ class Search:
         self.best_rows = np.empty(0)
         self.finished = False
         self.stalled = 0
+        self.last_gain: float | None = None
         self._deadline: float | None = None
         self._bar: tqdm | None = None
         self._last_start: tuple[int, float] | None = None  # a new K's first round: (K, s)
@@ -275,6 +277,8 @@ class Search:
                 path_best, previous, path_rows = score, mixture, rows
             if self.best_score > before:
                 self.stalled = 0
+                if math.isfinite(before):
+                    self.last_gain = self.best_score - before
             elif previous is None or clearly_worse(path_rows, self.best_rows):
                 return
             else:

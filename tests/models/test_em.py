@@ -252,6 +252,23 @@ def test_a_search_counts_the_k_that_did_not_improve():
     search.fit = fit
     assert search.run(None).finished and search.best == (3, 0.1)
     assert stalls == [0, 0, 1] and search.stalled == 0
+    # What the last K to improve gained over the best before it (K = 1's, not K = 2's).
+    assert search.last_gain == pytest.approx(1.0)
+
+
+def test_a_search_knows_no_gain_before_a_second_k_improves():
+    from ldelib.models._selection import Search
+
+    search = Search(
+        lambda k, reg, start, deadline: _Scored(np.full(50, float(k))),
+        np.zeros((50, 1)),
+        [1, 2, 4],
+        [0.1],
+        0.0,
+        False,
+    )
+    assert search.run(0.0).last_gain is None  # paused after K = 1
+    assert search.run(None).finished and search.last_gain == pytest.approx(2.0)
 
 
 def test_a_held_out_search_cut_by_its_budget_goes_on_when_resumed(mixture, monkeypatch):

@@ -802,3 +802,36 @@ def test_covariance_type_errors(params, message):
     X = np.random.default_rng(0).normal(size=(200, 3))
     with pytest.raises(InvalidParameterError, match=message):
         CausalConvMDN(**params).fit(X)
+
+
+@pytest.mark.parametrize(("last_gain", "epochs"), [(1e9, 1), (-1e9, 3)])
+def test_the_anchored_start_yields_to_a_search_that_gains_more(
+    monkeypatch, separated, last_gain, epochs
+):
+    from ldelib.models._em import HeldOutSearch
+
+    _cut_the_first_search(monkeypatch)
+    resume = HeldOutSearch.resume
+
+    def worse(self, deadline):
+        larger = resume(self, deadline)  # moved far from the data: the network is kept
+        larger.means_ = larger.means_ + 10.0
+        return larger
+
+    monkeypatch.setattr(HeldOutSearch, "resume", worse)
+    monkeypatch.setattr(HeldOutSearch, "last_gain", property(lambda self: last_gain))
+    model = CausalConvMDN(**CUT).fit(separated)
+    # The first epoch's gain was measured; less than the search's last K: training ends.
+    assert model.anchor_["first_epoch_gain"] > 0
+    assert model.anchor_["resumed_s"] > 0 and model.n_iter_ == epochs
+
+
+def test_without_a_measured_gain_of_the_search_the_anchored_start_trains_until_half(
+    monkeypatch, separated
+):
+    from ldelib.models._em import HeldOutSearch
+
+    _cut_the_first_search(monkeypatch)  # after K = 1: no gain measured yet
+    monkeypatch.setattr(HeldOutSearch, "resume", lambda self, deadline: None)
+    model = CausalConvMDN(**CUT).fit(separated)
+    assert "first_epoch_gain" not in model.anchor_ and model.n_iter_ == 3
