@@ -506,9 +506,9 @@ def test_a_random_start_without_time_for_its_epochs_is_not_trained(monkeypatch):
     deadlines = []
     train_start = CausalConvMDN._train_start
 
-    def spy(self, mixture, train, valid, rng, device, deadline):
+    def spy(self, mixture, train, valid, rng, device, deadline, *rest):
         deadlines.append(deadline)
-        return train_start(self, mixture, train, valid, rng, device, deadline)
+        return train_start(self, mixture, train, valid, rng, device, deadline, *rest)
 
     monkeypatch.setattr(CausalConvMDN, "_train_start", spy)
     monkeypatch.setattr(CausalConvMDN, "_random_epoch_s", lambda self, n, device: 1e9)
@@ -537,9 +537,9 @@ def test_training_leaves_time_for_the_anchors_refit(monkeypatch):
     deadlines, refits = [], []
     train_start, refit_anchor = CausalConvMDN._train_start, CausalConvMDN._refit_anchor
 
-    def spy(self, mixture, train, valid, rng, device, deadline):
+    def spy(self, mixture, train, valid, rng, device, deadline, *rest):
         deadlines.append(deadline)
-        return train_start(self, mixture, train, valid, rng, device, deadline)
+        return train_start(self, mixture, train, valid, rng, device, deadline, *rest)
 
     def spy_refit(self, mixture, Z, rng, deadline):
         refits.append((len(Z), deadline))
