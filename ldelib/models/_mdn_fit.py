@@ -30,7 +30,7 @@ from ..training import (
     train_module,
 )
 from ._em import HeldOutSearch
-from ._packed import Packed, packed_rows
+from ._packed import Packed, packed_codes, packed_rows
 from ._race import StartRace
 from ._selection import is_search, per_component, rows_to_fit
 from .gmm import GMM
@@ -332,7 +332,7 @@ class AnchoredFit(StartRace):
         validation rows given (``covariance_type="auto"`` requires them)."""
         assert valid is not None
         if hasattr(self, "classes_"):  # packed rows: codes in front
-            codes = valid[:, 0].round().astype(np.int64)
+            codes = packed_codes(valid)
             return float(mixture.score_samples(valid[:, 1:], codes).mean())
         return float(mixture.score_samples(valid).mean())
 
@@ -340,7 +340,7 @@ class AnchoredFit(StartRace):
         """The anchor of a fit on labels: ``estimator`` fitted per class to packed rows
         ``Z`` (codes in front), each class's K and regularisation chosen on its rows of
         ``valid``, as the unconditional anchor's are. Every class needs training rows."""
-        codes = Z[:, 0].round().astype(np.int64)
+        codes = packed_codes(Z)
         present = np.bincount(codes, minlength=len(self.classes_)) > 0
         if not present.all():
             missing = self.classes_[~present].tolist()
@@ -351,7 +351,7 @@ class AnchoredFit(StartRace):
         estimator.set_params(conditional=True)
         held_out = held_out_codes = None
         if valid is not None:
-            held_out, held_out_codes = valid[:, 1:], valid[:, 0].round().astype(np.int64)
+            held_out, held_out_codes = valid[:, 1:], packed_codes(valid)
         return estimator.fit_per_class(
             Z[:, 1:], codes, len(self.classes_), held_out, held_out_codes
         )
@@ -369,7 +369,7 @@ class AnchoredFit(StartRace):
         """
         assert self.module_.anchor is not None and self.anchor_ is not None
         if hasattr(self, "classes_"):  # packed rows: codes in front; one EM per class
-            codes = Z[:, 0].round().astype(np.int64)
+            codes = packed_codes(Z)
             mixture_ = mixture.refitted_classes(Z[:, 1:], codes, rng, deadline)
         else:
             em = mixture.refitted(Z, rng, deadline)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .._sources import InMemory, RowSource, Standardizer
 from ..nn.autoregressive import AutoregressiveMDN
 
-__all__ = ["Packed", "packed_rows"]
+__all__ = ["Packed", "packed_codes", "packed_rows"]
 
 
 class Packed(nn.Module):
@@ -35,6 +35,11 @@ class Packed(nn.Module):
 
     def forward(self, rows: Tensor) -> Tensor:
         return self.network(rows[:, self.width :], context=self.condition(rows))
+
+
+def packed_codes(rows: np.ndarray) -> np.ndarray:
+    """The class codes in front of packed label rows (stored as floats), as integers."""
+    return rows[:, 0].round().astype(np.int64)
 
 
 def packed_rows(rows: RowSource, y: np.ndarray) -> InMemory:
