@@ -115,15 +115,21 @@ def _stopwatch() -> Iterator[_Seconds]:
         timer.seconds = time.perf_counter() - start
 
 
+def _components(n_components: int, n_average: int) -> str:
+    """K of a mixture, as ``"40 (x7)"`` where it averages seven of 40 components."""
+    return str(n_components) if n_average == 1 else f"{n_components // n_average} (x{n_average})"
+
+
 def _describe(model: Any) -> str:
     """What the fit chose, for the table's ``estimate`` column."""
     from .models import GMM, CausalConvMDN
     from .peers import GridMixturePeer, KernelDensityPeer
 
     if isinstance(model, (GMM, GridMixturePeer)):
-        return f"exact, K={model.n_components_}, reg={model.reg_covar_:g}"
+        return f"exact, K={_components(model.n_components_, getattr(model, 'n_average_', 1))}, reg={model.reg_covar_:g}"
     if isinstance(model, CausalConvMDN) and model.anchor_ is not None:
-        return f"exact, GMM K={model.n_components_} + {model.best_epoch_ + 1} epochs"
+        k = _components(model.n_components_, model.anchor_.get("n_average", 1))
+        return f"exact, GMM K={k} + {model.best_epoch_ + 1} epochs"
     if getattr(model, "start_scores_", None):  # the race of two starts, won by the random one
         return f"exact, random start + {model.best_epoch_ + 1} epochs"
     if isinstance(model, KernelDensityPeer):

@@ -97,6 +97,12 @@ class ConditionalMixture(EMMixture):
                 "mixtures fitted per class cannot; use 'full', 'diag' or 'spherical' with "
                 "class labels (a continuous context takes any type)."
             )
+        if self.n_average not in (1, "auto"):
+            raise ValueError(
+                f"n_average={self.n_average!r} averages mixtures, which a fit per class does "
+                "not: use n_average=1 or 'auto' (one mixture per class) with class labels, "
+                "or a continuous context."
+            )
         deadline, left = self._deadline(), len(Z)
         parts: list[EMMixture] = []
         for code, label in enumerate(self.classes_.tolist()):
@@ -126,6 +132,7 @@ class ConditionalMixture(EMMixture):
         params: dict[str, Any] = {
             **self.get_params(),
             "conditional": False,
+            "n_average": 1,
             "standardize": False,
             "max_time": budget,
             "random_state": seed,
@@ -150,6 +157,7 @@ class ConditionalMixture(EMMixture):
             for c, p in zip(labels, parts, strict=True)
             for key, score in p.candidate_scores_.items()
         }
+        self.n_average_, self.average_scores_ = 1, []  # one mixture per class
         self.converged_ = all(p.converged_ for p in parts)
         self.n_iter_ = max(p.n_iter_ for p in parts)
         # Each part's bound is in its (standardised) units; the classes' mean, in the data's.

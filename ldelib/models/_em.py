@@ -24,6 +24,7 @@ from .._budget import fit_clock, fit_deadline
 from .._sources import RowSource
 from ..density import BaseDensityEstimator
 from ..training import train_validation_split
+from ._averaging import combined, grow, members
 from ._selection import (
     Search,
     check_rows,
@@ -85,6 +86,7 @@ class EMMixture(BaseDensityEstimator):
     validation_fraction: float
     max_fit_rows: int | None
     n_init: int
+    n_average: int | str
     reg_covar: float | Sequence[float] | str
     max_iter: int
     tol: float
@@ -92,6 +94,8 @@ class EMMixture(BaseDensityEstimator):
     max_time: float | None
     # Fitted.
     n_components_: int
+    n_average_: int
+    average_scores_: list[float]
     reg_covar_: float
     weights_: np.ndarray
     means_: np.ndarray
@@ -197,7 +201,7 @@ class EMMixture(BaseDensityEstimator):
             search.run(deadline, bar)
             # On the training rows when the held-out rows are a caller's: they are not
             # the model's to fit.
-            mixture = self._refit_choice(
+            mixture, averaged = self._refit_choice(
                 search, train if held_out is not None else Z, rng, deadline
             )
             reg, scores = search.best[1], dict(search.scores)
@@ -216,6 +220,7 @@ class EMMixture(BaseDensityEstimator):
                 bar.update()
                 bar.set_postfix(K=k, bic=f"{scores[str(k)]:.6g}")
             mixture = fitted[min(fitted, key=lambda k: scores[str(k)])]
+            mixture, averaged = self._averaged(mixture, reg, Z, rng, deadline)
         else:
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")
@@ -223,6 +228,7 @@ class EMMixture(BaseDensityEstimator):
             bar = progress(1)
             mixture = fit_until(self._mixture(candidates[0], reg, rng), Z, deadline)
             bar.update()
+            mixture, averaged = self._averaged(mixture, reg, Z, rng, deadline)
         # EM's final lower bound is the mean training log-likelihood (standardised units).
         bar.set_postfix(
             {
@@ -233,7 +239,7 @@ class EMMixture(BaseDensityEstimator):
         bar.total = bar.n  # the search may have stopped before its upper bound
         bar.close()
 
-        self._keep(mixture, reg, scores)
+        self._keep(mixture, reg, scores, *averaged)
         return search
 
     def _search(
@@ -286,13 +292,49 @@ class EMMixture(BaseDensityEstimator):
 
     def _refit_choice(
         self, search: Search, rows: np.ndarray, rng: np.random.Generator, deadline: float | None
-    ) -> GaussianMixture:
-        """The search's choice refitted to ``rows`` from its solution, in double
-        precision. Past the deadline, one EM iteration: skipping it once the budget is
-        spent left held-out rows unfitted (on 784-D pixels, a mixture that scored them
-        at -414 nats per dimension)."""
+    ) -> tuple[GaussianMixture, tuple[int, list[float]]]:
+        """The search's choice, averaged with more mixtures of its K and regularisation
+        (``n_average``; :func:`~ldelib.models._averaging.grow`, on the search's held-out
+        rows), each refitted to ``rows`` from its solution, in double precision. Past
+        the deadline, one EM iteration each: skipping it once the budget is spent left
+        held-out rows unfitted (on 784-D pixels, a mixture that scored them at -414 nats
+        per dimension). Returns the mixture, and how many it averages with the held-out
+        score of the mean of the first 1, 2, ... of them."""
         k, reg = search.best
-        return fit_until(self._mixture(k, reg, rng, search.best_mixture), rows, deadline)
+        assert search.best_mixture is not None  # the first fit always runs
+        parts, scores = [search.best_mixture], [search.best_score]
+        if self.n_average != 1:
+            reserve = search.reserve
+            parts, scores = grow(
+                lambda cutoff: search.fit(k, reg, None, cutoff),
+                search.best_mixture,
+                search.best_rows,
+                search.valid,
+                search.log_det,
+                self.n_average,
+                deadline,
+                0.0 if reserve is None else reserve(search.best_mixture),
+            )
+        refits = [fit_until(self._mixture(k, reg, rng, part), rows, deadline) for part in parts]
+        return combined(refits), (len(refits), scores)
+
+    def _averaged(
+        self,
+        mixture: GaussianMixture,
+        reg: float,
+        Z: np.ndarray,
+        rng: np.random.Generator,
+        deadline: float | None,
+    ) -> tuple[GaussianMixture, tuple[int, list[float]]]:
+        """``mixture``, fitted to ``Z`` without held-out rows, averaged with
+        ``n_average - 1`` more of its K, each from its own initialisation (fewer where
+        ``deadline`` passes first)."""
+        parts = [mixture]
+        while len(parts) < int(self.n_average):
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            parts.append(fit_until(self._mixture(mixture.n_components, reg, rng), Z, deadline))
+        return combined(parts), (len(parts), [])
 
     def refitted(
         self, Z: np.ndarray, rng: np.random.Generator, deadline: float | None
@@ -307,26 +349,42 @@ class EMMixture(BaseDensityEstimator):
             precisions = chol @ chol.T
         else:  # diag, spherical: the factors are the precisions' square roots
             precisions = chol**2
-        em = GaussianMixture(
-            self.n_components_,
-            covariance_type=self.covariance_type,
-            reg_covar=self.reg_covar_,
-            tol=float(self.tol),
-            max_iter=int(self.max_iter),
-            weights_init=self.weights_,
-            means_init=self.means_,
-            precisions_init=precisions,
-            init_params="random_from_data",  # unused beside the three above: the cheapest
-            random_state=int(rng.integers(2**31 - 1)),
-        )
-        with em_threads(Z.shape[1]), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return fit_until(em, Z, deadline)
+        n_average = getattr(self, "n_average_", 1)
+        refits = []
+        # An average is refitted mixture by mixture: EM on all its components at once
+        # would fit one mixture of them, which is what the average avoids.
+        for weights, means, inverse in members(self.weights_, self.means_, precisions, n_average):
+            em = GaussianMixture(
+                len(weights),
+                covariance_type=self.covariance_type,
+                reg_covar=self.reg_covar_,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                weights_init=weights / weights.sum(),  # summed to 1 +- 1e-8, as EM asks
+                means_init=means,
+                precisions_init=inverse,
+                init_params="random_from_data",  # unused beside the three above: the cheapest
+                random_state=int(rng.integers(2**31 - 1)),
+            )
+            with em_threads(Z.shape[1]), warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                refits.append(fit_until(em, Z, deadline))
+        return combined(refits)
 
-    def _keep(self, mixture: GaussianMixture, reg: float, scores: dict[str, float]) -> None:
-        """Take ``mixture``'s parameters as the model's; ``scores``, the candidates'."""
+    def _keep(
+        self,
+        mixture: GaussianMixture,
+        reg: float,
+        scores: dict[str, float],
+        n_average: int = 1,
+        average_scores: list[float] | None = None,
+    ) -> None:
+        """Take ``mixture``'s parameters as the model's; ``scores``, the candidates';
+        ``n_average``, how many mixtures it averages, with ``average_scores``."""
         log_det = self._em_log_det()
         self.n_components_ = int(mixture.n_components)
+        self.n_average_ = n_average
+        self.average_scores_ = [] if average_scores is None else list(average_scores)
         self.reg_covar_ = float(reg)
         self.candidate_scores_ = scores
         self.weights_ = np.asarray(mixture.weights_, dtype=np.float64)
@@ -383,12 +441,15 @@ class HeldOutSearch(Generic[_M]):
 
     def refit_seconds(self, n_rows: int) -> float:
         """Estimated seconds of the first EM round of the choice refitted, in double
-        precision, to ``n_rows`` rows (0 without a search)."""
+        precision, to ``n_rows`` rows, each of the mixtures it averages (0 without a
+        search)."""
         search = self._search
         if search is None or search.best_mixture is None or search.reserve is None:
             return 0.0
-        # The search reserves for a refit to its own rows (the held-out rows are not its).
-        return search.reserve(search.best_mixture) * n_rows / self._n_rows
+        # The search reserves for a refit to its own rows (the held-out rows are not its),
+        # of one mixture (an average is refitted mixture by mixture).
+        one = search.reserve(search.best_mixture) * n_rows / self._n_rows
+        return one * getattr(self.estimator, "n_average_", 1)
 
     def resume(self, deadline: float | None) -> _M | None:
         """Go on with the search until it ends or ``deadline`` passes. Returns a copy of

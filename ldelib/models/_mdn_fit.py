@@ -57,6 +57,7 @@ class AnchoredFit(StartRace):
     n_components: Any
     init: str
     covariance_type: str
+    n_average: int | str
     architecture: Literal["residual", "paper"]
     ordering: str
     learning_rate: float | None
@@ -83,6 +84,7 @@ class AnchoredFit(StartRace):
         return GMM(
             self.n_components,
             covariance_type=covariance_type,  # type: ignore[arg-type]
+            n_average=self.n_average,  # type: ignore[arg-type]
             reg_covar="auto",
             max_time=max_time,
             standardize=False,
@@ -292,11 +294,13 @@ class AnchoredFit(StartRace):
         # The later (full) mixture wins ties: max keeps the first of equal keys.
         _, mixture, search = max(reversed(fits), key=lambda fit: fit[0])
         self.n_components_ = mixture.n_components_
-        scores = mixture.candidate_scores_.values()
+        # The mean's score where it averages mixtures, else the best candidate's.
+        scores = mixture.average_scores_[-1:] or list(mixture.candidate_scores_.values())
         # Of a conditional anchor, the held-out scores are per class or of (context, z).
         scored = bool(scores) and not self._condition_width()
         self.anchor_ = {
             "n_components": mixture.n_components_,
+            "n_average": mixture.n_average_,
             "covariance_type": mixture.covariance_type,
             "reg_covar": mixture.reg_covar_,
             "validation_score": max(scores) - self._log_scale_sum() if scored else None,

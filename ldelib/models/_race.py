@@ -173,6 +173,7 @@ class StartRace(BaseDensityEstimator):
         self.n_components_ = larger.n_components_
         self.anchor_.update(
             n_components=larger.n_components_,
+            n_average=larger.n_average_,
             reg_covar=larger.reg_covar_,
             validation_score=None
             if width

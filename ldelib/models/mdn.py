@@ -81,6 +81,13 @@ class CausalConvMDN(AnchoredFit):
         mixture's share of ``max_time`` leaves, and keep the better on the validation
         rows (``anchor_["covariance_type"]``). Without an anchor (``init="random"``,
         ``architecture="paper"``), it must stay ``"full"``.
+    n_average : int or "auto", default="auto"
+        Mixtures averaged in the anchor (:class:`~ldelib.GMM`'s ``n_average``): after
+        the search, more mixtures of the chosen K from other initialisations, while
+        their mean scores the validation rows higher (``"auto"``, up to 8, within the
+        mixture's share of ``max_time``; ``anchor_["n_average"]``). The anchor then has
+        their components, each weight divided by their number. Without an anchor, it
+        must stay ``"auto"``.
     architecture : {"residual", "paper"}, default="residual"
         ``"residual"``: constant-width residual blocks of dilated causal convolutions,
         log-space likelihood, bounded scales, no normalisation across positions.
@@ -227,6 +234,7 @@ class CausalConvMDN(AnchoredFit):
         "n_components": N_COMPONENTS,
         "init": [Options("auto", "gmm", "random")],
         "covariance_type": [Options("full", "diag", "auto")],
+        "n_average": [Integral(1, None), Options("auto")],
         "architecture": [Options("residual", "paper")],
         "hidden_channels": [None, Integral(1, None)],
         "n_blocks": [None, Integral(1, None)],
@@ -271,8 +279,9 @@ class CausalConvMDN(AnchoredFit):
         *(
             IgnoredWhen(
                 condition,
-                ("covariance_type",),
-                "Without a mixture anchor there are no covariances to choose.",
+                ("covariance_type", "n_average"),
+                "Without a mixture anchor there are no covariances to choose, nor mixtures "
+                "to average.",
             )
             for condition in ({"init": "random"}, {"architecture": "paper"})
         ),
@@ -309,6 +318,7 @@ class CausalConvMDN(AnchoredFit):
         *,
         init: Literal["auto", "gmm", "random"] = "auto",
         covariance_type: Literal["full", "diag", "auto"] = "full",
+        n_average: int | Literal["auto"] = "auto",
         architecture: Literal["residual", "paper"] = "residual",
         hidden_channels: int | None = None,
         n_blocks: int | None = None,
@@ -333,6 +343,7 @@ class CausalConvMDN(AnchoredFit):
         self.n_components = n_components
         self.init = init
         self.covariance_type = covariance_type
+        self.n_average = n_average
         self.architecture = architecture
         self.hidden_channels = hidden_channels
         self.n_blocks = n_blocks

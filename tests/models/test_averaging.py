@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy.special import logsumexp
+from sklearn.mixture import GaussianMixture
+
+import ldelib
+from ldelib import GMM, CausalConvMDN
+from ldelib._validation import InvalidParameterError
+from ldelib.datasets import make_target
+from ldelib.models._averaging import MAX_AVERAGE, combined, grow, members
+
+
+@pytest.fixture(scope="module")
+def rows():
+    # Few rows for many components: each EM optimum overfits them in its own way.
+    target = make_target("ring", 2)
+    return target.sample(600, 0), target.sample(4000, 1)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_combined_is_the_mean_of_its_mixtures(rows, covariance_type):
+    train, test = rows
+    fitted = [
+        GaussianMixture(5, covariance_type=covariance_type, random_state=s).fit(train)
+        for s in range(3)
+    ]
+    mean = logsumexp([m.score_samples(test) for m in fitted], axis=0) - np.log(3)
+    mixture = combined(fitted)
+    assert mixture.n_components == 15
+    assert mixture.weights_.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(mixture.score_samples(test), mean, rtol=0, atol=1e-10)
+    # The mean of the lower bounds bounds the mean's log-likelihood (Jensen).
+    assert mixture.lower_bound_ <= mixture.score(train)
+    for (w, mu, cov), m in zip(
+        members(mixture.weights_, mixture.means_, mixture.covariances_, 3), fitted, strict=True
+    ):
+        np.testing.assert_allclose(w, m.weights_)
+        np.testing.assert_array_equal(mu, m.means_)
+        np.testing.assert_array_equal(cov, m.covariances_)
+
+
+def test_one_mixture_is_left_as_it_is(rows):
+    train, _ = rows
+    tied = GaussianMixture(3, covariance_type="tied", random_state=0).fit(train)
+    assert combined([tied]) is tied
+    ((_, _, cov),) = members(tied.weights_, tied.means_, tied.covariances_, 1)
+    assert cov is tied.covariances_  # (D, D): not cut into components
+
+
+def test_grow_stops_at_the_first_mixture_that_does_not_help(rows):
+    train, test = rows
+    first = GaussianMixture(4, random_state=0).fit(train)
+    # The same mixture again: its mean with the first is the first.
+    kept, scores = grow(
+        lambda _: GaussianMixture(4, random_state=0).fit(train),
+        first,
+        first.score_samples(test),
+        test,
+        0.0,
+        "auto",
+        None,
+        0.0,
+    )
+    assert kept == [first] and scores == [pytest.approx(first.score(test))]
+    # An integer is a count, whether or not each mixture helps.
+    kept, scores = grow(
+        lambda _: GaussianMixture(4, random_state=0).fit(train),
+        first,
+        first.score_samples(test),
+        test,
+        0.0,
+        3,
+        None,
+        0.0,
+    )
+    assert len(kept) == 3 and np.allclose(scores, first.score(test))
+
+
+def test_grow_leaves_time_for_the_refits(rows):
+    train, test = rows
+    first = GaussianMixture(4, random_state=0).fit(train)
+    calls = []
+
+    def fit(cutoff):
+        calls.append(cutoff)
+        return GaussianMixture(4, random_state=len(calls)).fit(train)
+
+    import time
+
+    deadline = time.perf_counter() + 60.0
+    kept, _ = grow(fit, first, first.score_samples(test), test, 0.0, 4, deadline, 10.0)
+    # Each fit must end early enough for every kept mixture's refit (10 s each).
+    assert calls == pytest.approx([deadline - 20.0, deadline - 30.0, deadline - 40.0])
+    assert len(kept) == 4
+    calls.clear()
+    kept, _ = grow(fit, first, first.score_samples(test), test, 0.0, 8, deadline, 30.0)
+    assert calls == [] and kept == [first]
+
+
+def test_averaged_gmm_scores_held_out_rows_higher():
+    # Warped clusters in 8-D: no mixture of few components is right, and EM's optima
+    # on 1,500 rows differ (measured: 10.55 -> 10.37 nats per row on these rows).
+    target = make_target("warped", 8)
+    train, test = target.sample(1500, 0), target.sample(4000, 1)
+    one = GMM([10, 20, 40], reg_covar="auto", random_state=0).fit(train)
+    mean = GMM([10, 20, 40], reg_covar="auto", n_average="auto", random_state=0).fit(train)
+    assert one.n_average_ == 1 and one.average_scores_ == [max(one.candidate_scores_.values())]
+    assert 1 < mean.n_average_ <= MAX_AVERAGE
+    assert mean.n_components_ == mean.n_average_ * one.n_components_
+    assert len(mean.average_scores_) == mean.n_average_
+    assert np.all(np.diff(mean.average_scores_) > 0)  # "auto" keeps what helps
+    assert mean.reg_covar_ == one.reg_covar_  # the members share the chosen candidate
+    assert mean.score(test) > one.score(test) + 0.1
+
+
+def test_averaged_gmm_integrates_to_one_and_samples_match(rows):
+    train, _ = rows
+    model = GMM(4, n_average=3, random_state=0).fit(train)
+    assert model.n_components_ == 12 and model.n_average_ == 3
+    assert model.average_scores_ == []  # no held-out rows without candidates
+    lo, hi = train.min(0) - 3, train.max(0) + 3
+    total, _ = integrate.dblquad(
+        lambda y, x: float(np.exp(model.score_samples(np.array([[x, y]])))[0]),
+        lo[0],
+        hi[0],
+        lo[1],
+        hi[1],
+        epsabs=1e-6,
+    )
+    assert total == pytest.approx(1.0, abs=1e-4)
+    draws = model.sample(20000, random_state=1)
+    # Samples scored by the density they came from: its mean log-density (entropy).
+    held = model.score_samples(draws).mean()
+    assert abs(model.score(model.sample(20000, random_state=2)) - held) < 0.05
+
+
+def test_refit_keeps_each_mixture_apart(rows):
+    train, _ = rows
+    model = GMM(4, n_average=2, random_state=0).fit(train)
+    Z = (train - model.mean_) / model.scale_
+    refit = model.refitted(Z, np.random.default_rng(0), None)
+    assert refit.n_components == 8
+    # One EM over all eight would move weight between the two halves.
+    assert refit.weights_[:4].sum() == pytest.approx(0.5)
+    assert refit.weights_[4:].sum() == pytest.approx(0.5)
+
+
+def test_max_time_bounds_the_average(rows):
+    train, _ = rows
+    model = GMM(4, n_average=50, max_time=1e-3, random_state=0).fit(train)
+    assert 1 <= model.n_average_ < 50
+    assert model.n_components_ == 4 * model.n_average_
+
+
+def test_file_round_trip_and_files_before_averaging(rows, tmp_path):
+    train, test = rows
+    model = GMM([4, 8], n_average="auto", random_state=0).fit(train)
+    model.save(tmp_path / "m.ldelib")
+    loaded = ldelib.load(tmp_path / "m.ldelib")
+    assert loaded.n_average_ == model.n_average_
+    assert loaded.average_scores_ == pytest.approx(model.average_scores_)
+    np.testing.assert_array_equal(loaded.score_samples(test), model.score_samples(test))
+    single = GMM(4, random_state=0).fit(train)
+    del single.n_average_, single.average_scores_  # as a file written before averaging
+    single.save(tmp_path / "old.ldelib")
+    assert ldelib.load(tmp_path / "old.ldelib").n_average_ == 1
+
+
+def test_a_broken_average_in_a_file_is_refused(rows, tmp_path):
+    train, _ = rows
+    model = GMM(4, n_average=2, random_state=0).fit(train)
+    model.n_average_ = 3  # 8 components are not three mixtures
+    model.save(tmp_path / "m.ldelib")
+    with pytest.raises(ValueError, match="n_average_ must be a positive integer that divides 8"):
+        ldelib.load(tmp_path / "m.ldelib")
+
+
+def test_parameter_errors(rows):
+    train, _ = rows
+    with pytest.raises(InvalidParameterError, match="n_average='auto' chooses on held-out"):
+        GMM(4, n_average="auto").fit(train)
+    with pytest.raises(InvalidParameterError, match="tied mixture cannot hold"):
+        GMM(4, covariance_type="tied", n_average=2).fit(train)
+    with pytest.raises(InvalidParameterError, match="n_average"):
+        GMM(4, n_average=0).fit(train)
+    labels = (train[:, 0] > 0).astype(int)
+    with pytest.raises(ValueError, match="averages mixtures, which a fit per class does not"):
+        GMM(4, n_average=2, conditional=True).fit(train, labels)
+    per_class = GMM([2, 4], reg_covar="auto", n_average="auto", conditional=True, random_state=0)
+    assert per_class.fit(train, labels).n_average_ == 1
+    with pytest.raises(InvalidParameterError, match="mixtures to average"):
+        CausalConvMDN(init="random", n_average=2).fit(train)
+
+
+def test_lde_anchor_is_the_average(rows):
+    train, _ = rows
+    lde = CausalConvMDN(
+        [4, 8], n_average=3, max_epochs=1, validation_fraction=0.2, random_state=0
+    ).fit(train)
+    assert lde.anchor_["n_average"] == 3
+    assert lde.n_components_ == lde.anchor_["n_components"] in (12, 24)
+    assert lde.module_.anchor.log_weights.numel() == lde.n_components_
+    # On the averaged mixture, the network's density still integrates to one.
+    lo, hi = train.min(0) - 3, train.max(0) + 3
+    total, _ = integrate.dblquad(
+        lambda y, x: float(np.exp(lde.score_samples(np.array([[x, y]])))[0]),
+        lo[0],
+        hi[0],
+        lo[1],
+        hi[1],
+        epsabs=1e-5,
+    )
+    assert total == pytest.approx(1.0, abs=1e-3)
