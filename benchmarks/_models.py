@@ -13,6 +13,7 @@ from ldelib.peers import zuko_available
 from ._report import Report, measure
 
 __all__ = [
+    "AVERAGED",
     "MODELS",
     "RANDOM_INIT",
     "SHORT_NAMES",
@@ -43,6 +44,10 @@ QUICK_SAMPLES = 1000
 #: where it is the better model.
 RANDOM_INIT = "LDE, random init"
 
+#: The validated mixture averaged over initialisations (``GMM(n_average="auto")``), the
+#: LDE's anchor: beside the LDE, what its network adds.
+AVERAGED = "GMM (averaged)"
+
 #: Command-line names of the models (``python -m benchmarks --models``).
 SHORT_NAMES = {
     **dict(
@@ -53,6 +58,7 @@ SHORT_NAMES = {
         )
     ),
     "lde-random": RANDOM_INIT,
+    "gmm-avg": AVERAGED,
 }
 
 

@@ -42,6 +42,7 @@ MODELS: dict[str, str] = {
     "lde-random": "LDE, random init",
     "lde-paper": "LDE, paper network",
     "gmm": "GMM (validated)",
+    "gmm-avg": "GMM (averaged)",
     "gmm-grid": "sklearn GMM (grid)",
     "gmmn": "GMMN (Parzen)",
     "kde": "KernelDensity",
@@ -91,6 +92,15 @@ def make_model(name: str, *, seed: int, budget: float | None) -> Any:
     if label == MODELS["gmm"]:
         return make(
             "gmm", n_components="auto", reg_covar="auto", max_time=budget, random_state=seed
+        )
+    if label == MODELS["gmm-avg"]:
+        return make(
+            "gmm",
+            n_components="auto",
+            reg_covar="auto",
+            n_average="auto",
+            max_time=budget,
+            random_state=seed,
         )
     if label == MODELS["gmm-grid"]:
         return GridMixturePeer(max_time=budget, random_state=seed)
