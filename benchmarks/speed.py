@@ -77,7 +77,9 @@ def _model(label: str, epochs: int, seed: int) -> Any:
         "random_state": seed,
     }
     if label == LDE:
-        return CausalConvMDN(N_CLUSTERS, device="cpu", **neural)
+        # One mixture: the rates are of K = N_CLUSTERS components, as the GMM's (an
+        # average of M mixtures has M K, and costs M times as much per row).
+        return CausalConvMDN(N_CLUSTERS, n_average=1, device="cpu", **neural)
     if label == "LDE, paper network":
         return CausalConvMDN(architecture="paper", device="cpu", **neural)
     if label == "GMM":

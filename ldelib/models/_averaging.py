@@ -25,13 +25,13 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 
-__all__ = ["MAX_AVERAGE", "combined", "grow", "members"]
+__all__ = ["MAX_AVERAGE", "Averaging", "combined", "members", "shares"]
 
 #: Most mixtures ``n_average="auto"`` averages.
 MAX_AVERAGE = 8
@@ -74,51 +74,81 @@ def members(
     ]
 
 
+def shares(deadline: float | None, n: int) -> Iterator[float | None]:
+    """Deadlines for ``n`` fits in turn that split the time left before ``deadline``
+    evenly: the i-th gets its share of what the ones before it left (``None`` for
+    none). EM from a solution stops at its share, where one fit to the deadline would
+    leave the others a single round each."""
+    for i in range(n):
+        yield (
+            None
+            if deadline is None
+            else time.perf_counter() + (deadline - time.perf_counter()) / (n - i)
+        )
+
+
 FitMember = Callable[[float | None], GaussianMixture]
 
 
-def grow(
-    fit: FitMember,
-    first: GaussianMixture,
-    first_rows: np.ndarray,
-    held_out: np.ndarray,
-    log_det: float,
-    n_average: int | str,
-    deadline: float | None,
-    refit_s: float,
-) -> tuple[list[GaussianMixture], list[float]]:
-    """Mixtures to average: ``first`` (whose log-densities of the ``held_out`` rows are
-    ``first_rows``) and more from ``fit(deadline)``, each from its own initialisation.
+class Averaging:
+    """Mixtures to average, grown on held-out rows; a deadline pauses the growth and a
+    later :meth:`run` resumes it (as :class:`~ldelib.models._selection.Search` does).
 
+    ``first`` is the chosen mixture (``first_rows``: its log-densities of the
+    ``held_out`` rows); ``fit(deadline)`` fits another from its own initialisation.
     ``n_average="auto"``: while the mean of those so far scores ``held_out`` higher than
     the mean without the last, up to :data:`MAX_AVERAGE` (the last, which did not
-    improve it, is dropped); an integer: that many. Either way, no member starts where
-    its fit (timed as the last one's) and the refits of all of them (``refit_s`` each)
-    would end past ``deadline``. Returns the mixtures and the held-out score of the
-    mean of the first 1, 2, ... of them (nats per row, data units: ``log_det`` is the
-    log-determinant of the standardisation).
+    improve it, is dropped); an integer: that many. No mixture starts where its fit
+    (timed as the last one's) and the refits of all of them (``refit_s`` each) would
+    end past the deadline.
+
+    ``kept`` holds the mixtures; ``scores`` the held-out score of the mean of the first
+    1, 2, ... of them (nats per row, data units: ``log_det`` is the log-determinant of
+    the standardisation); ``finished``, whether the growth ended by its rule rather
+    than a deadline; ``last_gain`` and ``last_s``, what the last mixture added to the
+    score and the seconds its fit took (``None`` before a second).
     """
-    target = MAX_AVERAGE if n_average == "auto" else int(n_average)
-    kept, rows = [first], [first_rows]
 
-    def score(parts: list[np.ndarray]) -> float:
+    def __init__(
+        self,
+        fit: FitMember,
+        first: GaussianMixture,
+        first_rows: np.ndarray,
+        held_out: np.ndarray,
+        log_det: float,
+        n_average: int | str,
+        refit_s: float,
+    ) -> None:
+        self.fit, self.held_out, self.log_det = fit, held_out, log_det
+        self.n_average, self.refit_s = n_average, refit_s
+        self.kept, self._rows = [first], [first_rows]
+        self.scores = [self._score(self._rows)]
+        self.target = MAX_AVERAGE if n_average == "auto" else int(n_average)
+        self.finished = self.target == 1
+        self.last_gain: float | None = None
+        self.last_s: float | None = None
+
+    def _score(self, parts: list[np.ndarray]) -> float:
         mean_rows = logsumexp(np.stack(parts), axis=0) - math.log(len(parts))
-        return float(mean_rows.mean()) - log_det
+        return float(mean_rows.mean()) - self.log_det
 
-    scores = [score(rows)]
-    member_s = 0.0
-    while len(kept) < target:
-        cutoff = None if deadline is None else deadline - (len(kept) + 1) * refit_s
-        if cutoff is not None and time.perf_counter() + member_s > cutoff:
-            break
-        began = time.perf_counter()
-        mixture = fit(cutoff)
-        member_s = time.perf_counter() - began
-        mixture_rows = mixture.score_samples(held_out)
-        candidate = score([*rows, mixture_rows])
-        if n_average == "auto" and not candidate > scores[-1]:
-            break
-        kept.append(mixture)
-        rows.append(mixture_rows)
-        scores.append(candidate)
-    return kept, scores
+    def run(self, deadline: float | None) -> Averaging:
+        """Grow until the growth ends or ``deadline`` (``time.perf_counter``) passes."""
+        while not self.finished:
+            cutoff = None if deadline is None else deadline - (len(self.kept) + 1) * self.refit_s
+            if cutoff is not None and time.perf_counter() + (self.last_s or 0.0) > cutoff:
+                return self
+            began = time.perf_counter()
+            mixture = self.fit(cutoff)
+            seconds = time.perf_counter() - began
+            rows = mixture.score_samples(self.held_out)
+            score = self._score([*self._rows, rows])
+            if self.n_average == "auto" and not score > self.scores[-1]:
+                self.finished = True
+                return self
+            self.last_gain, self.last_s = score - self.scores[-1], seconds
+            self.kept.append(mixture)
+            self._rows.append(rows)
+            self.scores.append(score)
+            self.finished = len(self.kept) >= self.target
+        return self

@@ -24,7 +24,7 @@ from .._budget import fit_clock, fit_deadline
 from .._sources import RowSource
 from ..density import BaseDensityEstimator
 from ..training import train_validation_split
-from ._averaging import combined, grow, members
+from ._averaging import Averaging, combined, members, shares
 from ._selection import (
     Search,
     check_rows,
@@ -294,29 +294,30 @@ class EMMixture(BaseDensityEstimator):
         self, search: Search, rows: np.ndarray, rng: np.random.Generator, deadline: float | None
     ) -> tuple[GaussianMixture, tuple[int, list[float]]]:
         """The search's choice, averaged with more mixtures of its K and regularisation
-        (``n_average``; :func:`~ldelib.models._averaging.grow`, on the search's held-out
-        rows), each refitted to ``rows`` from its solution, in double precision. Past
-        the deadline, one EM iteration each: skipping it once the budget is spent left
-        held-out rows unfitted (on 784-D pixels, a mixture that scored them at -414 nats
-        per dimension). Returns the mixture, and how many it averages with the held-out
-        score of the mean of the first 1, 2, ... of them."""
+        (``n_average``: :class:`~ldelib.models._averaging.Averaging` on the search's
+        held-out rows, kept as ``search.averaging``), each refitted to ``rows`` from its
+        solution, in double precision. Past the deadline, one EM iteration each:
+        skipping it once the budget is spent left held-out rows unfitted (on 784-D
+        pixels, a mixture that scored them at -414 nats per dimension). Returns the
+        mixture, and how many it averages with the held-out score of the mean of the
+        first 1, 2, ... of them."""
         k, reg = search.best
         assert search.best_mixture is not None  # the first fit always runs
-        parts, scores = [search.best_mixture], [search.best_score]
-        if self.n_average != 1:
-            reserve = search.reserve
-            parts, scores = grow(
-                lambda cutoff: search.fit(k, reg, None, cutoff),
-                search.best_mixture,
-                search.best_rows,
-                search.valid,
-                search.log_det,
-                self.n_average,
-                deadline,
-                0.0 if reserve is None else reserve(search.best_mixture),
-            )
-        refits = [fit_until(self._mixture(k, reg, rng, part), rows, deadline) for part in parts]
-        return combined(refits), (len(refits), scores)
+        averaging = search.averaging = Averaging(
+            lambda cutoff: search.fit(k, reg, None, cutoff),
+            search.best_mixture,
+            search.best_rows,
+            search.valid,
+            search.log_det,
+            self.n_average,
+            0.0 if search.reserve is None else search.reserve(search.best_mixture),
+        ).run(deadline)
+        kept = averaging.kept
+        parts = [
+            fit_until(self._mixture(k, reg, rng, m), rows, until)
+            for m, until in zip(kept, shares(deadline, len(kept)), strict=True)
+        ]
+        return combined(parts), (len(parts), list(averaging.scores))
 
     def _averaged(
         self,
@@ -353,7 +354,10 @@ class EMMixture(BaseDensityEstimator):
         refits = []
         # An average is refitted mixture by mixture: EM on all its components at once
         # would fit one mixture of them, which is what the average avoids.
-        for weights, means, inverse in members(self.weights_, self.means_, precisions, n_average):
+        parts = members(self.weights_, self.means_, precisions, n_average)
+        for (weights, means, inverse), until in zip(
+            parts, shares(deadline, len(parts)), strict=True
+        ):
             em = GaussianMixture(
                 len(weights),
                 covariance_type=self.covariance_type,
@@ -368,7 +372,7 @@ class EMMixture(BaseDensityEstimator):
             )
             with em_threads(Z.shape[1]), warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                refits.append(fit_until(em, Z, deadline))
+                refits.append(fit_until(em, Z, until))
         return combined(refits)
 
     def _keep(
@@ -423,21 +427,44 @@ class HeldOutSearch(Generic[_M]):
                 self._search = estimator._fit_em(Z, rng, estimator._deadline(), held_out)
 
     @property
+    def _averaging(self) -> Averaging | None:
+        """The averaging of the search's choice, once the search has ended."""
+        search = self._search
+        return None if search is None or not search.finished else search.averaging
+
+    @property
     def finished(self) -> bool:
-        """Whether the search ended by its own rule (or chose among no candidates)."""
-        return self._search is None or self._search.finished
+        """Whether the search, and the averaging of its choice, ended by their own rules
+        (or chose among no candidates)."""
+        averaging = self._averaging
+        if self._search is None or not self._search.finished:
+            return self._search is None
+        return averaging is None or averaging.finished
 
     @property
     def improving(self) -> bool:
         """Whether a deadline cut the search while its last K still improved on those
-        before it: one that has stalled ends at the next stall, so going on seldom pays."""
-        return not self.finished and self._search is not None and self._search.stalled == 0
+        before it (one that has stalled ends at the next stall, so going on seldom
+        pays), or cut the averaging of its choice (whose every mixture improved it)."""
+        if self.finished or self._search is None:
+            return False
+        return self._averaging is not None or self._search.stalled == 0
 
     @property
     def last_gain(self) -> float | None:
-        """Nats per held-out row that the last K to improve the search's best gained
-        (``None`` until a second K has improved it)."""
+        """Nats per held-out row that the last step gained: the last K to improve the
+        search's best, or the last mixture averaged (``None`` until a second)."""
+        averaging = self._averaging
+        if averaging is not None:
+            return averaging.last_gain
         return None if self._search is None else self._search.last_gain
+
+    @property
+    def last_seconds(self) -> float | None:
+        """Seconds the last mixture averaged took to fit (``None`` while the search of
+        K goes on, whose steps are not timed alone)."""
+        averaging = self._averaging
+        return None if averaging is None else averaging.last_s
 
     def refit_seconds(self, n_rows: int) -> float:
         """Estimated seconds of the first EM round of the choice refitted, in double
@@ -452,20 +479,34 @@ class HeldOutSearch(Generic[_M]):
         return one * getattr(self.estimator, "n_average_", 1)
 
     def resume(self, deadline: float | None) -> _M | None:
-        """Go on with the search until it ends or ``deadline`` passes. Returns a copy of
-        the estimator holding the better candidate it found, as the search fitted it
-        (in single precision, on the rows ``Z``: a caller refits it, to more rows), or
-        ``None``; the estimator keeps its fit."""
+        """Go on with the search, or the averaging of its choice, until it ends or
+        ``deadline`` passes. Returns a copy of the estimator holding the better
+        candidate, or the larger average, it found, as fitted (in single precision, on
+        the rows ``Z``: a caller refits it, to more rows), or ``None``; the estimator
+        keeps its fit."""
         search = self._search
-        if search is None or search.finished:
-            return None
-        before = search.best
-        with em_threads(self._n_features):
-            search.run(deadline)
-        if search.best == before or search.best_mixture is None:
+        if search is None or self.finished:
             return None
         larger = copy.copy(self.estimator)
-        larger._keep(search.best_mixture, search.best[1], dict(search.scores))
+        averaging = self._averaging
+        if averaging is not None:
+            before = len(averaging.kept)
+            with em_threads(self._n_features):
+                averaging.run(deadline)
+            if len(averaging.kept) == before:
+                return None
+            kept = averaging.kept
+            larger._keep(
+                combined(kept), search.best[1], dict(search.scores), len(kept), averaging.scores
+            )
+        else:
+            before_best = search.best
+            with em_threads(self._n_features):
+                search.run(deadline)
+            search.averaging = None  # of the choice before; the new one is not averaged
+            if search.best == before_best or search.best_mixture is None:
+                return None
+            larger._keep(search.best_mixture, search.best[1], dict(search.scores))
         # Weights summed in single precision: scikit-learn asks a start for 1 +- 1e-8.
         larger.weights_ = larger.weights_ / larger.weights_.sum()
         return larger

@@ -12,6 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
+from ._averaging import Averaging
+
 __all__ = [
     "AUTO_COMPONENTS",
     "AUTO_REG_COVAR",
@@ -190,6 +192,8 @@ class Search:
 
     ``reserve(mixture)`` is the seconds that what follows the search (the refit of its
     best ``mixture``) will take: the search ends that much before the deadline.
+    ``averaging``: the mixtures averaged with its choice, set by the caller that grows
+    them (:class:`~ldelib.models._averaging.Averaging`).
     """
 
     def __init__(
@@ -212,6 +216,7 @@ class Search:
         self.finished = False
         self.stalled = 0
         self.last_gain: float | None = None
+        self.averaging: Averaging | None = None
         self._deadline: float | None = None
         self._bar: tqdm | None = None
         self._last_start: tuple[int, float] | None = None  # a new K's first round: (K, s)
