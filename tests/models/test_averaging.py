@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from scipy import integrate
@@ -10,7 +12,17 @@ import ldelib
 from ldelib import GMM, CausalConvMDN
 from ldelib._validation import InvalidParameterError
 from ldelib.datasets import make_target
-from ldelib.models._averaging import MAX_AVERAGE, combined, grow, members
+from ldelib.models._averaging import MAX_AVERAGE, Averaging, combined, members, shares
+
+
+def _integral(model, rows: np.ndarray, n: int = 801) -> float:
+    """The model's density integrated over a box 3 units beyond ``rows``, by Simpson's
+    rule on an n x n grid (one call to score the grid)."""
+    lo, hi = rows.min(0) - 3, rows.max(0) + 3
+    x, y = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
+    grid = np.stack(np.meshgrid(x, y, indexing="ij"), -1).reshape(-1, 2)
+    density = np.exp(model.score_samples(grid)).reshape(n, n)
+    return float(integrate.simpson(integrate.simpson(density, x=y), x=x))
 
 
 @pytest.fixture(scope="module")
@@ -50,36 +62,25 @@ def test_one_mixture_is_left_as_it_is(rows):
     assert cov is tied.covariances_  # (D, D): not cut into components
 
 
-def test_grow_stops_at_the_first_mixture_that_does_not_help(rows):
+def _averaging(fit, first, held_out, n_average, refit_s=0.0):
+    return Averaging(fit, first, first.score_samples(held_out), held_out, 0.0, n_average, refit_s)
+
+
+def test_averaging_stops_at_the_first_mixture_that_does_not_help(rows):
     train, test = rows
     first = GaussianMixture(4, random_state=0).fit(train)
     # The same mixture again: its mean with the first is the first.
-    kept, scores = grow(
-        lambda _: GaussianMixture(4, random_state=0).fit(train),
-        first,
-        first.score_samples(test),
-        test,
-        0.0,
-        "auto",
-        None,
-        0.0,
+    again = _averaging(
+        lambda _: GaussianMixture(4, random_state=0).fit(train), first, test, "auto"
     )
-    assert kept == [first] and scores == [pytest.approx(first.score(test))]
+    assert again.run(None).kept == [first] and again.finished
+    assert again.scores == [pytest.approx(first.score(test))]
     # An integer is a count, whether or not each mixture helps.
-    kept, scores = grow(
-        lambda _: GaussianMixture(4, random_state=0).fit(train),
-        first,
-        first.score_samples(test),
-        test,
-        0.0,
-        3,
-        None,
-        0.0,
-    )
-    assert len(kept) == 3 and np.allclose(scores, first.score(test))
+    three = _averaging(lambda _: GaussianMixture(4, random_state=0).fit(train), first, test, 3)
+    assert len(three.run(None).kept) == 3 and np.allclose(three.scores, first.score(test))
 
 
-def test_grow_leaves_time_for_the_refits(rows):
+def test_averaging_leaves_time_for_the_refits(rows):
     train, test = rows
     first = GaussianMixture(4, random_state=0).fit(train)
     calls = []
@@ -88,16 +89,22 @@ def test_grow_leaves_time_for_the_refits(rows):
         calls.append(cutoff)
         return GaussianMixture(4, random_state=len(calls)).fit(train)
 
-    import time
-
     deadline = time.perf_counter() + 60.0
-    kept, _ = grow(fit, first, first.score_samples(test), test, 0.0, 4, deadline, 10.0)
+    assert len(_averaging(fit, first, test, 4, 10.0).run(deadline).kept) == 4
     # Each fit must end early enough for every kept mixture's refit (10 s each).
     assert calls == pytest.approx([deadline - 20.0, deadline - 30.0, deadline - 40.0])
-    assert len(kept) == 4
     calls.clear()
-    kept, _ = grow(fit, first, first.score_samples(test), test, 0.0, 8, deadline, 30.0)
-    assert calls == [] and kept == [first]
+    paused = _averaging(fit, first, test, 8, 30.0).run(deadline)
+    assert calls == [] and paused.kept == [first] and not paused.finished
+
+
+def test_shares_split_the_time_left_evenly():
+    now = time.perf_counter()
+    # Each share is of the time left when it is taken: here no fit spends any, so the
+    # first's third of 30 s passes on to the others, and the last ends at the deadline.
+    deadlines = list(shares(now + 30.0, 3))
+    assert deadlines == pytest.approx([now + 10.0, now + 15.0, now + 30.0], abs=0.05)
+    assert list(shares(None, 2)) == [None, None]
 
 
 def test_averaged_gmm_scores_held_out_rows_higher():
@@ -121,16 +128,7 @@ def test_averaged_gmm_integrates_to_one_and_samples_match(rows):
     model = GMM(4, n_average=3, random_state=0).fit(train)
     assert model.n_components_ == 12 and model.n_average_ == 3
     assert model.average_scores_ == []  # no held-out rows without candidates
-    lo, hi = train.min(0) - 3, train.max(0) + 3
-    total, _ = integrate.dblquad(
-        lambda y, x: float(np.exp(model.score_samples(np.array([[x, y]])))[0]),
-        lo[0],
-        hi[0],
-        lo[1],
-        hi[1],
-        epsabs=1e-6,
-    )
-    assert total == pytest.approx(1.0, abs=1e-4)
+    assert _integral(model, train) == pytest.approx(1.0, abs=1e-4)
     draws = model.sample(20000, random_state=1)
     # Samples scored by the density they came from: its mean log-density (entropy).
     held = model.score_samples(draws).mean()
@@ -204,13 +202,54 @@ def test_lde_anchor_is_the_average(rows):
     assert lde.n_components_ == lde.anchor_["n_components"] in (12, 24)
     assert lde.module_.anchor.log_weights.numel() == lde.n_components_
     # On the averaged mixture, the network's density still integrates to one.
-    lo, hi = train.min(0) - 3, train.max(0) + 3
-    total, _ = integrate.dblquad(
-        lambda y, x: float(np.exp(lde.score_samples(np.array([[x, y]])))[0]),
-        lo[0],
-        hi[0],
-        lo[1],
-        hi[1],
-        epsabs=1e-5,
+    assert _integral(lde, train) == pytest.approx(1.0, abs=1e-3)
+
+
+class _Scored:
+    """A stand-in for a fitted mixture: fixed held-out log-densities."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+
+    def score_samples(self, X):
+        return self.rows
+
+
+def test_averaging_pauses_at_a_deadline_and_resumes():
+    # Members that each score half of the held-out rows well: their mean beats each.
+    good, bad = np.zeros(40), np.full(40, -10.0)
+    parts = iter([np.r_[bad[:20], good[:20]], np.r_[good[:20], bad[:20]], np.r_[bad, bad]])
+    averaging = Averaging(
+        lambda cutoff: _Scored(next(parts)),
+        _Scored(np.r_[good[:20], bad[:20]]),
+        np.r_[good[:20], bad[:20]],
+        np.zeros((40, 1)),
+        0.0,
+        "auto",
+        0.0,
     )
-    assert total == pytest.approx(1.0, abs=1e-3)
+    assert averaging.run(0.0).kept == averaging.kept[:1] and not averaging.finished
+    assert averaging.last_gain is None and averaging.last_s is None
+    averaging.run(None)
+    # The second member helps; the third (the same mixture) does not; the fourth, bad
+    # everywhere, is never fitted.
+    assert len(averaging.kept) == 2 and averaging.finished
+    assert averaging.scores[1] - averaging.scores[0] == pytest.approx(averaging.last_gain)
+    assert averaging.last_gain > 4 and averaging.last_s >= 0
+
+
+def test_a_held_out_search_resumes_a_cut_averaging(rows):
+    from ldelib.models._em import HeldOutSearch
+
+    train, _ = rows
+    # One candidate: the search ends at once; the budget is spent before a second mixture.
+    estimator = GMM([4], reg_covar=[1e-3], n_average=3, standardize=False, max_time=1e-9)
+    search = HeldOutSearch(estimator, train[:500], train[500:])
+    assert estimator.n_average_ == 1
+    assert not search.finished and search.improving and search.last_gain is None
+    larger = search.resume(None)
+    assert larger.n_average_ == 3 and larger.n_components_ == 12
+    assert len(larger.average_scores_) == 3 and search.finished
+    assert larger.weights_.sum() == pytest.approx(1.0, abs=1e-12)
+    assert estimator.n_average_ == 1  # the estimator keeps its fit
+    assert search.resume(None) is None

@@ -826,6 +826,21 @@ def test_the_anchored_start_yields_to_a_search_that_gains_more(
     assert model.anchor_["resumed_s"] > 0 and model.n_iter_ == epochs
 
 
+@pytest.mark.parametrize(("last_gain", "seconds", "epochs"), [(1e-3, 1e-9, 1), (1e3, 1e12, 3)])
+def test_against_a_timed_step_the_anchored_start_yields_by_gain_per_second(
+    monkeypatch, separated, last_gain, seconds, epochs
+):
+    from ldelib.models._em import HeldOutSearch
+
+    _cut_the_first_search(monkeypatch)
+    monkeypatch.setattr(HeldOutSearch, "resume", lambda self, deadline: None)
+    monkeypatch.setattr(HeldOutSearch, "last_gain", property(lambda self: last_gain))
+    monkeypatch.setattr(HeldOutSearch, "last_seconds", property(lambda self: seconds))
+    model = CausalConvMDN(**CUT).fit(separated)
+    # A small gain in no time outruns the first epoch; a large one over ages does not.
+    assert model.n_iter_ == epochs
+
+
 def test_without_a_measured_gain_of_the_search_the_anchored_start_trains_until_half(
     monkeypatch, separated
 ):
