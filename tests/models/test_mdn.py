@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate
+from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
@@ -173,29 +174,38 @@ def _zero_corrections(model: CausalConvMDN) -> CausalConvMDN:
 
 
 def _anchor_twin(model: CausalConvMDN, X: np.ndarray, seed: int):
-    """The GMM of the model's training rows (not its validation rows), with K and the
-    regularisation chosen on its validation rows, in the model's standard units,
-    refitted by EM to every row from its solution; and its log-density of ``X`` in the
-    units of the data."""
+    """The GMM of the model's training rows (not its validation rows), with K, the
+    regularisation and the mixtures averaged chosen on its validation rows, in the
+    model's standard units, each mixture refitted by EM to every row from its solution;
+    and its log-density of ``X`` in the units of the data."""
     from sklearn.mixture import GaussianMixture
 
     from ldelib import GMM
+    from ldelib.models._averaging import members
     from ldelib.models._em import fit_held_out
     from ldelib.training import split_positions
 
     train, valid = split_positions(len(X), model.validation_fraction, np.random.default_rng(seed))
     Z = (X - model.mean_) / model.scale_
-    gmm = GMM("auto", reg_covar="auto", standardize=False, random_state=seed)
+    gmm = GMM("auto", reg_covar="auto", n_average="auto", standardize=False, random_state=seed)
     fit_held_out(gmm, Z[np.sort(train)], Z[valid])
     chol = gmm.precisions_cholesky_
-    refit = GaussianMixture(
-        gmm.n_components_,
-        reg_covar=gmm.reg_covar_,
-        weights_init=gmm.weights_,
-        means_init=gmm.means_,
-        precisions_init=chol @ chol.transpose(0, 2, 1),
-    ).fit(Z)
-    return gmm, refit.score_samples(Z) - np.log(model.scale_).sum()
+    densities = [
+        GaussianMixture(
+            len(weights),
+            reg_covar=gmm.reg_covar_,
+            weights_init=weights / weights.sum(),
+            means_init=means,
+            precisions_init=precisions,
+        )
+        .fit(Z)
+        .score_samples(Z)
+        for weights, means, precisions in members(
+            gmm.weights_, gmm.means_, chol @ chol.transpose(0, 2, 1), gmm.n_average_
+        )
+    ]
+    mean = logsumexp(densities, axis=0) - np.log(gmm.n_average_)
+    return gmm, mean - np.log(model.scale_).sum()
 
 
 def test_untrained_model_is_the_validated_gmm_refitted_to_every_row(clusters):
@@ -207,6 +217,7 @@ def test_untrained_model_is_the_validated_gmm_refitted_to_every_row(clusters):
     assert model.n_components_ == gmm.n_components_
     assert model.anchor_["n_components"] == gmm.n_components_
     assert model.anchor_["reg_covar"] == gmm.reg_covar_
+    assert model.anchor_["n_average"] == gmm.n_average_ > 1  # an average, each refitted
     assert model.anchor_["refit_rows"] == len(clusters)
     # Exactly that mixture, to float32 precision, in the units of the data.
     np.testing.assert_allclose(model.score_samples(clusters), log_prob, rtol=1e-5, atol=1e-4)
