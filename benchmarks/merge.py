@@ -11,7 +11,8 @@ and ``.md`` with the suite's own tables (summaries are recomputed).
 ``--old`` / ``--from-old`` add the rows of the named models from an earlier result file
 of the same suite: for models whose code did not change, on suites whose data are
 regenerated identically (synthetic targets, bundled datasets), so that only the changed
-models are re-run. Those rows are marked ``"from": OLD.json``.
+models are re-run. Those rows are marked ``"from": OLD.json``; where the default LDE is
+re-run, their paired leads (against the LDE of their own run) are cleared.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ if not __package__:
 from benchmarks import SUITES
 from benchmarks._report import Report
 
+#: The default LDE's label, and the row fields that hold paired leads against it.
+LDE = "LDE (CausalConvMDN)"
+_LEADS = ("lde_lead", "lde_lead_se")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,6 +53,12 @@ def main() -> None:
             for r in old["rows"]
             if r.get("kind") != "summary" and r.get("model") in args.from_old
         ]
+        if LDE not in args.from_old:
+            # A paired lead is against the LDE of its own run, which the new parts replace.
+            for row in rows:
+                for key in _LEADS:
+                    if row.get(key) is not None:
+                        row[key] = None
         missing = set(args.from_old) - {r["model"] for r in rows}
         if missing:
             raise SystemExit(f"{args.old} has no rows of {sorted(missing)}")
