@@ -186,7 +186,9 @@ def digits(payload: dict) -> list[str]:
         leads = [
             (r["lde_lead"], r["lde_lead_se"])
             for r in runs
-            if r.get("data", "digits") == data and r["model"] == rival and "lde_lead" in r
+            if r.get("data", "digits") == data
+            and r["model"] == rival
+            and r.get("lde_lead") is not None  # None: from a run of another LDE
         ]
         lead = ""
         if rival is not None and leads:
