@@ -41,19 +41,22 @@ def test_merge_of_one_committed_result_keeps_its_rows(tmp_path):
 
 def test_rows_from_an_old_run_lose_their_leads_over_a_replaced_lde(tmp_path):
     committed = json.loads((RESULTS / "digits.json").read_text())
-    lde = "LDE (CausalConvMDN)"
+    lde, kept = "LDE (CausalConvMDN)", ["KernelDensity", "zuko NSF"]
+    # An old run whose rows carry leads against its own LDE.
+    old_rows = [
+        {**r, "lde_lead": 1.0, "lde_lead_se": 0.1} if r.get("model") in kept else r
+        for r in committed["rows"]
+    ]
+    (tmp_path / "old.json").write_text(json.dumps({**committed, "rows": old_rows}))
     # A "new run" of the LDE alone: the other models' rows come from the old file.
     part = {**committed, "rows": [r for r in committed["rows"] if r.get("model") == lde]}
     (tmp_path / "part.json").write_text(json.dumps(part))
-    kept = ["KernelDensity", "zuko NSF"]
     _run(
         BENCHMARKS / "merge.py", "digits", tmp_path / "out", tmp_path / "part.json",
-        "--old", RESULTS / "digits.json", "--from-old", *kept,
+        "--old", tmp_path / "old.json", "--from-old", *kept,
     )  # fmt: skip
     rows = json.loads((tmp_path / "out" / "digits.json").read_text())["rows"]
     old = [r for r in rows if r.get("model") in kept and r.get("kind") != "summary"]
-    assert old and all(r["from"] == "digits.json" for r in old)
+    assert old and all(r["from"] == "old.json" for r in old)
     # Their leads were against the LDE of their own run, which this one replaces.
     assert all(r.get("lde_lead") is None and r.get("lde_lead_se") is None for r in old)
-    before = [r for r in committed["rows"] if r.get("model") in kept and r.get("lde_lead")]
-    assert before  # the committed rows did have leads
