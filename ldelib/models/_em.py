@@ -110,6 +110,14 @@ class EMMixture(BaseDensityEstimator):
         """Whether there are candidates for K, and for the regularisation."""
         return is_search(self.n_components), is_search(self.reg_covar)
 
+    def _selected_score(self) -> float | None:
+        """The held-out score of the fitted mixture (nats per row, data units): of the
+        mean of the mixtures it averages, else of the best candidate (``None`` without
+        held-out scores)."""
+        if self.average_scores_:
+            return self.average_scores_[-1]
+        return max(self.candidate_scores_.values()) if self.candidate_scores_ else None
+
     def _by_likelihood(self) -> bool:
         """Whether the fit chooses among candidates on held-out rows."""
         return any(self._selects()) and self.selection == "likelihood"

@@ -177,14 +177,14 @@ class StartRace(BaseDensityEstimator):
         if not float(mixture_rows.mean()) > float(network_rows.mean()):
             return anchored, mixture
         self.n_components_ = larger.n_components_
+        held_out = larger._selected_score()
         self.anchor_.update(
             n_components=larger.n_components_,
             n_average=larger.n_average_,
             reg_covar=larger.reg_covar_,
             validation_score=None
-            if width
-            else max(larger.average_scores_[-1:] or larger.candidate_scores_.values())
-            - self._log_scale_sum(),
+            if width or held_out is None
+            else held_out - self._log_scale_sum(),
         )
         self._build_module(larger, device)
         self.module_.eval()  # as training leaves it

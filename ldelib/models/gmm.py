@@ -350,9 +350,7 @@ class GMM(ConditionalMixture):
         # Fitted with y, the held-out scores are per class, or of the joint (c, x).
         if not self._by_likelihood() or self._condition() is not None:
             return None
-        if self.average_scores_:  # the mean of the mixtures averaged
-            return self.average_scores_[-1]
-        return max(self.candidate_scores_.values())
+        return self._selected_score()
 
     # ----------------------------------------------------------------- summary
     @staticmethod

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -129,10 +130,20 @@ def test_averaged_gmm_integrates_to_one_and_samples_match(rows):
     assert model.n_components_ == 12 and model.n_average_ == 3
     assert model.average_scores_ == []  # no held-out rows without candidates
     assert _integral(model, train) == pytest.approx(1.0, abs=1e-4)
-    draws = model.sample(20000, random_state=1)
-    # Samples scored by the density they came from: its mean log-density (entropy).
-    held = model.score_samples(draws).mean()
-    assert abs(model.score(model.sample(20000, random_state=2)) - held) < 0.05
+    # The draws' mean and covariance are the mixture's, within their sampling error: a
+    # draw from the wrong members or weights would move them.
+    n = 40000
+    draws = model.sample(n, random_state=1)
+    w, mu, cov = model.weights_, model.means_, model.covariances_  # standardised units
+    mean = w @ mu
+    second = np.einsum("k,kij->ij", w, cov + np.einsum("ki,kj->kij", mu, mu))
+    spread = second - np.outer(mean, mean)
+    Z = (draws - model.mean_) / model.scale_
+    se = np.sqrt(np.diag(spread) / n)
+    assert np.all(np.abs(Z.mean(0) - mean) < 5 * se)
+    # Fourth moments of standardised rows stay below 10 here: the covariance's error is
+    # below 5 * sqrt(10 / n) per entry.
+    assert np.abs(np.cov(Z.T) - spread).max() < 5 * np.sqrt(10 / n)
 
 
 def test_refit_keeps_each_mixture_apart(rows):
@@ -178,12 +189,34 @@ def test_a_broken_average_in_a_file_is_refused(rows, tmp_path):
 
 def test_parameter_errors(rows):
     train, _ = rows
-    with pytest.raises(InvalidParameterError, match="n_average='auto' chooses on held-out"):
-        GMM(4, n_average="auto").fit(train)
-    with pytest.raises(InvalidParameterError, match="tied mixture cannot hold"):
-        GMM(4, covariance_type="tied", n_average=2).fit(train)
-    with pytest.raises(InvalidParameterError, match="n_average"):
-        GMM(4, n_average=0).fit(train)
+    fitted = GMM(4, random_state=0).fit(train)
+    before = {k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in vars(fitted).items()}
+    for params, message in [
+        ({"n_average": "auto"}, "n_average='auto' chooses on held-out"),
+        (
+            {"covariance_type": "tied", "n_average": 2},
+            "n_average must be an int equal to 1 when covariance_type='tied'; got 2",
+        ),
+        (
+            {"n_average": 0},
+            re.escape("n_average must be an int in the range [1, inf) or 'auto'; got 0."),
+        ),
+    ]:
+        with pytest.raises(InvalidParameterError, match=message):
+            GMM(4, **params).fit(train)
+        # A refit with the bad value leaves the fitted model as it was.
+        bad = fitted.set_params(**params)
+        with pytest.raises(InvalidParameterError, match=message):
+            bad.fit(train)
+        fitted.set_params(n_average=1, covariance_type="full")
+        after = vars(fitted)
+        assert after.keys() == before.keys()
+        for key, value in before.items():
+            assert (
+                np.array_equal(after[key], value)
+                if isinstance(value, np.ndarray)
+                else after[key] == value
+            ), key
     labels = (train[:, 0] > 0).astype(int)
     with pytest.raises(ValueError, match="averages mixtures, which a fit per class does not"):
         GMM(4, n_average=2, conditional=True).fit(train, labels)
