@@ -294,15 +294,14 @@ class AnchoredFit(StartRace):
         # The later (full) mixture wins ties: max keeps the first of equal keys.
         _, mixture, search = max(reversed(fits), key=lambda fit: fit[0])
         self.n_components_ = mixture.n_components_
-        score: float | None = mixture._selected_score()
-        if self._condition_width():
-            score = None  # of a conditional anchor, per class or of (context, z)
+        # Of a conditional anchor, the held-out scores are per class or of (context, z).
+        held_out = None if self._condition_width() else mixture._selected_score()
         self.anchor_ = {
             "n_components": mixture.n_components_,
             "n_average": mixture.n_average_,
             "covariance_type": mixture.covariance_type,
             "reg_covar": mixture.reg_covar_,
-            "validation_score": None if score is None else score - self._log_scale_sum(),
+            "validation_score": None if held_out is None else held_out - self._log_scale_sum(),
             "fit_s": time.perf_counter() - start,
         }
         if len(fits) > 1:
