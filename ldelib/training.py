@@ -11,7 +11,8 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,11 +37,17 @@ __all__ = [
     "Display",
     "TrainingConfig",
     "TrainingHistory",
+    "run_to_end",
+    "scoped",
     "seeded",
     "split_positions",
     "train_module",
     "train_validation_split",
+    "training_steps",
 ]
+
+#: A training that pauses after each validation (see :func:`training_steps`).
+Steps = Generator[TrainingHistory, bool | None, TrainingHistory]
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:
@@ -170,6 +177,61 @@ def train_module(
     FloatingPointError
         If the loss is not finite before any weights worth keeping exist.
     """
+    steps = training_steps(
+        module,
+        loss_fn,
+        X_train,
+        X_valid,
+        config,
+        optimizer=optimizer,
+        generator=generator,
+        score_fn=score_fn,
+        on_step=on_step,
+        distributed=distributed,
+    )
+    return run_to_end(steps)
+
+
+def run_to_end(steps: Steps) -> TrainingHistory:
+    """Train ``steps`` until its own rules end it; its history."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def scoped(steps: Steps, context: Callable[[], AbstractContextManager[Any]]) -> Steps:
+    """``steps`` with ``context()`` entered around each stretch between its pauses, not
+    across them: another training (with its own thread count) may run there."""
+    stop: bool | None = None
+    while True:
+        with context():
+            try:
+                history = steps.send(stop)
+            except StopIteration as done:
+                return done.value
+        stop = yield history
+
+
+def training_steps(
+    module: nn.Module,
+    loss_fn: Callable[[Tensor], Tensor],
+    X_train: Tensor | Rows,
+    X_valid: Tensor | None,
+    config: TrainingConfig,
+    *,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    score_fn: Callable[[Tensor], float] | None = None,
+    on_step: Callable[[int, int, int], str | None] | None = None,
+    distributed: Context | None = None,
+) -> Steps:
+    """:func:`train_module` as a generator that pauses after each validation, yielding
+    the history so far, so that a caller can interleave several trainings (a race of
+    starts) and end one early: ``send(True)`` ends it there as early stopping would (the
+    best weights loaded), ``send(None)`` (or ``next``) goes on. It returns the history
+    when training ends (``StopIteration.value``)."""
     history = TrainingHistory()
     deadline = math.inf if config.max_time is None else time.perf_counter() + config.max_time
     run = _Run(
@@ -279,6 +341,8 @@ def train_module(
                     stop = validate(epoch, steps)
                     if not stop and past_deadline():
                         history.timed_out = stop = True
+                    if not stop:
+                        stop = bool((yield history))
                     if stop:
                         break
                     module.train()
@@ -296,6 +360,8 @@ def train_module(
                     run.keep(None, epoch)
             elif not config.validate_every:
                 stop = validate(epoch, steps) or stop
+                if not stop and history.non_finite is None:
+                    stop = bool((yield history))
             scores = history.validation_scores
             postfix = shown.postfix(history.loss_curve[-1], scores[-1] if scores else None)
             if where:

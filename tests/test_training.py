@@ -332,3 +332,66 @@ def test_a_first_look_at_the_first_validation_can_end_training(ends):
     ]
     assert gains[0] > 0
     assert history.n_iter == (1 if ends else 5)
+
+
+def _steps(module, train, valid, seed=0, **options):
+    from ldelib.training import training_steps
+
+    return training_steps(
+        module,
+        _mse(module),
+        train,
+        valid,
+        TrainingConfig(**{"max_epochs": 30, "batch_size": 16, "n_iter_no_change": 30, **options}),
+        optimizer=torch.optim.SGD(module.parameters(), lr=0.05),
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+@pytest.mark.parametrize("validate_every", [None, 7])
+def test_training_steps_pause_after_each_validation_and_train_as_train_module(validate_every):
+    from ldelib.training import run_to_end
+
+    module, train, valid = _setup()
+    steps = _steps(module, train, valid, validate_every=validate_every)
+    seen = []
+    for history in steps:  # one pause per validation, the history so far
+        seen.append(len(history.validation_scores))
+    assert seen == list(range(1, len(seen) + 1)) and len(seen) >= 30
+    # Without pauses it is train_module, and pausing changes nothing: the same scores
+    # and weights each way.
+    plain, train2, valid2 = _setup()
+    history = run_training(
+        plain,
+        _mse(plain),
+        train2,
+        valid2,
+        optimizer=torch.optim.SGD(plain.parameters(), lr=0.05),
+        generator=torch.Generator().manual_seed(0),
+        max_epochs=30,
+        batch_size=16,
+        n_iter_no_change=30,
+        validate_every=validate_every,
+    )
+    again, train3, valid3 = _setup()
+    resumed = run_to_end(_steps(again, train3, valid3, validate_every=validate_every))
+    assert resumed.validation_scores == history.validation_scores
+    # Each validation pauses, but one of the steps left after the last epoch: it ends.
+    assert len(history.validation_scores) == len(seen) + (validate_every is not None)
+    for a, b in ((module, plain), (again, plain)):
+        torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=0)
+
+
+def test_training_steps_end_where_the_caller_says_with_the_best_weights():
+    module, train, valid = _setup()
+    loss = _mse(module)
+    steps = _steps(module, train, valid)
+    next(steps)
+    next(steps)  # paused after the second epoch's validation
+    with pytest.raises(StopIteration) as end:
+        steps.send(True)  # ends there, as early stopping would
+    history = end.value.value
+    assert history.n_iter == 2 and not history.timed_out and not module.training
+    with torch.no_grad():
+        assert -float(loss(valid)) == pytest.approx(max(history.validation_scores), rel=1e-6)
+    assert history.best_epoch == int(np.argmax(history.validation_scores))

@@ -23,11 +23,14 @@ from ..base import DegenerateDataWarning
 from ..nn.autoregressive import AutoregressiveMDN
 from ..training import (
     Display,
+    Steps,
     TrainingConfig,
     TrainingHistory,
+    run_to_end,
+    scoped,
     seeded,
     split_positions,
-    train_module,
+    training_steps,
 )
 from ._em import HeldOutSearch
 from ._packed import Packed, packed_codes, packed_rows
@@ -218,12 +221,26 @@ class AnchoredFit(StartRace):
     ) -> TrainingHistory:
         """Build ``module_`` from the mixture (anchored) or from scratch, and train it
         (``first_look``: see :class:`~ldelib.training.TrainingConfig`)."""
+        return run_to_end(self._start(mixture, train, valid, rng, device, deadline, first_look))
+
+    def _start(
+        self,
+        mixture: GMM | None,
+        train: Tensor | DiskRows,
+        valid: np.ndarray | None,
+        rng: np.random.Generator,
+        device: torch.device,
+        deadline: float | None,
+        first_look: Callable[[float], bool] | None = None,
+    ) -> Steps:
+        """:meth:`_train_start`'s training, paused after each validation (built now,
+        trained as it is advanced)."""
         if mixture is None:
             self.anchor_: dict[str, Any] | None = None
             self.n_components_ = self._free_components()
         self._build_module(mixture, device)
         remaining = None if deadline is None else deadline - time.perf_counter()
-        return self._train(train, valid, rng, device, remaining, first_look)
+        return self._training(train, valid, rng, device, remaining, first_look)
 
     def _build_module(self, mixture: GMM | None, device: torch.device) -> None:
         """An untrained ``module_`` on ``device``: anchored on ``mixture``, or not."""
@@ -390,7 +407,7 @@ class AnchoredFit(StartRace):
             score=lambda score: score * d - log_det,
         )
 
-    def _train(
+    def _training(
         self,
         train: Tensor | DiskRows,
         valid: np.ndarray | None,
@@ -398,7 +415,7 @@ class AnchoredFit(StartRace):
         device: torch.device,
         max_time: float | None,
         first_look: Callable[[float], bool] | None = None,
-    ) -> TrainingHistory:
+    ) -> Steps:
         n_features = self.n_features_in_
         paper = self.architecture == "paper"
         optimizer = torch.optim.Adam(
@@ -419,30 +436,30 @@ class AnchoredFit(StartRace):
         # Per-dimension NLL keeps the loss scale, hence the step size, independent of D.
         # Small steps train faster on one thread (see ldelib._threads).
         flops = step_flops(self.module_, int(self.batch_size), n_features)
-        with training_threads(flops, device):
-            config = TrainingConfig(
-                max_time=max_time,
-                keep_initial=self.anchor_ is not None,
-                lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
-                desc=self._bar_label(),
-                display=self._in_nats(),
-                first_look=first_look,
-                **python_params(
-                    self,
-                    "max_epochs",
-                    "batch_size",
-                    "n_iter_no_change",
-                    "validate_every",
-                    "verbose",
-                ),
-            )
-            return train_module(
-                self.module_,
-                lambda z: -net(z).mean() / n_features,
-                train,
-                None if valid is None else as_tensor(valid),
-                config,
-                optimizer=optimizer,
-                generator=torch_generator(rng, torch.device("cpu")),
-                distributed=ctx,
-            )
+        config = TrainingConfig(
+            max_time=max_time,
+            keep_initial=self.anchor_ is not None,
+            lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
+            desc=self._bar_label(),
+            display=self._in_nats(),
+            first_look=first_look,
+            **python_params(
+                self,
+                "max_epochs",
+                "batch_size",
+                "n_iter_no_change",
+                "validate_every",
+                "verbose",
+            ),
+        )
+        steps = training_steps(
+            self.module_,
+            lambda z: -net(z).mean() / n_features,
+            train,
+            None if valid is None else as_tensor(valid),
+            config,
+            optimizer=optimizer,
+            generator=torch_generator(rng, torch.device("cpu")),
+            distributed=ctx,
+        )
+        return scoped(steps, lambda: training_threads(flops, device))

@@ -1,0 +1,111 @@
+"""The race of the latent density estimator's starts: trainings in turns (interleave)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from ldelib.distributed import Context
+from ldelib.models import _race
+from ldelib.models._race import RATE_WINDOW, interleave
+from ldelib.training import TrainingHistory
+
+SOLO = Context(0, 1, 0, None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(_race, "time", SimpleNamespace(perf_counter=clock))
+    return clock
+
+
+def scripted(name, scores, cost, clock, turns, deadline=None, initial=None):
+    """A training whose validations score ``scores`` in turn, each after ``cost``
+    seconds; it ends after the last, or at ``deadline``, as training_steps would."""
+    history = TrainingHistory(initial_validation_score=initial)
+    for score in scores:
+        if deadline is not None and clock.now >= deadline:
+            history.timed_out = True
+            break
+        clock.now += cost
+        turns.append(name)
+        history.validation_scores.append(score)
+        history.n_iter += 1
+        if score > max(history.validation_scores[:-1], default=initial or -1e9):
+            history.best_epoch = history.n_iter - 1
+            history.best_round = len(history.validation_scores) - 1
+        yield history
+    return history
+
+
+def test_a_start_that_gains_nothing_gives_its_turns_to_one_that_gains(clock):
+    # The anchored start gains once, then nothing; the random one starts far below it
+    # and gains every turn (dequantised digits): after a look at its rate, the anchored
+    # one trains no more until the other ends.
+    turns = []
+    deadline = 100.0
+    anchored = scripted("a", [-0.90] + [-0.905] * 99, 0.3, clock, turns, deadline, -0.91)
+    rising = [-3.0 + 0.05 * i for i in range(100)]
+    random = scripted("r", rising, 0.6, clock, turns, deadline)
+    histories = interleave({"gmm": anchored, "random": random}, deadline, SOLO)
+    assert set(histories) == {"gmm", "random"}
+    while_both = turns[: len(turns) - turns[::-1].index("r")]
+    assert while_both.count("a") <= RATE_WINDOW + 2
+    assert turns.count("r") == 100  # all its validations, within the deadline
+    assert histories["random"].validation_scores == rising
+
+
+def test_a_start_that_cannot_catch_up_stops_training_while_the_other_gains(clock):
+    # The random start far below, its gains shrinking (latents): once its recent rate
+    # cannot reach the anchored start's score in the time left, the anchored one has it.
+    turns = []
+    deadline = 60.0
+    anchored = scripted(
+        "a", [-1.0 + 0.001 * i for i in range(200)], 0.5, clock, turns, deadline, -1.01
+    )
+    slowing = [-3.0 + 1.5 * (1 - 0.5**i) for i in range(200)]  # tends to -1.5
+    random = scripted("r", slowing, 0.5, clock, turns, deadline)
+    histories = interleave({"gmm": anchored, "random": random}, deadline, SOLO)
+    assert turns.count("r") <= 12 and turns.count("a") >= 100
+    # Every second went to one of them, and the deadline ended both.
+    assert clock.now == pytest.approx(deadline, abs=0.5)
+    assert histories["gmm"].timed_out
+
+
+def test_the_one_left_trains_until_its_end(clock):
+    # The leader ends by its own stopping rule early: the other has the rest.
+    turns = []
+    anchored = scripted("a", [-0.9, -0.89, -0.889], 1.0, clock, turns, 50.0, -0.95)
+    random = scripted("r", [-5.0 + 0.01 * i for i in range(30)], 1.0, clock, turns, 50.0)
+    histories = interleave({"gmm": anchored, "random": random}, 50.0, SOLO)
+    assert turns[-1] == "r" and turns.count("r") == 30 and turns.count("a") == 3
+    assert len(histories["random"].validation_scores) == 30
+
+
+def test_without_a_deadline_each_trains_to_its_end_in_turn(clock):
+    turns = []
+    a = scripted("a", [-1.0, -0.9], 1.0, clock, turns)
+    r = scripted("r", [-2.0, -0.5, -0.4], 1.0, clock, turns)
+    interleave({"gmm": a, "random": r}, None, SOLO)
+    assert turns == ["a", "a", "r", "r", "r"]
+
+
+def test_one_not_begun_by_the_deadline_is_not_trained(clock):
+    # The first start's first turn took the whole budget: the second never begins (its
+    # first epoch would run past the deadline); the first always trains.
+    turns = []
+    a = scripted("a", [-1.0, -0.9], 10.0, clock, turns, 5.0, -1.1)
+    r = scripted("r", [-2.0], 1.0, clock, turns, 5.0)
+    histories = interleave({"gmm": a, "random": r}, 5.0, SOLO)
+    assert turns == ["a"] and set(histories) == {"gmm"}
+    assert histories["gmm"].timed_out
