@@ -102,10 +102,6 @@ class TrainingConfig:
     display : Display, optional
         How the bar shows the loss and the validation score (in the data's units, e.g.
         nats per row); by default the raw values, as ``loss`` and ``valid``.
-    first_look : callable, optional
-        With ``keep_initial``: called once, after the first validation, with its score's
-        gain over the untrained module's; ``True`` ends training there (for a caller
-        with something else to spend the budget on where training gains little).
     """
 
     max_epochs: int
@@ -119,7 +115,6 @@ class TrainingConfig:
     verbose: int = 0
     desc: str = "fit"
     display: Display | None = None
-    first_look: Callable[[float], bool] | None = None
 
 
 def train_module(
@@ -268,14 +263,9 @@ def training_steps(
         return score
 
     def validate(epoch: int, steps: int) -> bool:
-        """Validate and record (``run``); whether training ends here: by early
-        stopping, or by the caller's ``first_look`` at the first validation's gain."""
+        """Validate and record (``run``); whether early stopping ends training here."""
         assert X_valid is not None
-        stop = run.validate(evaluate(X_valid), epoch, where, steps)
-        scores, initial = history.validation_scores, history.initial_validation_score
-        if config.first_look is None or stop or len(scores) != 1 or initial is None:
-            return stop
-        return bool(config.first_look(scores[0] - initial))
+        return run.validate(evaluate(X_valid), epoch, where, steps)
 
     def batches() -> list[Tensor]:
         order = torch.randperm(len(X_train), generator=generator)

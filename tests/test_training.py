@@ -304,36 +304,6 @@ def test_a_model_validating_more_often_than_each_epoch_reports_its_best_score():
         assert model.best_validation_score_ == pytest.approx(max(model.validation_scores_))
 
 
-@pytest.mark.parametrize("ends", [True, False])
-def test_a_first_look_at_the_first_validation_can_end_training(ends):
-    module, train, valid = _setup()
-    gains = []
-
-    def first_look(gain):
-        gains.append(gain)
-        return ends
-
-    history = run_training(
-        module,
-        _mse(module),
-        train,
-        valid,
-        optimizer=torch.optim.SGD(module.parameters(), lr=0.05),
-        max_epochs=5,
-        batch_size=16,
-        n_iter_no_change=5,
-        keep_initial=True,
-        first_look=first_look,
-        generator=torch.Generator().manual_seed(0),
-    )
-    # Called once, with the first validation's gain over the untrained module's score.
-    assert gains == [
-        pytest.approx(history.validation_scores[0] - history.initial_validation_score)
-    ]
-    assert gains[0] > 0
-    assert history.n_iter == (1 if ends else 5)
-
-
 def _steps(module, train, valid, seed=0, **options):
     from ldelib.training import training_steps
 

@@ -132,9 +132,11 @@ class Averaging:
         mean_rows = logsumexp(np.stack(parts), axis=0) - math.log(len(parts))
         return float(mean_rows.mean()) - self.log_det
 
-    def run(self, deadline: float | None) -> Averaging:
-        """Grow until the growth ends or ``deadline`` (``time.perf_counter``) passes."""
-        while not self.finished:
+    def run(self, deadline: float | None, fits: int | None = None) -> Averaging:
+        """Grow until the growth ends or ``deadline`` (``time.perf_counter``) passes, or
+        (``fits``) after that many more fits."""
+        while not self.finished and (fits is None or fits > 0):
+            fits = None if fits is None else fits - 1
             cutoff = None if deadline is None else deadline - (len(self.kept) + 1) * self.refit_s
             if cutoff is not None and time.perf_counter() + (self.last_s or 0.0) > cutoff:
                 return self

@@ -425,6 +425,7 @@ class HeldOutSearch(Generic[_M]):
 
     def __init__(self, estimator: _M, Z: np.ndarray, held_out: np.ndarray) -> None:
         self.estimator, self._n_rows, self._n_features = estimator, Z.shape[0], Z.shape[1]
+        self.moved = False
         with fit_clock():
             estimator._check_params()
             rng = estimator._fit_rng(torch.device("cpu"))
@@ -486,13 +487,15 @@ class HeldOutSearch(Generic[_M]):
         one = search.reserve(search.best_mixture) * n_rows / self._n_rows
         return one * getattr(self.estimator, "n_average_", 1)
 
-    def resume(self, deadline: float | None) -> _M | None:
+    def resume(self, deadline: float | None, fits: int | None = None) -> _M | None:
         """Go on with the search, or the averaging of its choice, until it ends or
-        ``deadline`` passes. Returns a copy of the estimator holding the better
+        ``deadline`` passes, or (``fits``) after that many more fits (``moved`` says
+        whether it fitted any). Returns a copy of the estimator holding the better
         candidate, or the larger average, it found, as fitted (in single precision, on
         the rows ``Z``: a caller refits it, to more rows), or ``None``; the estimator
         keeps its fit."""
         search = self._search
+        self.moved = False
         if search is None or self.finished:
             return None
         larger = copy.copy(self.estimator)
@@ -500,7 +503,8 @@ class HeldOutSearch(Generic[_M]):
         if averaging is not None:
             before = len(averaging.kept)
             with em_threads(self._n_features):
-                averaging.run(deadline)
+                averaging.run(deadline, fits)
+            self.moved = len(averaging.kept) > before or averaging.finished
             if len(averaging.kept) == before:
                 return None
             kept = averaging.kept
@@ -508,9 +512,10 @@ class HeldOutSearch(Generic[_M]):
                 combined(kept), search.best[1], dict(search.scores), len(kept), averaging.scores
             )
         else:
-            before_best = search.best
+            before_best, tried = search.best, len(search.scores)
             with em_threads(self._n_features):
-                search.run(deadline)
+                search.run(deadline, fits=fits)
+            self.moved = len(search.scores) > tried or search.finished
             search.averaging = None  # of the choice before; the new one is not averaged
             if search.best == before_best or search.best_mixture is None:
                 return None

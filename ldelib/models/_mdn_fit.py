@@ -6,7 +6,6 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -217,11 +216,9 @@ class AnchoredFit(StartRace):
         rng: np.random.Generator,
         device: torch.device,
         deadline: float | None,
-        first_look: Callable[[float], bool] | None = None,
     ) -> TrainingHistory:
-        """Build ``module_`` from the mixture (anchored) or from scratch, and train it
-        (``first_look``: see :class:`~ldelib.training.TrainingConfig`)."""
-        return run_to_end(self._start(mixture, train, valid, rng, device, deadline, first_look))
+        """Build ``module_`` from the mixture (anchored) or from scratch, and train it."""
+        return run_to_end(self._start(mixture, train, valid, rng, device, deadline))
 
     def _start(
         self,
@@ -231,7 +228,6 @@ class AnchoredFit(StartRace):
         rng: np.random.Generator,
         device: torch.device,
         deadline: float | None,
-        first_look: Callable[[float], bool] | None = None,
     ) -> Steps:
         """:meth:`_train_start`'s training, paused after each validation (built now,
         trained as it is advanced)."""
@@ -240,7 +236,7 @@ class AnchoredFit(StartRace):
             self.n_components_ = self._free_components()
         self._build_module(mixture, device)
         remaining = None if deadline is None else deadline - time.perf_counter()
-        return self._training(train, valid, rng, device, remaining, first_look)
+        return self._training(train, valid, rng, device, remaining)
 
     def _build_module(self, mixture: GMM | None, device: torch.device) -> None:
         """An untrained ``module_`` on ``device``: anchored on ``mixture``, or not."""
@@ -414,7 +410,6 @@ class AnchoredFit(StartRace):
         rng: np.random.Generator,
         device: torch.device,
         max_time: float | None,
-        first_look: Callable[[float], bool] | None = None,
     ) -> Steps:
         n_features = self.n_features_in_
         paper = self.architecture == "paper"
@@ -442,7 +437,6 @@ class AnchoredFit(StartRace):
             lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
             desc=self._bar_label(),
             display=self._in_nats(),
-            first_look=first_look,
             **python_params(
                 self,
                 "max_epochs",

@@ -75,27 +75,20 @@ class StartRace(BaseDensityEstimator):
         it).
 
         Without ``random_start`` (no validation rows, or no time for
-        ``_MIN_RANDOM_EPOCHS`` epochs of it), the anchored start trains alone: on the
-        whole budget, or, where the budget cut the mixture's ``search`` while it still
-        improved, on half of what it left, the search going on in the other half
-        (:meth:`_resume_search`). There, where the anchored start's first validation
-        gains less than the search's last K did, its training ends at once and the search
-        has all that is left (:meth:`_yields_to_search`). Where the random start had
-        time for 2 to 17 epochs, it trailed by 5 to 41 nats per row (latents and warped
+        ``_MIN_RANDOM_EPOCHS`` epochs of it), the anchored start trains alone, or, where
+        the budget cut the mixture's ``search`` while it still improved, in turns with
+        the search going on (:meth:`_train_with_search`). Where the random start had time
+        for 2 to 17 epochs, it trailed by 5 to 41 nats per row (latents and warped
         targets of 60,000 rows at D = 32 and 64).
         """
         if random_start and valid is not None:
             return self._race_starts(mixture, train, valid, rng, device, deadline), mixture
-        resumes = search is not None and deadline is not None and valid is not None
-        now = time.perf_counter()
-        half = now + (deadline - now) / 2 if resumes and deadline is not None else deadline
-        first_look = self._yields_to_search(search) if resumes else None
-        anchored = self._train_start(mixture, train, valid, rng, device, half, first_look)
-        if resumes:
-            assert search is not None and valid is not None  # resumes says so
-            anchored, mixture = self._resume_search(
-                search, mixture, anchored, valid, device, deadline
+        if search is not None and deadline is not None and valid is not None:
+            anchored, mixture = self._train_with_search(
+                search, mixture, train, valid, rng, device, deadline
             )
+        else:
+            anchored = self._train_start(mixture, train, valid, rng, device, deadline)
         if self._races():
             best = anchored.best_validation_score
             self.start_scores_ = {"gmm": self._in_nats_or_none(best), "random": None}
@@ -132,78 +125,46 @@ class StartRace(BaseDensityEstimator):
         }
         return histories[won]
 
-    def _yields_to_search(self, search: HeldOutSearch | None) -> Callable[[float], bool] | None:
-        """The anchored start's first look (see :class:`~ldelib.training.TrainingConfig`)
-        where the mixture's ``search`` will resume: training ends at its first validation
-        when that gained less than the search's last step (``last_gain``), which is
-        likelier to pay for the rest of the budget: per row against the last K, per row
-        and second against the last mixture averaged (``last_seconds``; the first
-        epoch's seconds count from here). ``None`` (train until half) when the search has
-        not yet measured a gain.
-
-        At 60,000 rows of 128-D MNIST latents, 300 s, the anchored start trained for half
-        of what the search left (4 epochs), and the search, cut at K = 20, did not reach
-        K = 40 in the other half: the GMM did in its 300 s, and scored 8.1 nats per row
-        higher. Yielding, the search reached it and the LDE equals the GMM (-125.15 against
-        -125.21). On five warped targets of 60,000 rows (45 s): +0.01 to +0.09 nats per row
-        on four, -0.03 on heavy-tailed D = 16, whose network's later epochs paid more.
-        """
-        gain = None if search is None else search.last_gain
-        if search is None or gain is None:
-            return None
-        seconds = search.last_seconds
-        per_dimension = gain / self.n_features_in_  # training's units: nats per dimension
-        began = time.perf_counter()
-
-        def first_look(score_gain: float) -> bool:
-            assert self.anchor_ is not None
-            self.anchor_["first_epoch_gain"] = score_gain * self.n_features_in_
-            if seconds is None:
-                return score_gain < per_dimension
-            return score_gain / (time.perf_counter() - began) < per_dimension / seconds
-
-        return first_look
-
-    def _resume_search(
+    def _train_with_search(
         self,
         search: HeldOutSearch,
         mixture: GMM,
-        anchored: TrainingHistory,
+        train: Tensor | DiskRows,
         valid: np.ndarray,
+        rng: np.random.Generator,
         device: torch.device,
-        deadline: float | None,
+        deadline: float,
     ) -> tuple[TrainingHistory, GMM]:
-        """Go on with the mixture's search that the budget cut, until ``deadline``; a
-        mixture it finds that scores the validation rows higher than the trained
-        anchored start replaces it, untrained. Returns the kept start's history and its
-        mixture.
+        """The anchored start and the mixture's search that the budget cut, in turns
+        (:func:`interleave`) until ``deadline``: a mixture the search finds that scores
+        the validation rows higher than the trained anchored start replaces it,
+        untrained. Returns the kept start's history and its mixture.
 
         Where the data look like a mixture (warped targets of 60,000 rows), a larger K
-        is worth more than the network's corrections, which the search reaches only with
-        more of the budget; where the network gains (latents, heavy-tailed clusters), it
-        gains most in its first epochs. No fixed share of the budget served both: the
-        mixture's search with 0.8 of it instead of 0.5 moved the LDE by +0.03 to +0.51
-        nats per row on four warped targets and by -0.10 to -0.51 on latents and
-        heavy-tailed clusters. Going on after half of the training's time instead
-        (45 s, one thread, test nats per row against the network on all of it): +0.46,
-        +0.20 and +0.04 on warped D = 64, 32 and 16 at 60,000 rows; -0.004 to -0.012 on
-        three sets where the larger K did not win. Only a search cut while still
-        improving goes on (``HeldOutSearch.improving``): on 64-D MNIST latents, cut
-        after a K that did not improve, going on found nothing and cost the network half
-        its epochs (-0.06 +- 0.03).
+        or a larger average is worth more than the network's corrections; where the
+        network gains (latents, heavy-tailed clusters), it gains most in its first
+        epochs. No fixed share of the budget served both: the mixture's search with 0.8
+        of it instead of 0.5 moved the LDE by +0.03 to +0.51 nats per row on four warped
+        targets and by -0.10 to -0.51 on latents and heavy-tailed clusters; and where the
+        search went on after the network's first epoch whenever that had gained less per
+        second than the search's last step, it still lost mixtures to the average of the
+        GMM alone at D = 32 and 64 (0.07 to 0.52 nats per row behind it). Only a search
+        cut while still improving goes on (``HeldOutSearch.improving``): on 64-D MNIST
+        latents, cut after a K that did not improve, going on found nothing and cost the
+        network half its epochs (-0.06 +- 0.03).
         """
-        assert self.anchor_ is not None  # the anchored start trained
-        network_rows = self._score_rows(valid, device)
-        began = time.perf_counter()
-        larger = search.resume(deadline)
-        self.anchor_["resumed_s"] = time.perf_counter() - began
-        if larger is None:
+        assert self.anchor_ is not None  # the anchored start is built first
+        found: list[GMM] = []
+        steps = {
+            "gmm": self._start(mixture, train, valid, rng, device, deadline),
+            "search": self._search_steps(search, mixture, valid, deadline, found),
+        }
+        histories = interleave(steps, deadline, distributed.context())
+        anchored = histories["gmm"]
+        if not found:
             return anchored, mixture
-        mixture_rows = larger.score_samples(valid)  # standardised rows, identity scaling
-        width = self._condition_width()
-        if width:  # the joint mixture of (context, z): its conditional, as the network's
-            mixture_rows = mixture_rows - larger.score_samples(valid, n_dims=width)
-        if not float(mixture_rows.mean()) > float(network_rows.mean()):
+        larger = found[-1]
+        if not self._mixture_rows(larger, valid).mean() > self._score_rows(valid, device).mean():
             return anchored, mixture
         self.n_components_ = larger.n_components_
         held_out = larger._selected_score()
@@ -212,13 +173,56 @@ class StartRace(BaseDensityEstimator):
             n_average=larger.n_average_,
             reg_covar=larger.reg_covar_,
             validation_score=None
-            if width or held_out is None
+            if self._condition_width() or held_out is None
             else held_out - self._log_scale_sum(),
         )
         self._build_module(larger, device)
         self.module_.eval()  # as training leaves it
-        score = float(mixture_rows.mean()) / self.n_features_in_  # training's units
+        score = histories["search"].best_validation_score
         return TrainingHistory(timed_out=True, initial_validation_score=score), larger
+
+    def _search_steps(
+        self,
+        search: HeldOutSearch,
+        mixture: GMM,
+        valid: np.ndarray,
+        deadline: float,
+        found: list[GMM],
+    ) -> Steps:
+        """The mixture's ``search`` going on one fit a turn, as a training that
+        :func:`interleave` runs: its scores are those of the best mixture so far on the
+        validation rows (training's units, nats per dimension), the one it started from
+        its initial score. A better mixture is appended to ``found``; the seconds it ran
+        are kept in ``anchor_["resumed_s"]``."""
+        assert self.anchor_ is not None
+        d = self.n_features_in_
+        best = float(self._mixture_rows(mixture, valid).mean()) / d
+        history = TrainingHistory(initial_validation_score=best)
+        seconds = 0.0
+        while True:
+            began = time.perf_counter()
+            larger = search.resume(deadline, fits=1)
+            score = None if larger is None else float(self._mixture_rows(larger, valid).mean()) / d
+            seconds += time.perf_counter() - began
+            self.anchor_["resumed_s"] = seconds
+            if not search.moved:  # out of time, or nothing left to try
+                return history
+            if larger is not None and score is not None and score > best:
+                found.append(larger)
+                best = score
+                history.best_round = history.best_epoch = len(history.validation_scores)
+            history.validation_scores.append(best)
+            history.n_iter += 1
+            if search.finished or (yield history):
+                return history
+
+    def _mixture_rows(self, mixture: GMM, valid: np.ndarray) -> np.ndarray:
+        """Log-densities of the standardised validation rows under ``mixture`` (identity
+        scaling), as the network that it anchors would score them untrained: of a fit on
+        a context, the conditional of the joint mixture of (context, z)."""
+        rows = mixture.score_samples(valid)
+        width = self._condition_width()
+        return rows - mixture.score_samples(valid, n_dims=width) if width else rows
 
     def _score_rows(self, rows: np.ndarray, device: torch.device) -> np.ndarray:
         """Log-densities of standardised, ordered ``rows`` under ``module_`` (eval mode)."""

@@ -219,13 +219,17 @@ class Search:
         self.averaging: Averaging | None = None
         self._deadline: float | None = None
         self._bar: tqdm | None = None
+        self._fits_left: int | None = None
         self._last_start: tuple[int, float] | None = None  # a new K's first round: (K, s)
         self._steps = self._walk()
 
-    def run(self, deadline: float | None, bar: tqdm | None = None) -> Search:
-        """Search until the search ends or ``deadline`` (``time.perf_counter``) passes;
-        ``bar`` counts the mixtures fitted. Returns the search."""
-        self._deadline, self._bar = deadline, bar
+    def run(
+        self, deadline: float | None, bar: tqdm | None = None, fits: int | None = None
+    ) -> Search:
+        """Search until the search ends or ``deadline`` (``time.perf_counter``) passes,
+        or (``fits``) after that many more fits; ``bar`` counts the mixtures fitted.
+        Returns the search."""
+        self._deadline, self._bar, self._fits_left = deadline, bar, fits
         if not self.finished:
             self.finished = next(self._steps, True)
         return self
@@ -237,6 +241,9 @@ class Search:
         return self._deadline - self.reserve(self.best_mixture)
 
     def _out_of_time(self) -> bool:
+        """Whether the search pauses here: at the deadline, or after the fits asked for."""
+        if self._fits_left is not None and self._fits_left <= 0:
+            return True
         cutoff = self._cutoff()
         return (
             cutoff is not None and self.best_mixture is not None and time.perf_counter() >= cutoff
@@ -264,6 +271,8 @@ class Search:
                 while self._out_of_time():
                     yield False
                 mixture = self.fit(k, reg, previous, self._cutoff())
+                if self._fits_left is not None:
+                    self._fits_left -= 1
                 if previous is None and hasattr(mixture, "first_round_s_"):
                     self._last_start = (k, float(mixture.first_round_s_))
                 rows = mixture.score_samples(self.valid)

@@ -263,6 +263,8 @@ def test_averaging_pauses_at_a_deadline_and_resumes():
     )
     assert averaging.run(0.0).kept == averaging.kept[:1] and not averaging.finished
     assert averaging.last_gain is None and averaging.last_s is None
+    # One fit at a time when asked (the LDE's turns), then on to the end.
+    assert len(averaging.run(None, fits=1).kept) == 2 and not averaging.finished
     averaging.run(None)
     # The second member helps; the third (the same mixture) does not; the fourth, bad
     # everywhere, is never fitted.

@@ -282,13 +282,18 @@ def test_a_held_out_search_cut_by_its_budget_goes_on_when_resumed(mixture, monke
     # The first run's deadline has passed after one fit: the search stops at K = 1.
     run, runs = _selection.Search.run, []
 
-    def cut_first(self, deadline, bar=None):
+    def cut_first(self, deadline, bar=None, fits=None):
         runs.append(deadline)
-        return run(self, 0.0 if len(runs) == 1 else deadline, bar)
+        return run(self, 0.0 if len(runs) == 1 else deadline, bar, fits)
 
     monkeypatch.setattr(_selection.Search, "run", cut_first)
     search = HeldOutSearch(GMM("auto", reg_covar="auto", random_state=0), Z, held_out)
     assert not search.finished and search.estimator.n_components_ == 1
+    # One fit a call (the LDE's turns): one candidate more each time, the best so far.
+    tried = len(search._search.scores)
+    stepped = search.resume(time.perf_counter() + 600, fits=1)
+    assert search.moved and len(search._search.scores) == tried + 1
+    assert stepped is None or stepped.n_components_ > 1
     larger = search.resume(time.perf_counter() + 600)
     assert search.finished and larger is not None
     # The estimator keeps its fit; the copy holds the search's new choice.
@@ -298,7 +303,7 @@ def test_a_held_out_search_cut_by_its_budget_goes_on_when_resumed(mixture, monke
     assert larger.score(test) > search.estimator.score(test) + 1.0
     # As good as the search that was never cut (its k-means starts draw differently).
     np.testing.assert_allclose(larger.score(test), whole.score(test), atol=0.02)
-    assert search.resume(None) is None  # nothing left to search
+    assert search.resume(None) is None and not search.moved  # nothing left to search
 
 
 def test_em_in_rounds_is_one_uninterrupted_em(mixture, monkeypatch):
