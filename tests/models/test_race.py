@@ -109,3 +109,16 @@ def test_one_not_begun_by_the_deadline_is_not_trained(clock):
     histories = interleave({"gmm": a, "random": r}, 5.0, SOLO)
     assert turns == ["a"] and set(histories) == {"gmm"}
     assert histories["gmm"].timed_out
+
+
+@pytest.mark.parametrize(("prior_gain", "search_turn"), [(1e-6, 20), (10.0, 1)])
+def test_what_a_training_gained_before_the_race_counts(clock, prior_gain, search_turn):
+    # The search of a mixture went on before the race, at a known gain per second: it
+    # needs no turn to be judged. Too slow, it waits until the network ends; fast, it
+    # goes right after the network's first turn (which has none to go by).
+    turns = []
+    network = scripted("a", [-1.0 + 0.01 * i for i in range(20)], 1.0, clock, turns, 100.0, -1.01)
+    search = scripted("s", [-0.5] * 5, 1.0, clock, turns, 100.0, -1.01)
+    prior = {"search": [(-1.0, -1.01 - prior_gain), (0.0, -1.01)]}
+    interleave({"gmm": network, "search": search}, 100.0, SOLO, prior)
+    assert turns.index("s") == search_turn
