@@ -127,7 +127,7 @@ class GridMixturePeer(BaseDensityEstimator):
 
     def __init__(
         self,
-        components: tuple[int, ...] = (1, 2, 5, 10, 20, 30, 40, 50, 60, 80, 120, 160, 320, 640),
+        components: tuple[int, ...] = (1, 2, 5, 10, 20, 30, 40, 50, 60, 80, 120, 160),
         regs: tuple[float, ...] = (1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3),
         validation_fraction: float = 0.2,
         max_time: float | None = None,

@@ -68,113 +68,93 @@ class StartRace(BaseDensityEstimator):
         corrects it; where a flexible model can do better (dequantised images, latents of
         a few distinct shapes), the random start's ten free components per conditional
         and wider network win, which corrections to a mixture of few components cannot
-        reach. The two train in turns (:func:`interleave`), so the budget goes to the
-        start that can still gain most. Both are scored on the same validation rows, row
-        by row, and the random start must lead by more than ``CLEARLY_WORSE_SE`` paired
-        standard errors: a narrower win is as likely noise of the split (measured: on
-        one seed of the 2-D ring the random start won on validation and lost 0.020 +-
-        0.003 nats to the mixture on test). So the kept start is never below the mixture
-        on validation (the anchored start keeps its untrained state when no epoch beats
-        it).
+        reach. Both are scored on the same validation rows, row by row, and the random
+        start must lead by more than ``CLEARLY_WORSE_SE`` paired standard errors: a
+        narrower win is as likely noise of the split (measured: on one seed of the 2-D
+        ring the random start won on validation and lost 0.020 +- 0.003 nats to the
+        mixture on test). So the kept start is never below the mixture on validation
+        (the anchored start keeps its untrained state when no epoch beats it).
 
-        Without ``random_start`` (no validation rows, or no time for
-        ``_MIN_RANDOM_EPOCHS`` epochs of it), the anchored start trains alone, or, where
-        the budget cut the mixture's ``search`` while it still improved, in turns with
-        the search going on (:meth:`_train_with_search`). Where the random start had time
-        for 2 to 17 epochs, it trailed by 5 to 41 nats per row (latents and warped
-        targets of 60,000 rows at D = 32 and 64).
+        Where the budget cut the mixture's ``search`` while it still improved (a larger
+        K, or the averaging of its choice), the search goes on too: a mixture it finds
+        that scores the validation rows higher than the trained anchored start replaces
+        it, untrained. Where the data look like a mixture (warped targets of 60,000
+        rows), a larger K or a larger average is worth more than the network's
+        corrections; where the network gains (latents, heavy-tailed clusters), it gains
+        most in its first epochs. No fixed share of the budget served both: the
+        mixture's search with 0.8 of it instead of 0.5 moved the LDE by +0.03 to +0.51
+        nats per row on four warped targets and by -0.10 to -0.51 on latents and
+        heavy-tailed clusters. Only a search cut while still improving goes on
+        (``HeldOutSearch.improving``): on 64-D MNIST latents, cut after a K that did not
+        improve, going on found nothing and cost the network half its epochs (-0.06 +-
+        0.03).
+
+        So the anchored start, the search and the random start train in turns
+        (:func:`interleave`), the budget going to whichever can still gain most. The
+        random start trains only with ``random_start`` (validation rows, and time for
+        ``_MIN_RANDOM_EPOCHS`` epochs of it): where it had time for 2 to 17 epochs, it
+        trailed by 5 to 41 nats per row (latents and warped targets of 60,000 rows at
+        D = 32 and 64).
         """
-        if random_start and valid is not None:
-            return self._race_starts(mixture, train, valid, rng, device, deadline), mixture
-        if search is not None and deadline is not None and valid is not None:
-            anchored, mixture = self._train_with_search(
-                search, mixture, train, valid, rng, device, deadline
-            )
-        else:
-            anchored = self._train_start(mixture, train, valid, rng, device, deadline)
-        if self._races():
-            best = anchored.best_validation_score
-            self.start_scores_ = {"gmm": self._in_nats_or_none(best), "random": None}
-        return anchored, mixture
-
-    def _race_starts(
-        self,
-        mixture: GMM,
-        train: Tensor | DiskRows,
-        valid: np.ndarray,
-        rng: np.random.Generator,
-        device: torch.device,
-        deadline: float | None,
-    ) -> TrainingHistory:
-        """The race of :meth:`_race` with both starts: the kept one's history, its state
-        (``module_``, ``anchor_``, ``n_components_``) left on the estimator."""
-        steps, states = {}, {}
-        for name, start in (("gmm", mixture), ("random", None)):
-            steps[name] = self._start(start, train, valid, rng, device, deadline)
-            states[name] = dict(self.__dict__)
-        histories = interleave(steps, deadline, distributed.context())
-        rows = {}
-        for name in histories:
-            self.__dict__.update(states[name])
-            rows[name] = self._score_rows(valid, device)
-        random = "random" in rows and clearly_worse(rows["gmm"], rows["random"])
-        won = "random" if random else "gmm"
-        self.__dict__.update(states[won])
-        self.start_scores_ = {
-            name: self._in_nats_or_none(
-                histories[name].best_validation_score if name in histories else None
-            )
-            for name in steps
-        }
-        return histories[won]
-
-    def _train_with_search(
-        self,
-        search: HeldOutSearch,
-        mixture: GMM,
-        train: Tensor | DiskRows,
-        valid: np.ndarray,
-        rng: np.random.Generator,
-        device: torch.device,
-        deadline: float,
-    ) -> tuple[TrainingHistory, GMM]:
-        """The anchored start and the mixture's search that the budget cut, in turns
-        (:func:`interleave`) until ``deadline``: a mixture the search finds that scores
-        the validation rows higher than the trained anchored start replaces it,
-        untrained. Returns the kept start's history and its mixture.
-
-        Where the data look like a mixture (warped targets of 60,000 rows), a larger K
-        or a larger average is worth more than the network's corrections; where the
-        network gains (latents, heavy-tailed clusters), it gains most in its first
-        epochs. No fixed share of the budget served both: the mixture's search with 0.8
-        of it instead of 0.5 moved the LDE by +0.03 to +0.51 nats per row on four warped
-        targets and by -0.10 to -0.51 on latents and heavy-tailed clusters; and where the
-        search went on after the network's first epoch whenever that had gained less per
-        second than the search's last step, it still lost mixtures to the average of the
-        GMM alone at D = 32 and 64 (0.07 to 0.52 nats per row behind it). Only a search
-        cut while still improving goes on (``HeldOutSearch.improving``): on 64-D MNIST
-        latents, cut after a K that did not improve, going on found nothing and cost the
-        network half its epochs (-0.06 +- 0.03).
-        """
-        assert self.anchor_ is not None  # the anchored start is built first
+        if valid is None:
+            history = self._train_start(mixture, train, valid, rng, device, deadline)
+            if self._races():
+                best = history.best_validation_score
+                self.start_scores_ = {"gmm": self._in_nats_or_none(best), "random": None}
+            return history, mixture
+        steps, states, prior = {}, {}, {}
+        steps["gmm"] = self._start(mixture, train, valid, rng, device, deadline)
+        states["gmm"] = dict(self.__dict__)
         found: list[GMM] = []
-        d = self.n_features_in_
-        start = float(self._mixture_rows(mixture, valid).mean()) / d  # training's units
-        steps = {
-            "gmm": self._start(mixture, train, valid, rng, device, deadline),
-            "search": self._search_steps(search, start, valid, deadline, found),
-        }
-        # The averaging's last mixture: its gain per second before the race.
-        gain, seconds = search.last_gain, search.last_seconds
-        prior = {}
-        if gain is not None and seconds is not None:
-            prior["search"] = [(-seconds, start - gain / d), (0.0, start)]
+        if search is not None and deadline is not None:
+            d = self.n_features_in_
+            start = float(self._mixture_rows(mixture, valid).mean()) / d  # training's units
+            assert self.anchor_ is not None  # the anchored start's, as the random one's is None
+            steps["search"] = self._search_steps(
+                search, start, valid, deadline, found, self.anchor_
+            )
+            # The averaging's last mixture: its gain per second before the race.
+            gain, seconds = search.last_gain, search.last_seconds
+            if gain is not None and seconds is not None:
+                prior["search"] = [(-seconds, start - gain / d), (0.0, start)]
+        if random_start:
+            steps["random"] = self._start(None, train, valid, rng, device, deadline)
+            states["random"] = dict(self.__dict__)
         histories = interleave(steps, deadline, distributed.context(), prior)
+        self.__dict__.update(states["gmm"])
         anchored = histories["gmm"]
-        if not found:
-            return anchored, mixture
-        larger = found[-1]
-        if not self._mixture_rows(larger, valid).mean() > self._score_rows(valid, device).mean():
+        if found:
+            anchored, mixture = self._larger_if_better(found[-1], anchored, mixture, valid, device)
+        won = "gmm"
+        if "random" in histories:
+            anchored_rows = self._score_rows(valid, device)
+            kept = dict(self.__dict__)
+            self.__dict__.update(states["random"])
+            if clearly_worse(anchored_rows, self._score_rows(valid, device)):
+                won = "random"
+            else:
+                self.__dict__.update(kept)
+        if self._races():
+            scores = {"gmm": anchored.best_validation_score, "random": None}
+            if "random" in histories:
+                scores["random"] = histories["random"].best_validation_score
+            self.start_scores_ = {k: self._in_nats_or_none(v) for k, v in scores.items()}
+        return (histories["random"], mixture) if won == "random" else (anchored, mixture)
+
+    def _larger_if_better(
+        self,
+        larger: GMM,
+        anchored: TrainingHistory,
+        mixture: GMM,
+        valid: np.ndarray,
+        device: torch.device,
+    ) -> tuple[TrainingHistory, GMM]:
+        """The ``larger`` mixture the search found, untrained, in place of the trained
+        anchored start where it scores the validation rows higher; the kept one's
+        history and mixture."""
+        assert self.anchor_ is not None
+        score = float(self._mixture_rows(larger, valid).mean())
+        if not score > float(self._score_rows(valid, device).mean()):
             return anchored, mixture
         self.n_components_ = larger.n_components_
         held_out = larger._selected_score()
@@ -188,8 +168,8 @@ class StartRace(BaseDensityEstimator):
         )
         self._build_module(larger, device)
         self.module_.eval()  # as training leaves it
-        score = histories["search"].best_validation_score
-        return TrainingHistory(timed_out=True, initial_validation_score=score), larger
+        initial = score / self.n_features_in_  # training's units
+        return TrainingHistory(timed_out=True, initial_validation_score=initial), larger
 
     def _search_steps(
         self,
@@ -198,13 +178,14 @@ class StartRace(BaseDensityEstimator):
         valid: np.ndarray,
         deadline: float,
         found: list[GMM],
+        anchor: dict[str, Any],
     ) -> Steps:
         """The mixture's ``search`` going on one fit a turn, as a training that
         :func:`interleave` runs: its scores are those of the best mixture so far on the
         validation rows (training's units, nats per dimension), ``start`` (the mixture's
-        it goes on from) its initial score. A better mixture is appended to ``found``; the seconds it ran
-        are kept in ``anchor_["resumed_s"]``."""
-        assert self.anchor_ is not None
+        it goes on from) its initial score. A better mixture is appended to ``found``;
+        the seconds it ran are kept in ``anchor["resumed_s"]`` (the anchored start's
+        ``anchor_``)."""
         d, best = self.n_features_in_, start
         history = TrainingHistory(initial_validation_score=best)
         seconds = 0.0
@@ -213,7 +194,7 @@ class StartRace(BaseDensityEstimator):
             larger = search.resume(deadline, fits=1)
             score = None if larger is None else float(self._mixture_rows(larger, valid).mean()) / d
             seconds += time.perf_counter() - began
-            self.anchor_["resumed_s"] = seconds
+            anchor["resumed_s"] = seconds
             if not search.moved:  # out of time, or nothing left to try
                 return history
             if larger is not None and score is not None and score > best:

@@ -57,8 +57,8 @@ class GMM(ConditionalMixture):
     ----------
     n_components : int, list of int or "auto", default=10
         Number of mixture components :math:`K`, or candidate values to choose from
-        with ``selection``. ``"auto"``: the candidates 1, 2, 5, 10, 20, 40, 80, 160, 320
-        and 640, up to one component per :math:`D` fitting rows (with strong
+        with ``selection``. ``"auto"``: the candidates 1, 2, 5, 10, 20, 40, 80 and 160,
+        up to one component per :math:`D` fitting rows (with strong
         ``reg_covar``, a component needs fewer rows than its covariance has entries).
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Covariance structure, as in :class:`~sklearn.mixture.GaussianMixture`.

@@ -318,6 +318,18 @@ def test_a_search_cut_by_the_budget_goes_on_and_its_larger_mixture_replaces_the_
     np.testing.assert_array_equal(loaded.score_samples(separated), scores)
 
 
+def test_a_cut_search_goes_on_in_turns_with_both_starts(monkeypatch, separated):
+    # The default races the random start too: the search goes on beside both, and its
+    # larger mixture still replaces the anchored start (the random one trails it).
+    runs = _cut_the_first_search(monkeypatch)
+    monkeypatch.setattr(CausalConvMDN, "_random_epoch_s", lambda self, n, device: 0.0)
+    model = CausalConvMDN(**{**RACE, "max_epochs": 3, "max_time": 600}).fit(separated)
+    assert len(runs) >= 3 and model.anchor_["resumed_s"] > 0
+    assert model.start_scores_["random"] is not None
+    assert model.n_components_ == model.anchor_["n_components"] >= 4
+    assert model.start_scores_["gmm"] > model.start_scores_["random"]
+
+
 def test_a_trained_network_that_beats_the_resumed_search_is_kept(monkeypatch, separated):
     from ldelib.models._em import HeldOutSearch
 
@@ -548,11 +560,11 @@ def test_training_leaves_time_for_the_anchors_refit(monkeypatch):
     from ldelib.models._em import HeldOutSearch
 
     deadlines, refits = [], []
-    train_start, refit_anchor = CausalConvMDN._train_start, CausalConvMDN._refit_anchor
+    start, refit_anchor = CausalConvMDN._start, CausalConvMDN._refit_anchor
 
     def spy(self, mixture, train, valid, rng, device, deadline, *rest):
         deadlines.append(deadline)
-        return train_start(self, mixture, train, valid, rng, device, deadline, *rest)
+        return start(self, mixture, train, valid, rng, device, deadline, *rest)
 
     def spy_refit(self, mixture, Z, rng, deadline):
         refits.append((len(Z), deadline))
@@ -564,7 +576,7 @@ def test_training_leaves_time_for_the_anchors_refit(monkeypatch):
         asked.append(n_rows)
         return 100.0
 
-    monkeypatch.setattr(CausalConvMDN, "_train_start", spy)
+    monkeypatch.setattr(CausalConvMDN, "_start", spy)
     monkeypatch.setattr(CausalConvMDN, "_refit_anchor", spy_refit)
     monkeypatch.setattr(HeldOutSearch, "refit_seconds", refit_seconds)
     X = _bimodal(600, 0)
