@@ -31,7 +31,8 @@ def clock(monkeypatch):
 
 def scripted(name, scores, cost, clock, turns, deadline=None, initial=None):
     """A training whose validations score ``scores`` in turn, each after ``cost``
-    seconds; it ends after the last, or at ``deadline``, as training_steps would."""
+    seconds; it ends after the last, at ``deadline``, or when told to, as
+    training_steps would."""
     history = TrainingHistory(initial_validation_score=initial)
     for score in scores:
         if deadline is not None and clock.now >= deadline:
@@ -44,7 +45,8 @@ def scripted(name, scores, cost, clock, turns, deadline=None, initial=None):
         if score > max(history.validation_scores[:-1], default=initial or -1e9):
             history.best_epoch = history.n_iter - 1
             history.best_round = len(history.validation_scores) - 1
-        yield history
+        if (yield history):
+            break
     return history
 
 
@@ -83,13 +85,28 @@ def test_a_start_that_cannot_catch_up_stops_training_while_the_other_gains(clock
 
 
 def test_the_one_left_trains_until_its_end(clock):
-    # The leader ends by its own stopping rule early: the other has the rest.
+    # The first leader gains little, the other fast enough to catch up: the other has
+    # every turn it asks for, to its end, and the first ends once it cannot follow.
+    turns = []
+    anchored = scripted("a", [-0.9, -0.89, -0.889], 1.0, clock, turns, 50.0, -0.95)
+    random = scripted("r", [-2.0 + 0.05 * i for i in range(30)], 1.0, clock, turns, 50.0)
+    histories = interleave({"gmm": anchored, "random": random}, 50.0, SOLO)
+    assert turns[-1] == "r" and turns.count("r") == 30 and turns.count("a") <= 3
+    assert len(histories["random"].validation_scores) == 30 and "gmm" in histories
+
+
+def test_one_that_cannot_reach_the_best_ends_and_so_may_the_race(clock):
+    # Far below, gaining too little to catch up in the time left even at its last rate:
+    # it ends there with its best weights, and once the leader has ended by its own
+    # rule, the race ends before the deadline, leaving the rest to what follows.
     turns = []
     anchored = scripted("a", [-0.9, -0.89, -0.889], 1.0, clock, turns, 50.0, -0.95)
     random = scripted("r", [-5.0 + 0.01 * i for i in range(30)], 1.0, clock, turns, 50.0)
     histories = interleave({"gmm": anchored, "random": random}, 50.0, SOLO)
-    assert turns[-1] == "r" and turns.count("r") == 30 and turns.count("a") == 3
-    assert len(histories["random"].validation_scores) == 30
+    assert turns.count("r") == 2  # two turns to measure a gain, then too slow
+    assert turns.count("a") == 3 and clock.now == pytest.approx(5.0)
+    assert set(histories) == {"gmm", "random"} and not histories["random"].timed_out
+    assert histories["random"].validation_scores == [-5.0, -4.99]
 
 
 def test_without_a_deadline_each_trains_to_its_end_in_turn(clock):
@@ -122,3 +139,15 @@ def test_what_a_training_gained_before_the_race_counts(clock, prior_gain, search
     prior = {"search": [(-1.0, -1.01 - prior_gain), (0.0, -1.01)]}
     interleave({"gmm": network, "search": search}, 100.0, SOLO, prior)
     assert turns.index("s") == search_turn
+
+
+@pytest.mark.parametrize("lumpy", [True, False])
+def test_a_lumpy_training_is_not_ended_for_a_turn_without_gain(clock, lumpy):
+    # A search of mixtures: a candidate that does not improve, then one that does.
+    turns = []
+    network = scripted("a", [-1.0 + 0.01 * i for i in range(5)], 1.0, clock, turns, 100.0, -1.01)
+    search = scripted("s", [-1.2, -1.2, -0.5], 1.0, clock, turns, 100.0, -1.2)
+    steps = {"gmm": network, "search": search}
+    histories = interleave(steps, 100.0, SOLO, lumpy=["search"] if lumpy else ())
+    scores = histories["search"].validation_scores
+    assert scores == ([-1.2, -1.2, -0.5] if lumpy else [-1.2])
