@@ -102,6 +102,8 @@ class Averaging:
     (timed as the last one's) and the refits of all of them (``refit_s`` each) would
     end past the deadline.
 
+    ``reg`` is the regularisation they share (the caller's record).
+
     ``kept`` holds the mixtures; ``scores`` the held-out score of the mean of the first
     1, 2, ... of them (nats per row, data units: ``log_det`` is the log-determinant of
     the standardisation); ``finished``, whether the growth ended by its rule rather
@@ -118,8 +120,9 @@ class Averaging:
         log_det: float,
         n_average: int | str,
         refit_s: float,
+        reg: float = math.nan,
     ) -> None:
-        self.fit, self.held_out, self.log_det = fit, held_out, log_det
+        self.fit, self.held_out, self.log_det, self.reg = fit, held_out, log_det, reg
         self.n_average, self.refit_s = n_average, refit_s
         self.kept, self._rows = [first], [first_rows]
         self.scores = [self._score(self._rows)]

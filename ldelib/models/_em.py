@@ -212,7 +212,8 @@ class EMMixture(BaseDensityEstimator):
             mixture, averaged = self._refit_choice(
                 search, train if held_out is not None else Z, rng, deadline
             )
-            reg, scores = search.best[1], dict(search.scores)
+            assert search.averaging is not None  # _refit_choice sets it
+            reg, scores = search.averaging.reg, dict(search.scores)
         elif many_k:
             candidates = component_candidates(self.n_components, n, n_features)
             check_rows(candidates, n, "of training data")
@@ -303,7 +304,8 @@ class EMMixture(BaseDensityEstimator):
     ) -> tuple[GaussianMixture, tuple[int, list[float]]]:
         """The search's choice, averaged with more mixtures of its K and regularisation
         (``n_average``: :class:`~ldelib.models._averaging.Averaging` on the search's
-        held-out rows, kept as ``search.averaging``), each refitted to ``rows`` from its
+        held-out rows, kept as ``search.averaging``, at the weakest regularisation tied
+        with the choice's: :meth:`Search.weakest_tied`), each refitted to ``rows`` from its
         solution, in double precision. Past the deadline, one EM iteration each:
         skipping it once the budget is spent left held-out rows unfitted (on 784-D
         pixels, a mixture that scored them at -414 nats per dimension). Returns the
@@ -311,14 +313,18 @@ class EMMixture(BaseDensityEstimator):
         first 1, 2, ... of them."""
         k, reg = search.best
         assert search.best_mixture is not None  # the first fit always runs
+        first, first_rows = search.best_mixture, search.best_rows
+        if self.n_average != 1:
+            reg, first, first_rows = search.weakest_tied()
         averaging = search.averaging = Averaging(
             lambda cutoff: search.fit(k, reg, None, cutoff),
-            search.best_mixture,
-            search.best_rows,
+            first,
+            first_rows,
             search.valid,
             search.log_det,
             self.n_average,
-            0.0 if search.reserve is None else search.reserve(search.best_mixture),
+            0.0 if search.reserve is None else search.reserve(first),
+            reg,
         ).run(deadline)
         kept = averaging.kept
         parts = [
@@ -509,7 +515,7 @@ class HeldOutSearch(Generic[_M]):
                 return None
             kept = averaging.kept
             larger._keep(
-                combined(kept), search.best[1], dict(search.scores), len(kept), averaging.scores
+                combined(kept), averaging.reg, dict(search.scores), len(kept), averaging.scores
             )
         else:
             before_best, tried = search.best, len(search.scores)

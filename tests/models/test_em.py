@@ -420,3 +420,52 @@ def test_em_on_small_matrices_runs_on_one_blas_thread(monkeypatch, mixture):
     assert em_module.em_threads(em_module._ONE_THREAD_MAX_DIM + 1).__class__.__name__ == (
         "nullcontext"
     )
+
+
+def test_the_weakest_regularisation_tied_with_the_best_is_the_averages():
+    from ldelib.models._selection import Search
+
+    # K = 2 is best; along its path reg 0.01 ties 0.1 (within noise), 0.001 is clearly
+    # worse; K = 1's weaker regs do not count.
+    noise, other = np.random.default_rng(0).normal(size=(2, 200))
+    rows = {
+        (1, 0.001): np.full(200, -9.0),
+        (1, 0.01): np.full(200, -8.0),
+        (1, 0.1): np.full(200, -7.0),
+        (1, 1.0): np.full(200, -7.5),
+        (2, 0.001): noise - 1.0,
+        (2, 0.01): other - 0.01 - other.mean() + noise.mean(),
+        (2, 0.1): noise,
+        (2, 1.0): noise - 3.0,
+    }
+    search = Search(
+        lambda k, reg, start, deadline: _Scored(rows[k, reg]),
+        np.zeros((200, 1)),
+        [1, 2],
+        [0.001, 0.01, 0.1, 1.0],
+        0.0,
+        True,
+    )
+    assert search.run(None).finished and search.best == (2, 0.1)
+    reg, mixture, tied = search.weakest_tied()
+    assert reg == 0.01 and np.array_equal(tied, rows[2, 0.01])
+    assert np.array_equal(mixture.score_samples(None), rows[2, 0.01])
+
+
+def test_an_averaged_gmm_averages_at_the_weakest_tied_regularisation(monkeypatch):
+    from ldelib.models import _selection
+
+    # One mixture's held-out score: a tie at the two weakest regularisations.
+    calls = []
+    tied = _selection.Search.weakest_tied
+
+    def spy(self):
+        calls.append(self.best)
+        return tied(self)
+
+    monkeypatch.setattr(_selection.Search, "weakest_tied", spy)
+    X = np.random.default_rng(0).normal(size=(600, 3))
+    averaged = GMM(3, reg_covar="auto", n_average=2, random_state=0).fit(X)
+    one = GMM(3, reg_covar="auto", random_state=0).fit(X)
+    assert len(calls) == 1 and one.reg_covar_ == calls[0][1]  # not asked of one mixture
+    assert averaged.reg_covar_ <= one.reg_covar_
