@@ -119,7 +119,9 @@ class StartRace(BaseDensityEstimator):
         if random_start:
             steps["random"] = self._start(None, train, valid, rng, device, deadline)
             states["random"] = dict(self.__dict__)
-        histories = interleave(steps, deadline, distributed.context(), prior, ["search"])
+        histories = interleave(
+            steps, deadline, distributed.context(), prior, ["search"], ["random"]
+        )
         self.__dict__.update(states["gmm"])
         anchored = histories["gmm"]
         if found:
@@ -269,6 +271,7 @@ def interleave(
     ctx: Context,
     prior: dict[str, list[tuple[float, float]]] | None = None,
     lumpy: Collection[str] = (),
+    challengers: Collection[str] = (),
 ) -> dict[str, TrainingHistory]:
     """Run the trainings ``steps`` (see :func:`~ldelib.training.training_steps`) in
     turns of one validation each until each ends (by its early stopping, or by the
@@ -276,7 +279,9 @@ def interleave(
     went on before, its (seconds, best score) before the race, at seconds <= 0.
     ``lumpy``: trainings that gain in lumps (a search of mixtures, where a candidate that
     does not improve often comes before one that does): their gain per second is their
-    mean over all their turns, and they are never ended for it.
+    mean over all their turns, and they are never ended for it. ``challengers``:
+    trainings that replace another only by a clear lead (the random start): their
+    scores end no other.
 
     Each turn goes to the training whose best validation score, grown at its recent gain
     per second (over its last ``RATE_WINDOW`` turns) for the time left, is highest;
@@ -319,9 +324,13 @@ def interleave(
             name = next(iter(lanes))
         else:
             left = deadline - time.perf_counter()
-            ended = [h.best_validation_score for h in histories.values()]
+            ended = [h.best_validation_score for n, h in histories.items() if n not in challengers]
             top = max(
-                [lane.points[-1][1] for lane in lanes.values() if lane.points]
+                [
+                    lane.points[-1][1]
+                    for n, lane in lanes.items()
+                    if lane.points and n not in challengers
+                ]
                 + [score for score in ended if score is not None],
                 default=-math.inf,
             )

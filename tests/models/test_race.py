@@ -151,3 +151,16 @@ def test_a_lumpy_training_is_not_ended_for_a_turn_without_gain(clock, lumpy):
     histories = interleave(steps, 100.0, SOLO, lumpy=["search"] if lumpy else ())
     scores = histories["search"].validation_scores
     assert scores == ([-1.2, -1.2, -0.5] if lumpy else [-1.2])
+
+
+def test_a_challengers_lead_ends_no_other(clock):
+    # The random start must win by a clear lead, so passing the anchored start does not
+    # end it: it waits, and has the turns the random start leaves when it ends.
+    turns = []
+    anchored = scripted("a", [-0.9] + [-0.89] * 30, 1.0, clock, turns, 100.0, -0.95)
+    random = scripted("r", [-2.0 + 0.2 * i for i in range(10)], 1.0, clock, turns, 100.0)
+    histories = interleave(
+        {"gmm": anchored, "random": random}, 100.0, SOLO, challengers=["random"]
+    )
+    assert turns.count("r") == 10 and turns[-1] == "a"
+    assert len(histories["gmm"].validation_scores) > 2
