@@ -469,3 +469,33 @@ def test_an_averaged_gmm_averages_at_the_weakest_tied_regularisation(monkeypatch
     one = GMM(3, reg_covar="auto", random_state=0).fit(X)
     assert len(calls) == 1 and one.reg_covar_ == calls[0][1]  # not asked of one mixture
     assert averaged.reg_covar_ <= one.reg_covar_
+
+
+def test_an_average_at_the_tied_regularisation_gives_way_when_it_does_not_beat_the_choice(
+    monkeypatch,
+):
+    from ldelib.models import _averaging, _selection
+
+    # The tied candidate scores below the choice, and its averaging ends at once.
+    tied_regs = []
+
+    def tied(self):
+        weaker = min(r for r in self.regs if r != self.best[1])
+        tied_regs.append(weaker)
+        return weaker, self.best_mixture, self.best_rows - 1.0
+
+    run = _averaging.Averaging.run
+
+    def stalled(self, deadline, fits=None):
+        if self.reg not in tied_regs:
+            return run(self, deadline, fits)
+        self.finished = True
+        return self
+
+    monkeypatch.setattr(_selection.Search, "weakest_tied", tied)
+    monkeypatch.setattr(_averaging.Averaging, "run", stalled)
+    X = np.random.default_rng(0).normal(size=(600, 3))
+    one = GMM(3, reg_covar="auto", random_state=0).fit(X)
+    averaged = GMM(3, reg_covar="auto", n_average="auto", random_state=0).fit(X)
+    assert tied_regs and tied_regs[0] != one.reg_covar_
+    assert averaged.reg_covar_ == one.reg_covar_  # the choice's, not the tied one's
