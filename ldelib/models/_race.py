@@ -237,12 +237,13 @@ class StartRace(BaseDensityEstimator):
 class _Lane:
     """One training of :func:`interleave`: its seconds trained and its best validation
     score after each of its turns (``prior``: points before the race, at seconds <= 0);
-    ``lumpy``: its gain per second is measured over all of them, not its last turns."""
+    ``mean_rate``: its gain per second is measured over all of them, not its last
+    turns."""
 
     def __init__(
-        self, steps: Steps, prior: list[tuple[float, float]] | None = None, lumpy: bool = False
+        self, steps: Steps, prior: list[tuple[float, float]] | None = None, mean_rate: bool = False
     ) -> None:
-        self.steps, self.lumpy = steps, lumpy
+        self.steps, self.mean_rate = steps, mean_rate
         self.seconds = 0.0
         self.started = False
         self.points: list[tuple[float, float]] = list(prior or [])
@@ -260,7 +261,7 @@ class _Lane:
         an optimistic guess, as gains shrink (infinite until it has a gain to go by)."""
         if len(self.points) < 2:
             return math.inf
-        first = 0 if self.lumpy else max(0, len(self.points) - 1 - RATE_WINDOW)
+        first = 0 if self.mean_rate else max(0, len(self.points) - 1 - RATE_WINDOW)
         (t0, s0), (t1, s1) = self.points[first], self.points[-1]
         return s1 + (s1 - s0) / max(t1 - t0, 1e-9) * max(left, 0.0)
 
@@ -281,7 +282,9 @@ def interleave(
     does not improve often comes before one that does): their gain per second is their
     mean over all their turns, and they are never ended for it. ``challengers``:
     trainings that replace another only by a clear lead (the random start): their
-    scores end no other.
+    scores end no other, and their gain per second is their mean too (a random start
+    gains most in its first epochs: judged by its last, one slow epoch ended it on the
+    digits pooled to 16-D, which it wins by 1.0 nats per vector).
 
     Each turn goes to the training whose best validation score, grown at its recent gain
     per second (over its last ``RATE_WINDOW`` turns) for the time left, is highest;
@@ -306,7 +309,7 @@ def interleave(
     same ones (rank 0's choice: clocks differ between processes).
     """
     lanes = {
-        name: _Lane(training, (prior or {}).get(name), name in lumpy)
+        name: _Lane(training, (prior or {}).get(name), name in lumpy or name in challengers)
         for name, training in steps.items()
     }
     names = list(steps)
@@ -335,7 +338,7 @@ def interleave(
                 default=-math.inf,
             )
             for other in names:
-                hopeless = other in lanes and lanes[other].started and not lanes[other].lumpy
+                hopeless = other in lanes and lanes[other].started and other not in lumpy
                 hopeless = hopeless and lanes[other].reach(left) < top
                 if ctx.is_distributed:
                     hopeless = broadcast_flag(hopeless, ctx)
