@@ -24,7 +24,6 @@ from ..training import (
     Display,
     Steps,
     TrainingConfig,
-    TrainingHistory,
     run_to_end,
     scoped,
     seeded,
@@ -189,7 +188,7 @@ class AnchoredFit(StartRace):
         # Dropout draws from torch's global generator: seeded() forks it for the whole fit.
         with seeded(rng, device, self._dtype):
             if anchor is None:
-                history = self._train_start(None, train, valid, rng, device, deadline)
+                history = run_to_end(self._start(None, train, valid, rng, device, deadline))
             else:
                 mixture, search, refit_s = anchor
                 # Training ends early enough for the anchor's refit to every row to end by
@@ -208,18 +207,6 @@ class AnchoredFit(StartRace):
         self.best_epoch_ = history.best_epoch
         self.n_iter_ = history.n_iter
 
-    def _train_start(
-        self,
-        mixture: GMM | None,
-        train: Tensor | DiskRows,
-        valid: np.ndarray | None,
-        rng: np.random.Generator,
-        device: torch.device,
-        deadline: float | None,
-    ) -> TrainingHistory:
-        """Build ``module_`` from the mixture (anchored) or from scratch, and train it."""
-        return run_to_end(self._start(mixture, train, valid, rng, device, deadline))
-
     def _start(
         self,
         mixture: GMM | None,
@@ -229,8 +216,9 @@ class AnchoredFit(StartRace):
         device: torch.device,
         deadline: float | None,
     ) -> Steps:
-        """:meth:`_train_start`'s training, paused after each validation (built now,
-        trained as it is advanced)."""
+        """Build ``module_`` from the mixture (anchored) or from scratch; its training,
+        paused after each validation (:func:`~ldelib.training.training_steps`: trained as
+        it is advanced, or at once by :func:`~ldelib.training.run_to_end`)."""
         if mixture is None:
             self.anchor_: dict[str, Any] | None = None
             self.n_components_ = self._free_components()

@@ -17,7 +17,7 @@ from .._sources import DiskRows
 from ..density import BaseDensityEstimator
 from ..distributed import Context, broadcast_flag, broadcast_int
 from ..nn.autoregressive import AutoregressiveMDN
-from ..training import Display, Steps, TrainingHistory
+from ..training import Display, Steps, TrainingHistory, run_to_end
 from ._em import HeldOutSearch
 from ._selection import clearly_worse
 from .gmm import GMM
@@ -41,7 +41,6 @@ class StartRace(BaseDensityEstimator):
     start_scores_: dict[str, float | None]
 
     # Of AnchoredFit: how a start is trained, and the network's units and inputs.
-    _train_start: Callable[..., TrainingHistory]
     _start: Callable[..., Steps]
     _build_module: Callable[[GMM | None, torch.device], None]
     _races: Callable[[], bool]
@@ -96,7 +95,7 @@ class StartRace(BaseDensityEstimator):
         D = 32 and 64).
         """
         if valid is None:
-            history = self._train_start(mixture, train, valid, rng, device, deadline)
+            history = run_to_end(self._start(mixture, train, valid, rng, device, deadline))
             if self._races():
                 best = history.best_validation_score
                 self.start_scores_ = {"gmm": self._in_nats_or_none(best), "random": None}
