@@ -58,14 +58,30 @@ def test_a_small_fit_trains_on_one_thread_and_leaves_the_users_setting(
     from ldelib import training
 
     seen = []
-    original = training.train_module
+    # The LDE trains its starts in turns (training_steps, each stretch in its threads).
+    name = "training_steps" if isinstance(model, CausalConvMDN) else "train_module"
+    original = getattr(training, name)
 
     def spy(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return original(*args, **kwargs)
+        if name == "train_module":
+            seen.append(torch.get_num_threads())
+            return original(*args, **kwargs)
+        steps = original(*args, **kwargs)
 
-    module = type(model)._fit.__module__  # where the fit calls train_module
-    monkeypatch.setattr(f"{module}.train_module", spy)
+        def recorded():
+            stop = None
+            while True:
+                seen.append(torch.get_num_threads())
+                try:
+                    history = steps.send(stop)
+                except StopIteration as done:
+                    return done.value
+                stop = yield history
+
+        return recorded()
+
+    module = type(model)._fit.__module__  # where the fit calls it
+    monkeypatch.setattr(f"{module}.{name}", spy)
     model.fit(np.random.default_rng(0).normal(size=(200, 3)))
     assert seen and all(t == 1 for t in seen)  # init="auto" trains two starts
     assert torch.get_num_threads() == 2
