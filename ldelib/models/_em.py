@@ -490,10 +490,12 @@ class HeldOutSearch(Generic[_M]):
 
     @property
     def last_seconds(self) -> float | None:
-        """Seconds the last mixture averaged took to fit (``None`` while the search of
-        K goes on, whose steps are not timed alone)."""
+        """Seconds that step took: the fits of the last K to improve the search's best
+        (of each of its ``reg_covar``), or the last mixture averaged."""
         averaging = self._averaging
-        return None if averaging is None else averaging.last_s
+        if averaging is not None:
+            return averaging.last_s
+        return None if self._search is None else self._search.last_s
 
     def refit_seconds(self, n_rows: int) -> float:
         """Estimated seconds of the first EM round of the choice refitted, in double

@@ -92,10 +92,12 @@ class StartRace(BaseDensityEstimator):
         random start trains only with ``random_start`` (validation rows, and time for
         ``_MIN_RANDOM_EPOCHS`` epochs of it): where it had time for 2 to 17 epochs, it
         trailed by 5 to 41 nats per row (latents and warped targets of 60,000 rows at
-        D = 32 and 64). Known weakness: a search of K whose first step in the race does
-        not improve has a rate of zero and waits while the network gains a little; on
-        warped targets of 60,000 rows it stopped at half the K the split in halves had
-        reached (0.03 to 0.28 nats per row lower on six of eight).
+        D = 32 and 64). The search's gain per second starts from its last step before
+        the race (the fits of the last K to improve, or the last mixture averaged): from
+        its first turn alone, a regularisation that did not improve gave it a rate of
+        zero, and the network, gaining a little, took every later turn (warped targets
+        of 60,000 rows: half the K that a fixed half of the budget had reached, 0.03 to
+        0.28 nats per row lower on six of eight).
         """
         if valid is None:
             history = run_to_end(self._start(mixture, train, valid, rng, device, deadline))
@@ -114,7 +116,7 @@ class StartRace(BaseDensityEstimator):
             steps["search"] = self._search_steps(
                 search, start, valid, deadline, found, self.anchor_
             )
-            # The averaging's last mixture: its gain per second before the race.
+            # Its last step (a K, or a mixture averaged): its gain per second before the race.
             gain, seconds = search.last_gain, search.last_seconds
             if gain is not None and seconds is not None:
                 prior["search"] = [(-seconds, start - gain / d), (0.0, start)]

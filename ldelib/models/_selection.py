@@ -192,7 +192,8 @@ class Search:
     ``best_rows`` its held-out log-densities; ``finished``, whether the search ended by
     its own rule rather than by a deadline; ``stalled``, how many K in a row, since the
     last that improved the best score, have not; ``last_gain``, by how much the last K
-    that improved it did (nats per held-out row; ``None`` until a second K improves).
+    that improved it did (nats per held-out row; ``None`` until a second K improves),
+    and ``last_s``, the seconds its fits and scores took.
 
     ``reserve(mixture)`` is the seconds that what follows the search (the refit of its
     best ``mixture``) will take: the search ends that much before the deadline.
@@ -221,6 +222,7 @@ class Search:
         self.finished = False
         self.stalled = 0
         self.last_gain: float | None = None
+        self.last_s: float | None = None
         self.averaging: Averaging | None = None
         self._deadline: float | None = None
         self._bar: tqdm | None = None
@@ -290,9 +292,11 @@ class Search:
                 self.best_rows,
             )
             path: list[tuple[float, GaussianMixture, np.ndarray]] = []
+            seconds = 0.0  # of this K's fits, not of the pauses between them
             for reg in self.regs:
                 while self._out_of_time():
                     yield False
+                began = time.perf_counter()
                 mixture = self.fit(k, reg, previous, self._cutoff())
                 if self._fits_left is not None:
                     self._fits_left -= 1
@@ -301,6 +305,7 @@ class Search:
                 rows = mixture.score_samples(self.valid)
                 key = f"K={k}, reg_covar={reg:g}" if self.many_reg else str(k)
                 score = self.scores[key] = float(rows.mean()) - self.log_det
+                seconds += time.perf_counter() - began
                 if self._bar is not None:
                     self._bar.update()
                     self._bar.set_postfix(
@@ -316,7 +321,7 @@ class Search:
             if self.best_score > before:
                 self.stalled = 0
                 if math.isfinite(before):
-                    self.last_gain = self.best_score - before
+                    self.last_gain, self.last_s = self.best_score - before, seconds
             elif previous is None or clearly_worse(path_rows, self.best_rows):
                 return
             else:

@@ -271,6 +271,26 @@ def test_a_search_knows_no_gain_before_a_second_k_improves():
     assert search.run(None).finished and search.last_gain == pytest.approx(2.0)
 
 
+def test_a_search_times_the_fits_of_its_last_improving_k_not_its_pauses(monkeypatch):
+    from types import SimpleNamespace
+
+    from ldelib.models import _selection
+
+    clock = [0.0]
+    monkeypatch.setattr(_selection, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def fit(k, reg, start, deadline):
+        clock[0] += k  # each fit of K takes K seconds
+        return _Scored(np.full(50, k + reg))  # the stronger reg better: both are fitted
+
+    search = _selection.Search(fit, np.zeros((50, 1)), [1, 2, 4], [0.1, 0.2], 0.0, True)
+    search.run(None, fits=5)  # paused between K = 4's two fits
+    assert search.last_s == pytest.approx(4.0)  # K = 2's two fits
+    clock[0] += 100.0
+    assert search.run(None).finished
+    assert search.last_gain == pytest.approx(2.0) and search.last_s == pytest.approx(8.0)
+
+
 def test_a_held_out_search_cut_by_its_budget_goes_on_when_resumed(mixture, monkeypatch):
     from ldelib.models import _selection
     from ldelib.models._em import HeldOutSearch, fit_held_out
