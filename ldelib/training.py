@@ -95,6 +95,10 @@ class TrainingConfig:
     validate_every : int, optional
         Validate (and check the time budget) every this many steps instead of at the end
         of each epoch: for epochs too long to wait for.
+    first_turn_s : float, optional
+        Also validate once in the first epoch, after it has trained this many seconds (a
+        pause of :func:`training_steps`): a caller that races trainings sees what one
+        gains before a long epoch ends.
     verbose : int
         ``> 0`` shows a progress bar over epochs (kept on screen when ``> 1``).
     desc : str
@@ -112,6 +116,7 @@ class TrainingConfig:
     keep_initial: bool = False
     select_from_epoch: int = 0
     validate_every: int | None = None
+    first_turn_s: float | None = None
     verbose: int = 0
     desc: str = "fit"
     display: Display | None = None
@@ -279,6 +284,17 @@ def training_steps(
     # Within an epoch, every rank looks at the clock at the same steps (a collective).
     timed, look_every = math.isfinite(deadline), 16 if ctx.is_distributed else 1
 
+    turn_began = time.perf_counter()
+    looked = config.first_turn_s is None
+
+    def first_turn_due(epoch: int, steps: int) -> bool:
+        nonlocal looked
+        if looked or epoch > 0 or steps % look_every:
+            return False
+        assert config.first_turn_s is not None
+        looked = broadcast_flag(time.perf_counter() - turn_began >= config.first_turn_s, ctx)
+        return looked
+
     def any_rank(flag: bool) -> bool:
         if not ctx.is_distributed:
             return flag
@@ -323,10 +339,9 @@ def training_steps(
                 total += float(loss.detach()) * len(index)
                 seen += len(index)
                 steps += 1
-                if (
-                    config.validate_every
-                    and X_valid is not None
-                    and steps % config.validate_every == 0
+                if X_valid is not None and (
+                    (config.validate_every and steps % config.validate_every == 0)
+                    or first_turn_due(epoch, steps)
                 ):
                     stop = validate(epoch, steps)
                     if not stop and past_deadline():
@@ -349,7 +364,9 @@ def training_steps(
                 if epoch >= config.select_from_epoch:
                     run.keep(None, epoch)
             elif not config.validate_every:
-                stop = validate(epoch, steps) or stop
+                # Not twice at the same step (an end at the first turn's validation).
+                if not history.validation_steps or history.validation_steps[-1] < steps:
+                    stop = validate(epoch, steps) or stop
                 if not stop and history.non_finite is None:
                     stop = bool((yield history))
             scores = history.validation_scores

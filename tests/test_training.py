@@ -365,3 +365,16 @@ def test_training_steps_end_where_the_caller_says_with_the_best_weights():
     with torch.no_grad():
         assert -float(loss(valid)) == pytest.approx(max(history.validation_scores), rel=1e-6)
     assert history.best_epoch == int(np.argmax(history.validation_scores))
+
+
+def test_a_first_turn_pauses_the_first_epoch_once_where_its_time_is_up():
+    module, train, valid = _setup()
+    steps = _steps(module, train, valid, first_turn_s=0.0)  # up at the first step
+    paused = [list(next(steps).validation_steps) for _ in range(3)]
+    # Mid-epoch after one step, then at the ends of the epochs (15 steps each) only.
+    assert paused == [[1], [1, 15], [1, 15, 30]]
+    ended = _steps(*_setup(), first_turn_s=0.0)
+    next(ended)
+    with pytest.raises(StopIteration) as end:
+        ended.send(True)  # ended at the first turn: that validation is not repeated
+    assert end.value.value.validation_steps == [1] and end.value.value.n_iter == 1

@@ -215,16 +215,18 @@ class AnchoredFit(StartRace):
         rng: np.random.Generator,
         device: torch.device,
         deadline: float | None,
+        first_turn_s: float | None = None,
     ) -> Steps:
         """Build ``module_`` from the mixture (anchored) or from scratch; its training,
         paused after each validation (:func:`~ldelib.training.training_steps`: trained as
-        it is advanced, or at once by :func:`~ldelib.training.run_to_end`)."""
+        it is advanced, or at once by :func:`~ldelib.training.run_to_end`), and once in
+        its first epoch after ``first_turn_s`` seconds."""
         if mixture is None:
             self.anchor_: dict[str, Any] | None = None
             self.n_components_ = self._free_components()
         self._build_module(mixture, device)
         remaining = None if deadline is None else deadline - time.perf_counter()
-        return self._training(train, valid, rng, device, remaining)
+        return self._training(train, valid, rng, device, remaining, first_turn_s)
 
     def _build_module(self, mixture: GMM | None, device: torch.device) -> None:
         """An untrained ``module_`` on ``device``: anchored on ``mixture``, or not."""
@@ -398,6 +400,7 @@ class AnchoredFit(StartRace):
         rng: np.random.Generator,
         device: torch.device,
         max_time: float | None,
+        first_turn_s: float | None = None,
     ) -> Steps:
         n_features = self.n_features_in_
         paper = self.architecture == "paper"
@@ -423,6 +426,7 @@ class AnchoredFit(StartRace):
             max_time=max_time,
             keep_initial=self.anchor_ is not None,
             lr_decay_patience=max(1, int(self.n_iter_no_change) // 2),
+            first_turn_s=first_turn_s,
             desc=self._bar_label(),
             display=self._in_nats(),
             **python_params(

@@ -29,6 +29,11 @@ __all__ = ["StartRace", "interleave"]
 #: from the untrained mixture) counted for three turns: on 32-D MNIST latents it bought
 #: two more epochs of 3 s that gained nothing, taken from the averaging of its mixture.
 RATE_WINDOW = 1
+#: The share of the race's time after which a training's first epoch pauses for a
+#: validation, so that the race sees its first gain early: on 60,000 rows of a 32-D
+#: warped target, the anchored start's first epoch took 5.1 s of the 22 s left and
+#: gained 0.006 nats per row, while the mixture's search, gaining more, waited.
+FIRST_TURN_SHARE = 0.1
 
 
 class StartRace(BaseDensityEstimator):
@@ -106,7 +111,9 @@ class StartRace(BaseDensityEstimator):
                 self.start_scores_ = {"gmm": self._in_nats_or_none(best), "random": None}
             return history, mixture
         steps, states, prior = {}, {}, {}
-        steps["gmm"] = self._start(mixture, train, valid, rng, device, deadline)
+        left = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+        turn = None if left is None else FIRST_TURN_SHARE * left
+        steps["gmm"] = self._start(mixture, train, valid, rng, device, deadline, turn)
         states["gmm"] = dict(self.__dict__)
         found: list[GMM] = []
         if search is not None and deadline is not None:
@@ -121,7 +128,7 @@ class StartRace(BaseDensityEstimator):
             if gain is not None and seconds is not None:
                 prior["search"] = [(-seconds, start - gain / d), (0.0, start)]
         if random_start:
-            steps["random"] = self._start(None, train, valid, rng, device, deadline)
+            steps["random"] = self._start(None, train, valid, rng, device, deadline, turn)
             states["random"] = dict(self.__dict__)
         histories = interleave(
             steps, deadline, distributed.context(), prior, ["search"], ["random"]
