@@ -256,6 +256,31 @@ def test_a_search_counts_the_k_that_did_not_improve():
     assert search.last_gain == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(
+    ("levels", "tried"),
+    [
+        ({80: 1.0, 160: None, 320: 2.0}, [80, 160]),  # 160 ties: 320 is not tried
+        ({80: 1.0, 160: 2.0, 320: None, 640: 3.0}, [80, 160, 320]),  # 320 ties: the end
+        ({80: 1.0, 160: 2.0, 320: 3.0, 640: 4.0}, [80, 160, 320, 640]),
+    ],
+)
+def test_a_search_above_patient_k_goes_on_only_from_a_k_that_improved(levels, tried):
+    from ldelib.models._selection import PATIENT_UP_TO, Search
+
+    noise = np.random.default_rng(0).normal(0, 1, 50)
+    fitted = []
+
+    def fit(k, reg, start, deadline):
+        fitted.append(k)
+        if levels[k] is None:  # a tie: not better, and not clearly worse
+            return _Scored(noise[::-1] + levels[fitted[-2]] - 1e-9)
+        return _Scored(noise + levels[k])
+
+    search = Search(fit, np.zeros((50, 1)), [80, 160, 320, 640], [0.1], 0.0, False)
+    assert search.run(None).finished and fitted == tried
+    assert PATIENT_UP_TO == 160
+
+
 def test_a_search_knows_no_gain_before_a_second_k_improves():
     from ldelib.models._selection import Search
 
@@ -519,3 +544,25 @@ def test_an_average_at_the_tied_regularisation_gives_way_when_it_does_not_beat_t
     averaged = GMM(3, reg_covar="auto", n_average="auto", random_state=0).fit(X)
     assert tied_regs and tied_regs[0] != one.reg_covar_
     assert averaged.reg_covar_ == one.reg_covar_  # the choice's, not the tied one's
+
+
+def test_a_held_out_search_leaves_the_refit_of_its_choice_to_its_caller(mixture, monkeypatch):
+    from ldelib.models import _em
+    from ldelib.models._em import HeldOutSearch
+
+    _, train, _ = mixture
+    rows = []
+    fit_until = _em.fit_until
+
+    def spy(estimator, X, deadline):
+        rows.append(X.dtype)
+        return fit_until(estimator, X, deadline)
+
+    monkeypatch.setattr(_em, "fit_until", spy)
+    kwargs = {"reg_covar": "auto", "n_average": 3, "random_state": 0}
+    GMM("auto", **kwargs).fit(train)
+    assert rows[-3:] == [np.float64] * 3  # GMM refits the three to every row, in double
+    rows.clear()
+    model = HeldOutSearch(GMM("auto", **kwargs), train[:2000], train[2000:]).estimator
+    assert rows and np.float64 not in rows  # as fitted, in single precision
+    assert model.n_average_ == 3 and model.weights_.sum() == pytest.approx(1.0, abs=1e-15)
