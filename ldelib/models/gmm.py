@@ -57,9 +57,10 @@ class GMM(ConditionalMixture):
     ----------
     n_components : int, list of int or "auto", default=10
         Number of mixture components :math:`K`, or candidate values to choose from
-        with ``selection``. ``"auto"``: the candidates 1, 2, 5, 10, 20, 40, 80 and 160,
-        up to one component per :math:`D` fitting rows (with strong
-        ``reg_covar``, a component needs fewer rows than its covariance has entries).
+        with ``selection``. ``"auto"``: the candidates 1, 2, 5, 10, 20, 40, 80, 160, 320
+        and 640, up to one component per :math:`D` fitting rows (with strong
+        ``reg_covar``, a component needs fewer rows than its covariance has entries);
+        above 160, the search tries a K only after one that improved.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Covariance structure, as in :class:`~sklearn.mixture.GaussianMixture`.
     selection : {"likelihood", "bic"}, default="likelihood"
@@ -70,7 +71,8 @@ class GMM(ConditionalMixture):
         (twice as fast), the refit in double. The search is joint: numbers of components
         in increasing order, stopping at the first that does not improve on the best
         score when it trails it by more than two paired standard errors on the held-out
-        rows, else at the second in a row; for each, ``reg_covar`` in increasing order until the score falls, each
+        rows, else at the second in a row (above K = 160, at the first); for each,
+        ``reg_covar`` in increasing order until the score falls, each
         fit starting from the previous one's parameters (many components often need
         strong regularisation, which a search of K at one ``reg_covar`` misses).
         ``"bic"``: fit each
