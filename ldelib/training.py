@@ -363,10 +363,12 @@ def training_steps(
             if X_valid is None:
                 if epoch >= config.select_from_epoch:
                     run.keep(None, epoch)
-            elif not config.validate_every:
-                # Not twice at the same step (an end at the first turn's validation).
-                if not history.validation_steps or history.validation_steps[-1] < steps:
-                    stop = validate(epoch, steps) or stop
+            elif not config.validate_every and (
+                # Not twice at the same step: the first turn's validation may be the last
+                # step's, and a second pause there would show the caller no time and no gain.
+                not history.validation_steps or history.validation_steps[-1] < steps
+            ):
+                stop = validate(epoch, steps) or stop
                 if not stop and history.non_finite is None:
                     stop = bool((yield history))
             scores = history.validation_scores

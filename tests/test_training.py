@@ -378,3 +378,7 @@ def test_a_first_turn_pauses_the_first_epoch_once_where_its_time_is_up():
     with pytest.raises(StopIteration) as end:
         ended.send(True)  # ended at the first turn: that validation is not repeated
     assert end.value.value.validation_steps == [1] and end.value.value.n_iter == 1
+    # One step an epoch: the first turn's validation is the epoch's, and it pauses once.
+    module, train, valid = _setup()
+    short = _steps(module, train[:16], valid, first_turn_s=0.0)
+    assert [list(next(short).validation_steps) for _ in range(3)] == [[1], [1, 2], [1, 2, 3]]
