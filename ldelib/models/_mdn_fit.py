@@ -273,7 +273,7 @@ class AnchoredFit(StartRace):
         and -0.09 +- 0.12 nats per row against 0.5, over seven sets of 10,000 to 60,000
         rows at D = 8 to 64: a K that the search reaches late seldom wins, and it takes
         the anchored start's epochs). Returns the mixture; the search where the budget
-        cut it while still improving (for :meth:`_resume_search`), else ``None``; and
+        cut it while still improving (for the race, :meth:`_race`), else ``None``; and
         the estimated seconds of its refit to the ``refit_rows`` rows (0 without
         validation rows: :meth:`_refit_anchor` does not run)."""
         start = time.perf_counter()
@@ -320,7 +320,7 @@ class AnchoredFit(StartRace):
         self, estimator: GMM, Z: np.ndarray, valid: np.ndarray | None
     ) -> tuple[GMM, HeldOutSearch | None]:
         """``estimator`` fitted to ``Z``, choosing on ``valid`` where there are rows; and
-        its search, for :meth:`_resume_search` (``None`` for a fit per class)."""
+        its search, for the race (:meth:`_race`) (``None`` for a fit per class)."""
         with warnings.catch_warnings():
             # The same rows: this model says so itself, in its own terms, after its fit.
             warnings.simplefilter("ignore", DegenerateDataWarning)

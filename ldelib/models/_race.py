@@ -88,9 +88,11 @@ class StartRace(BaseDensityEstimator):
         mixture's search with 0.8 of it instead of 0.5 moved the LDE by +0.03 to +0.51
         nats per row on four warped targets and by -0.10 to -0.51 on latents and
         heavy-tailed clusters. Only a search cut while still improving goes on
-        (``HeldOutSearch.improving``): on 64-D MNIST latents, cut after a K that did not
-        improve, going on found nothing and cost the network half its epochs (-0.06 +-
-        0.03).
+        (``HeldOutSearch.improving``: its last K improved, or the average of its best
+        can still grow): on 64-D MNIST latents, cut after a K that did not improve,
+        going on with the K search found nothing and cost the network half its epochs
+        (-0.06 +- 0.03). Where it trails, the average of its best grows first
+        (:meth:`HeldOutSearch.resume`).
 
         So the anchored start, the search and the random start train in turns
         (:func:`interleave`), the budget going to whichever can still gain most. The

@@ -195,7 +195,10 @@ class Search:
     standardisation); ``best`` the best pair, ``best_mixture`` its mixture and
     ``best_rows`` its held-out log-densities; ``finished``, whether the search ended by
     its own rule rather than by a deadline; ``stalled``, how many K in a row, since the
-    last that improved the best score, have not; ``last_gain``, by how much the last K
+    last that improved the best score, have not; ``trailing``, whether its next fit
+    follows one that did not beat the best score (a K whose fits so far have not, or
+    a K after one that stalled), where a caller may grow the average of the best
+    first (:meth:`~ldelib.models._em.HeldOutSearch.resume`); ``last_gain``, by how much the last K
     that improved it did (nats per held-out row; ``None`` until a second K improves),
     and ``last_s``, the seconds its fits and scores took.
 
@@ -225,6 +228,7 @@ class Search:
         self.best_path: list[tuple[float, GaussianMixture, np.ndarray]] = []
         self.finished = False
         self.stalled = 0
+        self.trailing = False
         self.last_gain: float | None = None
         self.last_s: float | None = None
         self.averaging: Averaging | None = None
@@ -321,6 +325,7 @@ class Search:
                 if score > self.best_score:
                     self.best_score, self.best = score, (k, reg)
                     self.best_mixture, self.best_rows, self.best_path = mixture, rows, path
+                self.trailing = not self.best_score > before
                 if not score > path_best:
                     break
                 path_best, previous, path_rows = score, mixture, rows
@@ -332,5 +337,6 @@ class Search:
                 return
             else:
                 self.stalled += 1
+            self.trailing = self.stalled > 0
             if self.stalled == 2:
                 return

@@ -110,8 +110,20 @@ class GMM(ConditionalMixture):
         EM iterations per restart.
     tol : float, default=1e-3
         Convergence threshold of EM on the per-row lower bound.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        Initialisation of the responsibilities.
+    init_params : {"auto", "kmeans", "k-means++", "random", "random_from_data"}, default="auto"
+        Initialisation of the responsibilities (scikit-learn's). ``"auto"``:
+        ``"k-means++"`` where mixtures are averaged (``n_average`` other than 1),
+        ``"kmeans"`` otherwise. k-means++ seeds alone, without k-means' iterations,
+        start EM in more varied places, and an average gains from members that differ:
+        on 64-D MNIST latents, eight mixtures of K = 20 averaged scored 1.7 nats per row
+        higher on test from k-means++ than from k-means. ``GMM("auto",
+        reg_covar="auto", n_average="auto", max_time=45)``, test nats per row,
+        k-means++ against k-means: +0.91 and +0.30 on 64- and 32-D MNIST latents,
+        +0.07 and +0.02 on 16- and 8-D Fashion-MNIST latents, +0.14 and -0.11 on warped
+        targets of 10,000 rows (32-D; 8-D heavy-tailed), -0.01 on 60,000 rows (8-D). A
+        single mixture keeps k-means' start: k-means++ seeds alone can put two
+        components in one cluster, and one EM run does not move them apart (three
+        clusters in 4-D, tied covariances).
     max_time : float or None, default=None
         Wall-clock budget of the fit in seconds, counted from the call to ``fit``
         (checking and standardising the rows count against it): once spent, no further
@@ -238,7 +250,7 @@ class GMM(ConditionalMixture):
         ],
         "max_iter": [Integral(1, None)],
         "tol": [Real(0, None, closed="left")],
-        "init_params": [Options("kmeans", "k-means++", "random", "random_from_data")],
+        "init_params": [Options("auto", "kmeans", "k-means++", "random", "random_from_data")],
         "max_time": MAX_TIME,
         "conditional": [Boolean()],
         **BaseDensityEstimator._parameter_constraints,  # standardize, random_state, verbose
@@ -294,7 +306,7 @@ class GMM(ConditionalMixture):
         reg_covar: float | list[float] | tuple[float, ...] | Literal["auto"] = 1e-6,
         max_iter: int = 100,
         tol: float = 1e-3,
-        init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
+        init_params: Literal["auto", "kmeans", "k-means++", "random", "random_from_data"] = "auto",
         max_time: float | None = None,
         conditional: bool = False,
         standardize: bool = True,

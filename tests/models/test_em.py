@@ -316,6 +316,93 @@ def test_a_search_times_the_fits_of_its_last_improving_k_not_its_pauses(monkeypa
     assert search.last_gain == pytest.approx(2.0) and search.last_s == pytest.approx(8.0)
 
 
+def test_a_search_trails_after_a_fit_that_did_not_beat_its_best():
+    from ldelib.models._selection import Search
+
+    # Held-out scores of (K, reg): K = 2 ties K = 1 at its weakest reg, then beats it;
+    # K = 3 ties K = 2 and falls. Ties carry noise of their own (not clearly worse).
+    rng = np.random.default_rng(0)
+    levels = {(1, 1): 1.0, (1, 2): 0.9, (2, 1): 0.95, (2, 2): 1.5, (3, 1): 1.45, (3, 2): 0.5}
+    rows = {key: rng.normal(0, 1, 50) + level for key, level in levels.items()}
+    trails = []
+
+    def fit(k, reg, start, deadline):
+        trails.append((k, reg, search.trailing))  # before this fit
+        return _Scored(rows[k, reg])
+
+    search = Search(fit, np.zeros((50, 1)), [1, 2, 3], [1, 2], 0.0, True)
+    assert not search.trailing
+    assert search.run(None).finished and search.best == (2, 2)
+    assert trails == [
+        (1, 1, False),
+        (1, 2, False),
+        (2, 1, False),  # a new K after one that improved
+        (2, 2, True),  # K = 2's weakest reg did not beat K = 1
+        (3, 1, False),
+        (3, 2, True),
+    ]
+    assert search.trailing and search.stalled == 1  # K = 3 stalled
+
+
+def _cut_first_runs(monkeypatch) -> None:
+    """The first run of the search, and of the averaging of its choice, find the
+    deadline passed (after the search's first fit); later runs keep theirs."""
+    from ldelib.models import _averaging, _selection
+
+    for cls in (_selection.Search, _averaging.Averaging):
+        calls: list[object] = []
+
+        def cut_first(self, deadline, *args, _run=cls.run, _calls=calls, **kwargs):
+            _calls.append(deadline)
+            return _run(self, 0.0 if len(_calls) == 1 else deadline, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "run", cut_first)
+
+
+def test_a_trailing_held_out_search_grows_the_average_of_its_best_first(mixture, monkeypatch):
+    from ldelib.models._em import HeldOutSearch
+
+    _, train, _ = mixture
+    _cut_first_runs(monkeypatch)
+    gmm = GMM("auto", reg_covar="auto", n_average=3, random_state=0)
+    search = HeldOutSearch(gmm, train[:2000], train[2000:])
+    inner = search._search
+    assert inner is not None and not inner.trailing and inner.best[0] == 1
+    assert inner.averaging is not None and len(inner.averaging.kept) == 1
+    tried, deadline = len(inner.scores), time.perf_counter() + 600
+    inner.trailing = True  # as after a fit that did not beat K = 1
+    assert search.improving
+    for kept in (2, 3):  # one mixture a call, none of them a candidate
+        larger = search.resume(deadline, fits=1)
+        assert search.moved and len(inner.scores) == tried
+        assert inner.averaging is not None and len(inner.averaging.kept) == kept
+        assert larger is not None and larger.n_average_ == kept
+        assert larger.n_components_ == kept  # K = 1 each
+    # The average is full: the search goes on, and a new best is averaged afresh.
+    search.resume(deadline, fits=1)
+    assert len(inner.scores) == tried + 1
+    larger = search.resume(deadline)
+    assert search.finished and larger is not None and larger.n_components_ >= 3
+    assert inner.averaging is not None and inner.averaging.kept[0] is inner.best_mixture
+    assert larger.n_average_ == len(inner.averaging.kept) == 3
+
+
+@pytest.mark.parametrize(("n_average", "improving"), [(1, False), (3, True), ("auto", True)])
+def test_a_stalled_held_out_search_goes_on_only_to_average(
+    mixture, monkeypatch, n_average, improving
+):
+    from ldelib.models._em import HeldOutSearch
+
+    _, train, _ = mixture
+    _cut_first_runs(monkeypatch)
+    gmm = GMM("auto", reg_covar="auto", n_average=n_average, random_state=0)
+    search = HeldOutSearch(gmm, train[:2000], train[2000:])
+    assert search.improving  # cut after K = 1, which improved
+    assert search._search is not None
+    search._search.stalled = 1  # as after a K that did not improve
+    assert search.improving is improving
+
+
 def test_a_held_out_search_cut_by_its_budget_goes_on_when_resumed(mixture, monkeypatch):
     from ldelib.models import _selection
     from ldelib.models._em import HeldOutSearch, fit_held_out
@@ -510,8 +597,9 @@ def test_an_averaged_gmm_averages_at_the_weakest_tied_regularisation(monkeypatch
 
     monkeypatch.setattr(_selection.Search, "weakest_tied", spy)
     X = np.random.default_rng(0).normal(size=(600, 3))
-    averaged = GMM(3, reg_covar="auto", n_average=2, random_state=0).fit(X)
-    one = GMM(3, reg_covar="auto", random_state=0).fit(X)
+    same = {"reg_covar": "auto", "init_params": "kmeans", "random_state": 0}  # same search
+    averaged = GMM(3, n_average=2, **same).fit(X)
+    one = GMM(3, **same).fit(X)
     assert len(calls) == 1 and one.reg_covar_ == calls[0][1]  # not asked of one mixture
     assert averaged.reg_covar_ <= one.reg_covar_
 
@@ -540,8 +628,9 @@ def test_an_average_at_the_tied_regularisation_gives_way_when_it_does_not_beat_t
     monkeypatch.setattr(_selection.Search, "weakest_tied", tied)
     monkeypatch.setattr(_averaging.Averaging, "run", stalled)
     X = np.random.default_rng(0).normal(size=(600, 3))
-    one = GMM(3, reg_covar="auto", random_state=0).fit(X)
-    averaged = GMM(3, reg_covar="auto", n_average="auto", random_state=0).fit(X)
+    same = {"reg_covar": "auto", "init_params": "kmeans", "random_state": 0}  # same search
+    one = GMM(3, **same).fit(X)
+    averaged = GMM(3, n_average="auto", **same).fit(X)
     assert tied_regs and tied_regs[0] != one.reg_covar_
     assert averaged.reg_covar_ == one.reg_covar_  # the choice's, not the tied one's
 

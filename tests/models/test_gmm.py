@@ -346,6 +346,34 @@ def test_bad_parameters(mixture, param, value):
     assert not hasattr(model, "n_components_")  # nothing fitted is left behind
 
 
+@pytest.mark.parametrize(
+    ("params", "init"),
+    [
+        ({}, "kmeans"),  # one mixture: k-means' start
+        ({"n_average": 2}, "k-means++"),  # an average: varied starts
+        ({"n_average": "auto", "n_components": [1, 2]}, "k-means++"),
+        ({"n_average": 2, "init_params": "kmeans"}, "kmeans"),
+        ({"init_params": "random"}, "random"),
+    ],
+)
+def test_auto_initialisation_seeds_averaged_mixtures_by_kmeans_plus_plus(
+    mixture, monkeypatch, params, init
+):
+    from ldelib.models import _em
+
+    used = []
+    fit_until = _em.fit_until
+
+    def spy(em, X, deadline):
+        used.append(em.init_params)
+        return fit_until(em, X, deadline)
+
+    monkeypatch.setattr(_em, "fit_until", spy)
+    GMM(**{"n_components": 2, "random_state": 0, **params}).fit(mixture[1][:500])
+    # Starts from a solution (refits) are "random_from_data", whose draws are unused.
+    assert {u for u in used if u != "random_from_data"} == {init}
+
+
 def test_bic_cannot_choose_the_regularisation(mixture):
     model = GMM([2, 3], selection="bic", reg_covar=[1e-4, 1e-2])
     with pytest.raises(ValueError, match="BIC cannot choose reg_covar"):

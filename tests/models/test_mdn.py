@@ -187,7 +187,9 @@ def _anchor_twin(model: CausalConvMDN, X: np.ndarray, seed: int):
 
     train, valid = split_positions(len(X), model.validation_fraction, np.random.default_rng(seed))
     Z = (X - model.mean_) / model.scale_
-    gmm = GMM("auto", reg_covar="auto", n_average="auto", standardize=False, random_state=seed)
+    gmm = GMM(
+        "auto", reg_covar="auto", n_average=model.n_average, standardize=False, random_state=seed
+    )
     fit_held_out(gmm, Z[np.sort(train)], Z[valid])
     chol = gmm.precisions_cholesky_
     densities = [
@@ -211,13 +213,15 @@ def _anchor_twin(model: CausalConvMDN, X: np.ndarray, seed: int):
 def test_untrained_model_is_the_validated_gmm_refitted_to_every_row(clusters):
     # Fitted on the training rows and chosen on the validation rows that then judge the
     # epochs and starts, then refitted to every row from its solution, as GMM refits.
-    model = CausalConvMDN(hidden_channels=8, max_epochs=2, device="cpu", random_state=3)
+    model = CausalConvMDN(
+        hidden_channels=8, max_epochs=2, n_average=3, device="cpu", random_state=3
+    )
     _zero_corrections(model.fit(clusters))
     gmm, log_prob = _anchor_twin(model, clusters, 3)
     assert model.n_components_ == gmm.n_components_
     assert model.anchor_["n_components"] == gmm.n_components_
     assert model.anchor_["reg_covar"] == gmm.reg_covar_
-    assert model.anchor_["n_average"] == gmm.n_average_ > 1  # an average, each refitted
+    assert model.anchor_["n_average"] == gmm.n_average_ == 3  # an average, each refitted
     assert model.anchor_["refit_rows"] == len(clusters)
     # Exactly that mixture, to float32 precision, in the units of the data.
     np.testing.assert_allclose(model.score_samples(clusters), log_prob, rtol=1e-5, atol=1e-4)
