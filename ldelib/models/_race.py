@@ -91,7 +91,7 @@ class StartRace(BaseDensityEstimator):
         (``HeldOutSearch.improving``: its last K improved, or the average of its best
         can still grow): on 64-D MNIST latents, cut after a K that did not improve,
         going on with the K search found nothing and cost the network half its epochs
-        (-0.06 +- 0.03). Where it trails, the average of its best grows first
+        (-0.06 +- 0.03). Once a K has stalled, the average of its best grows first
         (:meth:`HeldOutSearch.resume`).
 
         So the anchored start, the search and the random start train in turns

@@ -6,6 +6,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -43,7 +44,19 @@ AUTO_REG_COVAR = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 #: Longest round of EM between looks at the clock, in seconds (see :func:`fit_until`).
 _ROUND_S = 2.0
 
-FitMixture = Callable[[int, float, "GaussianMixture | None", "float | None"], GaussianMixture]
+
+class FitMixture(Protocol):
+    """Fits a mixture of ``k`` components at ``reg``, from ``start``'s solution where
+    given, until ``deadline``; ``member``: one more for the average of the best."""
+
+    def __call__(
+        self,
+        k: int,
+        reg: float,
+        start: GaussianMixture | None,
+        deadline: float | None,
+        member: bool = False,
+    ) -> GaussianMixture: ...
 
 
 def is_search(value: object) -> bool:
@@ -195,10 +208,9 @@ class Search:
     standardisation); ``best`` the best pair, ``best_mixture`` its mixture and
     ``best_rows`` its held-out log-densities; ``finished``, whether the search ended by
     its own rule rather than by a deadline; ``stalled``, how many K in a row, since the
-    last that improved the best score, have not; ``trailing``, whether its next fit
-    follows one that did not beat the best score (a K whose fits so far have not, or
-    a K after one that stalled), where a caller may grow the average of the best
-    first (:meth:`~ldelib.models._em.HeldOutSearch.resume`); ``last_gain``, by how much the last K
+    last that improved the best score, have not (where one has, a caller may grow the
+    average of the best before the search goes on:
+    :meth:`~ldelib.models._em.HeldOutSearch.resume`); ``last_gain``, by how much the last K
     that improved it did (nats per held-out row; ``None`` until a second K improves),
     and ``last_s``, the seconds its fits and scores took.
 
@@ -228,7 +240,6 @@ class Search:
         self.best_path: list[tuple[float, GaussianMixture, np.ndarray]] = []
         self.finished = False
         self.stalled = 0
-        self.trailing = False
         self.last_gain: float | None = None
         self.last_s: float | None = None
         self.averaging: Averaging | None = None
@@ -325,7 +336,6 @@ class Search:
                 if score > self.best_score:
                     self.best_score, self.best = score, (k, reg)
                     self.best_mixture, self.best_rows, self.best_path = mixture, rows, path
-                self.trailing = not self.best_score > before
                 if not score > path_best:
                     break
                 path_best, previous, path_rows = score, mixture, rows
@@ -337,6 +347,5 @@ class Search:
                 return
             else:
                 self.stalled += 1
-            self.trailing = self.stalled > 0
             if self.stalled == 2:
                 return

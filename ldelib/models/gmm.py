@@ -111,19 +111,17 @@ class GMM(ConditionalMixture):
     tol : float, default=1e-3
         Convergence threshold of EM on the per-row lower bound.
     init_params : {"auto", "kmeans", "k-means++", "random", "random_from_data"}, default="auto"
-        Initialisation of the responsibilities (scikit-learn's). ``"auto"``:
-        ``"k-means++"`` where mixtures are averaged (``n_average`` other than 1),
-        ``"kmeans"`` otherwise. k-means++ seeds alone, without k-means' iterations,
-        start EM in more varied places, and an average gains from members that differ:
-        on 64-D MNIST latents, eight mixtures of K = 20 averaged scored 1.7 nats per row
-        higher on test from k-means++ than from k-means. ``GMM("auto",
-        reg_covar="auto", n_average="auto", max_time=45)``, test nats per row,
-        k-means++ against k-means: +0.91 and +0.30 on 64- and 32-D MNIST latents,
-        +0.07 and +0.02 on 16- and 8-D Fashion-MNIST latents, +0.14 and -0.11 on warped
-        targets of 10,000 rows (32-D; 8-D heavy-tailed), -0.01 on 60,000 rows (8-D). A
-        single mixture keeps k-means' start: k-means++ seeds alone can put two
-        components in one cluster, and one EM run does not move them apart (three
-        clusters in 4-D, tied covariances).
+        Initialisation of the responsibilities (scikit-learn's). ``"auto"``: the
+        mixtures added to an average (``n_average``) start from k-means++ seeds, every
+        other (one mixture, the search's candidates, an average's first) from k-means.
+        An average gains from members that differ, and k-means++ seeds alone, without
+        k-means' iterations, start EM in more varied places: on 64-D MNIST latents,
+        eight mixtures of K = 20 averaged scored 1.7 nats per row higher on test from
+        k-means++ than from k-means. But EM then needs more of its iterations, each
+        costlier than one of k-means: seeded by k-means++ throughout, the LDE's search
+        reached K = 20 instead of 40 on 60,000 rows of a 64-D warped target within
+        45 s (0.37 nats per row lower); and one mixture from k-means++ seeds can keep
+        two components in one cluster (three clusters in 4-D, tied covariances).
     max_time : float or None, default=None
         Wall-clock budget of the fit in seconds, counted from the call to ``fit``
         (checking and standardising the rows count against it): once spent, no further

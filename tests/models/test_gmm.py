@@ -347,31 +347,53 @@ def test_bad_parameters(mixture, param, value):
 
 
 @pytest.mark.parametrize(
-    ("params", "init"),
+    ("params", "first", "members"),
     [
-        ({}, "kmeans"),  # one mixture: k-means' start
-        ({"n_average": 2}, "k-means++"),  # an average: varied starts
-        ({"n_average": "auto", "n_components": [1, 2]}, "k-means++"),
-        ({"n_average": 2, "init_params": "kmeans"}, "kmeans"),
-        ({"init_params": "random"}, "random"),
+        ({}, "kmeans", None),  # one mixture: k-means' start
+        ({"n_average": 3}, "kmeans", "k-means++"),  # the mixtures added: varied starts
+        (
+            {"n_average": 3, "n_components": [1, 2], "reg_covar": [1e-4, 1e-2]},
+            "kmeans",
+            "k-means++",
+        ),
+        ({"n_average": 3, "init_params": "kmeans"}, "kmeans", "kmeans"),
+        ({"n_average": 3, "init_params": "random"}, "random", "random"),
     ],
 )
-def test_auto_initialisation_seeds_averaged_mixtures_by_kmeans_plus_plus(
-    mixture, monkeypatch, params, init
+def test_auto_initialisation_seeds_the_mixtures_added_to_an_average_by_kmeans_plus_plus(
+    mixture, monkeypatch, params, first, members
 ):
-    from ldelib.models import _em
+    from ldelib.models import _averaging, _em
 
-    used = []
+    inits = []
     fit_until = _em.fit_until
 
     def spy(em, X, deadline):
-        used.append(em.init_params)
+        # Starts from a solution (refits) are "random_from_data", whose draws are unused.
+        if em.init_params != "random_from_data":
+            inits.append(em.init_params)
         return fit_until(em, X, deadline)
 
     monkeypatch.setattr(_em, "fit_until", spy)
-    GMM(**{"n_components": 2, "random_state": 0, **params}).fit(mixture[1][:500])
-    # Starts from a solution (refits) are "random_from_data", whose draws are unused.
-    assert {u for u in used if u != "random_from_data"} == {init}
+    added = []
+    run = _averaging.Averaging.run
+
+    def counted(self, deadline, fits=None):
+        before = len(inits)
+        run(self, deadline, fits)
+        added.extend(inits[before:])
+        return self
+
+    monkeypatch.setattr(_averaging.Averaging, "run", counted)
+    model = GMM(**{"n_components": 2, "random_state": 0, **params}).fit(mixture[1][:500])
+    if members is None:
+        assert inits == [first] and model.n_average_ == 1
+        return
+    if "reg_covar" in params:  # a search by likelihood: its candidates, then the average
+        assert model.n_average_ == 3 and added == [members, members]
+        assert set(inits[: len(inits) - 2]) == {first}
+    else:  # a fixed K: the first mixture, then two more
+        assert inits == [first, members, members] and model.n_average_ == 3
 
 
 def test_bic_cannot_choose_the_regularisation(mixture):
