@@ -165,8 +165,8 @@ class EMMixture(BaseDensityEstimator):
     def _init_params(self, member: bool) -> str:
         """``init_params`` resolved: ``"auto"`` seeds the mixtures added to an average
         (``member``) by k-means++ (their differences are what the average gains from),
-        and any other by k-means (the search's candidates: k-means' cheap iterations
-        leave EM fewer of its costly ones)."""
+        and any other by k-means (scikit-learn's start, for a mixture that may stand
+        alone)."""
         if self.init_params != "auto":
             return self.init_params
         return "k-means++" if member else "kmeans"

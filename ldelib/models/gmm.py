@@ -117,11 +117,9 @@ class GMM(ConditionalMixture):
         An average gains from members that differ, and k-means++ seeds alone, without
         k-means' iterations, start EM in more varied places: on 64-D MNIST latents,
         eight mixtures of K = 20 averaged scored 1.7 nats per row higher on test from
-        k-means++ than from k-means. But EM then needs more of its iterations, each
-        costlier than one of k-means: seeded by k-means++ throughout, the LDE's search
-        reached K = 20 instead of 40 on 60,000 rows of a 64-D warped target within
-        45 s (0.37 nats per row lower); and one mixture from k-means++ seeds can keep
-        two components in one cluster (three clusters in 4-D, tied covariances).
+        k-means++ than from k-means. A mixture that stands alone keeps k-means' start:
+        from k-means++ seeds alone, one EM run can keep two components in one cluster
+        (three clusters in 4-D, tied covariances).
     max_time : float or None, default=None
         Wall-clock budget of the fit in seconds, counted from the call to ``fit``
         (checking and standardising the rows count against it): once spent, no further
