@@ -85,3 +85,25 @@ def test_a_small_fit_trains_on_one_thread_and_leaves_the_users_setting(
     model.fit(np.random.default_rng(0).normal(size=(200, 3)))
     assert seen and all(t == 1 for t in seen)  # init="auto" trains two starts
     assert torch.get_num_threads() == 2
+
+
+def test_an_epochs_estimate_is_its_fastest_step_not_one_another_process_slowed():
+    import time
+
+    from ldelib._threads import epoch_seconds
+
+    class Stalled(torch.nn.Module):
+        """A step of 10 ms, one of them 200 ms (as if another process held the core)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.calls = 0
+
+        def forward(self, z):
+            self.calls += 1
+            time.sleep(0.2 if self.calls == 2 else 0.01)  # the first timed step stalls
+            return (z * self.w).sum(-1)
+
+    seconds = epoch_seconds(Stalled, 3, 10, 100, torch.device("cpu"), torch.float32)
+    assert 0.1 <= seconds < 0.5  # 10 steps of about 10 ms; the stalled one's mean: 1.05 s
