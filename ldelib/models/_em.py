@@ -595,13 +595,14 @@ class HeldOutSearch(Generic[_M]):
         larger = copy.copy(self.estimator)
         if self._averages():
             averaging = search.averaging
-            before = 1 if averaging is None else len(averaging.kept)
+            before, tried = (1, 0) if averaging is None else (len(averaging.kept), averaging.tried)
             with em_threads(self._n_features):
                 if averaging is None:  # the best changed since its last average
                     averaging = self.estimator._average_choice(search, deadline, fits)
                 else:
                     averaging.run(deadline, fits)
-            self.moved = len(averaging.kept) > before or averaging.finished
+            # A mixture fitted and dropped moved it too (the next may be kept).
+            self.moved = averaging.tried > tried or averaging.finished
             if len(averaging.kept) == before:
                 return None
             kept = averaging.kept

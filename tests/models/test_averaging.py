@@ -13,7 +13,14 @@ import ldelib
 from ldelib import GMM, CausalConvMDN
 from ldelib._validation import InvalidParameterError
 from ldelib.datasets import make_target
-from ldelib.models._averaging import MAX_AVERAGE, Averaging, combined, members, shares
+from ldelib.models._averaging import (
+    MAX_AVERAGE,
+    PATIENCE,
+    Averaging,
+    combined,
+    members,
+    shares,
+)
 
 
 def _integral(model, rows: np.ndarray, n: int = 801) -> float:
@@ -67,14 +74,14 @@ def _averaging(fit, first, held_out, n_average, refit_s=0.0):
     return Averaging(fit, first, first.score_samples(held_out), held_out, 0.0, n_average, refit_s)
 
 
-def test_averaging_stops_at_the_first_mixture_that_does_not_help(rows):
+def test_averaging_ends_after_mixtures_that_do_not_help(rows):
     train, test = rows
     first = GaussianMixture(4, random_state=0).fit(train)
     # The same mixture again: its mean with the first is the first.
     again = _averaging(
         lambda _: GaussianMixture(4, random_state=0).fit(train), first, test, "auto"
     )
-    assert again.run(None).kept == [first] and again.finished
+    assert again.run(None).kept == [first] and again.finished and again.tried == PATIENCE
     assert again.scores == [pytest.approx(first.score(test))]
     # An integer is a count, whether or not each mixture helps.
     three = _averaging(lambda _: GaussianMixture(4, random_state=0).fit(train), first, test, 3)
@@ -251,11 +258,12 @@ class _Scored:
 def test_averaging_pauses_at_a_deadline_and_resumes():
     # Members that each score half of the held-out rows well: their mean beats each.
     good, bad = np.zeros(40), np.full(40, -10.0)
-    parts = iter([np.r_[bad[:20], good[:20]], np.r_[good[:20], bad[:20]], np.r_[bad, bad]])
+    first = np.r_[good[:20], bad[:20]]
+    parts = iter([np.r_[bad[:20], good[:20]], first, good, bad, bad])
     averaging = Averaging(
         lambda cutoff: _Scored(next(parts)),
-        _Scored(np.r_[good[:20], bad[:20]]),
-        np.r_[good[:20], bad[:20]],
+        _Scored(first),
+        first,
         np.zeros((40, 1)),
         0.0,
         "auto",
@@ -265,12 +273,16 @@ def test_averaging_pauses_at_a_deadline_and_resumes():
     assert averaging.last_gain is None and averaging.last_s is None
     # One fit at a time when asked (the LDE's turns), then on to the end.
     assert len(averaging.run(None, fits=1).kept) == 2 and not averaging.finished
-    averaging.run(None)
-    # The second member helps; the third (the same mixture) does not; the fourth, bad
-    # everywhere, is never fitted.
-    assert len(averaging.kept) == 2 and averaging.finished
     assert averaging.scores[1] - averaging.scores[0] == pytest.approx(averaging.last_gain)
     assert averaging.last_gain > 4 and averaging.last_s >= 0
+    # The third (the first again) does not help and is dropped; the fourth, good
+    # everywhere, is kept: one that fails is not the end.
+    assert len(averaging.run(None, fits=2).kept) == 3 and averaging.tried == 3
+    assert not averaging.finished
+    # Two bad ones in a row end it, neither kept; a sixth is never fitted.
+    averaging.run(None)
+    assert len(averaging.kept) == 3 and averaging.finished and averaging.tried == 5
+    assert np.all(np.diff(averaging.scores) > 0)
 
 
 def test_a_held_out_search_resumes_a_cut_averaging(rows):
