@@ -63,9 +63,13 @@ class StartRace(BaseDensityEstimator):
         device: torch.device,
         deadline: float | None,
         random_start: bool = True,
+        search_deadline: float | None = None,
     ) -> tuple[TrainingHistory, GMM]:
         """Train the anchored start and the random one; keep the better on validation.
-        Returns the kept start's history and the mixture it is anchored on.
+        Returns the kept start's history and the mixture it is anchored on. The starts
+        train until ``deadline``; the search goes on until ``search_deadline`` (the
+        fit's: it leaves time for the refit of its best on its own, :class:`Search`'s
+        ``reserve``; ``deadline`` where not given).
 
         Where the data look like a mixture, the anchored start wins and the network only
         corrects it; where a flexible model can do better (dequantised images, latents of
@@ -123,7 +127,7 @@ class StartRace(BaseDensityEstimator):
             start = float(self._mixture_rows(mixture, valid).mean()) / d  # training's units
             assert self.anchor_ is not None  # the anchored start's, as the random one's is None
             steps["search"] = self._search_steps(
-                search, start, valid, deadline, found, self.anchor_
+                search, start, valid, search_deadline or deadline, found, self.anchor_
             )
             # Its last step (a K, or a mixture averaged): its gain per second before the race.
             gain, seconds = search.last_gain, search.last_seconds

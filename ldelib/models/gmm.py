@@ -97,8 +97,9 @@ class GMM(ConditionalMixture):
         by their number (``n_components_`` counts them all). EM's local optima overfit
         the rows each in its own way, and their mean less: six mixtures scored 0.5 to
         3.5 nats per vector higher than one on held-out autoencoder latents of 16 to
-        64 dimensions. ``"auto"``: while the mean scores the held-out rows higher, up to
-        8; it needs ``selection="likelihood"`` with candidates. Fewer where
+        64 dimensions. ``"auto"``: a mixture is kept where the mean with it scores the
+        held-out rows higher, else dropped, up to 8 kept or two dropped in a row (the
+        first that fails is often noise of the held-out rows); it needs ``selection="likelihood"`` with candidates. Fewer where
         ``max_time`` is spent first (``n_average_``). Not with ``covariance_type="tied"``
         or class labels (``"auto"`` fits one mixture per class there).
     reg_covar : float, list of float or "auto", default=1e-6

@@ -83,9 +83,10 @@ class CausalConvMDN(AnchoredFit):
         ``architecture="paper"``), it must stay ``"full"``.
     n_average : int or "auto", default="auto"
         Mixtures averaged in the anchor (:class:`~ldelib.GMM`'s ``n_average``): after
-        the search, more mixtures of the chosen K from other initialisations, while
-        their mean scores the validation rows higher (``"auto"``, up to 8, within the
-        mixture's share of ``max_time``; ``anchor_["n_average"]``). The anchor then has
+        the search, more mixtures of the chosen K from other initialisations, each kept
+        where their mean scores the validation rows higher (``"auto"``, up to 8, until
+        two in a row are not, within the mixture's share of ``max_time``;
+        ``anchor_["n_average"]``). The anchor then has
         their components, each weight divided by their number. Without an anchor, it
         must stay ``"auto"``.
     architecture : {"residual", "paper"}, default="residual"

@@ -489,6 +489,27 @@ def test_the_search_leaves_time_for_the_refit_of_its_choice(mixture):
     assert deadlines == [deadline]
 
 
+def test_a_larger_k_leaves_time_for_its_own_refit(mixture):
+    # The refit of K = 1 is said to take 2 s; a K = 4 that beat it would take four times
+    # that: its fit must end 8 s before the deadline, not 2 s.
+    from ldelib.models import _selection
+
+    _, train, test = mixture
+    deadlines = []
+
+    def fit(k, reg, start, deadline=None):
+        deadlines.append(deadline)
+        gm = GaussianMixture(k, reg_covar=reg, random_state=0, max_iter=5).fit(train[:300])
+        gm.first_round_s_ = 1.0 * k
+        return gm
+
+    deadline = time.perf_counter() + 60.0
+    _selection.Search(
+        fit, test[:300], [1, 4], [1e-3], 0.0, False, lambda best: 2.0 * best.first_round_s_
+    ).run(deadline)
+    assert deadlines == [deadline, pytest.approx(deadline - 8.0)]
+
+
 def test_the_refit_estimate_scales_the_choices_first_round(mixture):
     from ldelib.models import _em
 

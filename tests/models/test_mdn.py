@@ -297,12 +297,19 @@ def test_a_search_cut_by_the_budget_goes_on_and_its_larger_mixture_replaces_the_
     monkeypatch, separated, tmp_path
 ):
     from ldelib import load
+    from ldelib.models import _mdn_fit
 
     runs = _cut_the_first_search(monkeypatch)
+    deadlines = []
+    deadline = _mdn_fit.fit_deadline
+    monkeypatch.setattr(
+        _mdn_fit, "fit_deadline", lambda t: deadlines.append(deadline(t)) or deadlines[-1]
+    )
     model = CausalConvMDN(**CUT).fit(separated)
     # The anchored start trained on K = 1 in turns with the search, which went on one
-    # fit a turn, each to the fit's deadline, until it ended.
-    assert len(runs) >= 3 and all(run == (runs[1][0], 1) for run in runs[1:])
+    # fit a turn, each to the fit's deadline (it reserves its refit itself), until it
+    # ended.
+    assert len(runs) >= 3 and all(run == (deadlines[0], 1) for run in runs[1:])
     assert runs[0][0] < runs[1][0]
     assert model.anchor_["resumed_s"] > 0
     # Three epochs of corrections to one Gaussian do not reach four components.
