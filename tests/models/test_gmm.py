@@ -396,6 +396,33 @@ def test_auto_initialisation_seeds_the_mixtures_added_to_an_average_by_kmeans_pl
         assert inits == [first, members, members] and model.n_average_ == 3
 
 
+@pytest.mark.parametrize("searched", [True, False])
+def test_mixtures_added_to_an_average_stop_early_only_where_a_refit_follows(
+    mixture, monkeypatch, searched
+):
+    from ldelib.models import _em
+
+    tols = {"start": [], "member": [], "refit": []}
+    fit_until = _em.fit_until
+
+    def spy(em, X, deadline):
+        kind = {"random_from_data": "refit", "k-means++": "member"}.get(em.init_params, "start")
+        tols[kind].append(em.tol)
+        return fit_until(em, X, deadline)
+
+    monkeypatch.setattr(_em, "fit_until", spy)
+    params = {"n_components": [1, 2], "reg_covar": [1e-4, 1e-2]} if searched else {}
+    model = GMM(**{"n_components": 2, "n_average": 3, "tol": 1e-4, "random_state": 0, **params})
+    model.fit(mixture[1][:500])
+    assert model.n_average_ == 3 and set(tols["start"]) == {1e-4}
+    if searched:  # refitted to every row at tol from where they stopped
+        assert tols["member"] == [pytest.approx(1e-3)] * 2
+        # (with the search's warm-started fits along a K's regularisations)
+        assert tols["refit"][-3:] == [1e-4] * 3 and set(tols["refit"]) == {1e-4}
+    else:  # fitted to every row at once: no refit follows
+        assert tols["member"] == [1e-4] * 2 and tols["refit"] == []
+
+
 def test_bic_cannot_choose_the_regularisation(mixture):
     model = GMM([2, 3], selection="bic", reg_covar=[1e-4, 1e-2])
     with pytest.raises(ValueError, match="BIC cannot choose reg_covar"):
