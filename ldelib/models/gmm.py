@@ -99,9 +99,10 @@ class GMM(ConditionalMixture):
         3.5 nats per vector higher than one on held-out autoencoder latents of 16 to
         64 dimensions. ``"auto"``: a mixture is kept where the mean with it scores the
         held-out rows higher, else dropped, up to 8 kept or two dropped in a row (the
-        first that fails is often noise of the held-out rows); it needs ``selection="likelihood"`` with candidates. Fewer where
-        ``max_time`` is spent first (``n_average_``). Not with ``covariance_type="tied"``
-        or class labels (``"auto"`` fits one mixture per class there).
+        first that fails is often noise of the held-out rows); it needs
+        ``selection="likelihood"`` with candidates. Fewer where ``max_time`` is spent
+        first (``n_average_``). Not with ``covariance_type="tied"`` or class labels
+        (``"auto"`` fits one mixture per class there).
     reg_covar : float, list of float or "auto", default=1e-6
         Added to the diagonal of every covariance, in standardised units; several
         values are candidates for ``selection="likelihood"``. ``"auto"``: 1e-4, 1e-3,

@@ -86,9 +86,8 @@ class CausalConvMDN(AnchoredFit):
         the search, more mixtures of the chosen K from other initialisations, each kept
         where their mean scores the validation rows higher (``"auto"``, up to 8, until
         two in a row are not, within the mixture's share of ``max_time``;
-        ``anchor_["n_average"]``). The anchor then has
-        their components, each weight divided by their number. Without an anchor, it
-        must stay ``"auto"``.
+        ``anchor_["n_average"]``). The anchor then has their components, each weight
+        divided by their number. Without an anchor, it must stay ``"auto"``.
     architecture : {"residual", "paper"}, default="residual"
         ``"residual"``: constant-width residual blocks of dilated causal convolutions,
         log-space likelihood, bounded scales, no normalisation across positions.
