@@ -442,6 +442,22 @@ def test_a_spent_budget_fits_one_candidate_once(mixture):
     assert np.isfinite(model.score_samples(train)).all()
 
 
+def _timed_fit(train, per_component, fitted=None, deadlines=None):
+    """Search fits of ``train`` that say their first round took ``per_component`` seconds
+    per component; each records its K and deadline in ``fitted`` and ``deadlines``."""
+
+    def fit(k, reg, start, deadline=None):
+        if fitted is not None:
+            fitted.append(k)
+        if deadlines is not None:
+            deadlines.append(deadline)
+        gm = GaussianMixture(k, reg_covar=reg, random_state=0, max_iter=5).fit(train[:300])
+        gm.first_round_s_ = per_component * k
+        return gm
+
+    return fit
+
+
 @pytest.mark.parametrize(("budget_s", "tried"), [(15.0, [1]), (25.0, [1, 2]), (None, [1, 2])])
 def test_no_new_k_starts_whose_first_round_would_end_past_the_deadline(mixture, budget_s, tried):
     # Each new K's first round (a k-means and one EM step) is said to take 10 s per
@@ -451,13 +467,7 @@ def test_no_new_k_starts_whose_first_round_would_end_past_the_deadline(mixture, 
 
     _, train, test = mixture
     fitted = []
-
-    def fit(k, reg, start, deadline=None):
-        fitted.append(k)
-        gm = GaussianMixture(k, reg_covar=reg, random_state=0, max_iter=5).fit(train[:300])
-        gm.first_round_s_ = 10.0 * k
-        return gm
-
+    fit = _timed_fit(train, 10.0, fitted)
     deadline = None if budget_s is None else time.perf_counter() + budget_s
     _selection.Search(fit, test[:300], [1, 2], [1e-3], 0.0, False).run(deadline)
     assert fitted == tried
@@ -471,14 +481,7 @@ def test_the_search_leaves_time_for_the_refit_of_its_choice(mixture):
 
     _, train, test = mixture
     fitted, deadlines = [], []
-
-    def fit(k, reg, start, deadline=None):
-        fitted.append(k)
-        deadlines.append(deadline)
-        gm = GaussianMixture(k, reg_covar=reg, random_state=0, max_iter=5).fit(train[:300])
-        gm.first_round_s_ = 10.0 * k
-        return gm
-
+    fit = _timed_fit(train, 10.0, fitted, deadlines)
     deadline = time.perf_counter() + 25.0
     search = _selection.Search(
         fit, test[:300], [1, 2], [1e-3], 0.0, False, lambda best: 2.0 * best.first_round_s_
@@ -496,13 +499,7 @@ def test_a_larger_k_leaves_time_for_its_own_refit(mixture):
 
     _, train, test = mixture
     deadlines = []
-
-    def fit(k, reg, start, deadline=None):
-        deadlines.append(deadline)
-        gm = GaussianMixture(k, reg_covar=reg, random_state=0, max_iter=5).fit(train[:300])
-        gm.first_round_s_ = 1.0 * k
-        return gm
-
+    fit = _timed_fit(train, 1.0, deadlines=deadlines)
     deadline = time.perf_counter() + 60.0
     _selection.Search(
         fit, test[:300], [1, 4], [1e-3], 0.0, False, lambda best: 2.0 * best.first_round_s_
