@@ -127,7 +127,12 @@ class StartRace(BaseDensityEstimator):
             start = float(self._mixture_rows(mixture, valid).mean()) / d  # training's units
             assert self.anchor_ is not None  # the anchored start's, as the random one's is None
             steps["search"] = self._search_steps(
-                search, start, valid, search_deadline or deadline, found, self.anchor_
+                search,
+                start,
+                valid,
+                deadline if search_deadline is None else search_deadline,
+                found,
+                self.anchor_,
             )
             # Its last step (a K, or a mixture averaged): its gain per second before the race.
             gain, seconds = search.last_gain, search.last_seconds
