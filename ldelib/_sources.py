@@ -285,7 +285,9 @@ class RowSource(ABC):
     def take(self, positions: np.ndarray) -> np.ndarray:
         """The standardised rows at ``positions`` (in that order), float64."""
         Z = self._read(positions)
-        return Z if self.columns is None else Z[:, self.columns]
+        # Row-major whatever the column order: a column gather leaves a copy in column-
+        # major order, and EM's float32 sums (so its iterations to tol) follow the layout.
+        return Z if self.columns is None else np.ascontiguousarray(Z[:, self.columns])
 
     def all(self) -> np.ndarray:
         """Every row, standardised."""
@@ -331,7 +333,7 @@ class InMemory(RowSource):
         return self.Z[positions]
 
     def all(self) -> np.ndarray:
-        return self.Z if self.columns is None else self.Z[:, self.columns]
+        return self.Z if self.columns is None else np.ascontiguousarray(self.Z[:, self.columns])
 
     def gather(self, positions: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
         return torch.as_tensor(self.take(positions), dtype=dtype, device=device)
