@@ -6,6 +6,7 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -176,10 +177,17 @@ class AnchoredFit(StartRace):
         anchor_rows = rows.subsample(n_anchor, rng, among=train_pos) if self._anchored() else None
         deadline = fit_deadline(self.max_time)
         random_start = self._races() and valid is not None
+        late_random: Callable[[], float] | None = None
         if random_start and deadline is not None:
             # The random start's nominal time: half of what the mixture's share leaves.
             slot = (1 - _ANCHOR_SHARE) / 2 * (deadline - time.perf_counter())
-            random_start = _MIN_RANDOM_EPOCHS * self._random_epoch_s(len(train), device) <= slot
+
+            def random_epochs_s() -> float:
+                return _MIN_RANDOM_EPOCHS * self._random_epoch_s(len(train), device)
+
+            random_start = random_epochs_s() <= slot
+            # Left out, it may still train in what the anchored start leaves (_race).
+            late_random = None if random_start else random_epochs_s
         anchor = (
             self._fit_anchor(anchor_rows, rng, deadline, valid, min(len(rows), n_anchor))
             if anchor_rows is not None
@@ -198,7 +206,16 @@ class AnchoredFit(StartRace):
                 # fit's deadline): from `until`, it reserved it twice, and stopped 2 s
                 # early on 60,000 rows of a 32-D warped target (refit: 2.3 s).
                 history, mixture = self._race(
-                    mixture, search, train, valid, rng, device, until, random_start, deadline
+                    mixture,
+                    search,
+                    train,
+                    valid,
+                    rng,
+                    device,
+                    until,
+                    random_start,
+                    deadline,
+                    late_random,
                 )
         if anchor is not None and self.anchor_ is not None and valid is not None:
             self._refit_anchor(mixture, rows.subsample(n_anchor, rng), rng, deadline)

@@ -567,6 +567,28 @@ def test_a_random_start_without_time_for_its_epochs_is_not_trained(monkeypatch):
     assert len(deadlines) == 2 and deadlines[0] == deadlines[1]
 
 
+def test_a_random_start_left_out_trains_in_the_time_the_anchored_start_leaves(monkeypatch):
+    # Its epochs (20 s each, nominally) do not fit in its share of the budget (a quarter
+    # of 600 s), but they fit in what the anchored start leaves once early stopping (or
+    # max_epochs) ends it: it then trains alone, to the same deadline, and races.
+    calls = []
+    start = CausalConvMDN._start
+
+    def spy(self, mixture, train, valid, rng, device, deadline, *rest):
+        calls.append((mixture is None, deadline, time.perf_counter()))
+        return start(self, mixture, train, valid, rng, device, deadline, *rest)
+
+    monkeypatch.setattr(CausalConvMDN, "_start", spy)
+    monkeypatch.setattr(
+        CausalConvMDN, "_random_epoch_s", lambda self, n, device: 20.0
+    )  # timed twice: both the same
+    X = _bimodal(600, 0)
+    model = CausalConvMDN(**{**RACE, "max_epochs": 3, "max_time": 600}).fit(X)
+    assert [random for random, _, _ in calls] == [False, True]
+    assert calls[0][1] == calls[1][1]
+    assert model.start_scores_["random"] is not None and model.start_scores_["gmm"] is not None
+
+
 def test_training_leaves_time_for_the_anchors_refit(monkeypatch):
     from ldelib.models._em import HeldOutSearch
 
