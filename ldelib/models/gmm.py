@@ -111,10 +111,10 @@ class GMM(ConditionalMixture):
     max_iter : int, default=100
         EM iterations per restart.
     tol : float, default=1e-3
-        Convergence threshold of EM on the per-row lower bound. The mixtures added to
-        an average while held-out rows choose (``n_average``) stop at ten times it, then
-        are refitted to every row at it: another mixture gains the average more than
-        the last iterations of each.
+        Convergence threshold of EM on the per-row lower bound. While held-out rows
+        choose, the candidates and the mixtures added to an average (``n_average``) stop
+        at ten times it, and the choice is then refitted to every row at it: a larger K
+        or another mixture averaged gains more than the last iterations of each.
     init_params : {"auto", "kmeans", "k-means++", "random", "random_from_data"}, default="auto"
         Initialisation of the responsibilities (scikit-learn's). ``"auto"``: the
         mixtures added to an average (``n_average``) start from k-means++ seeds, every
