@@ -102,7 +102,7 @@ class StartRace(BaseDensityEstimator):
         So the anchored start, the search and the random start train in turns
         (:func:`interleave`), the budget going to whichever can still gain most. The
         random start trains in turns only with ``random_start`` (validation rows, and
-        time for ``_MIN_RANDOM_EPOCHS`` epochs of it in its nominal share): where it had
+        time for ``_MIN_RANDOM_EPOCHS`` epochs of it in the networks' share): where it had
         time for 2 to 17 epochs, it trailed by 5 to 41 nats per row (latents and warped
         targets of 60,000 rows at D = 32 and 64). Without it, ``late_random`` (which
         times those epochs) starts it alone once the others have ended, where the time

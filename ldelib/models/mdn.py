@@ -67,10 +67,11 @@ class CausalConvMDN(AnchoredFit):
         and keep the anchored one unless the random one is ahead on validation by more
         than two paired standard errors (``start_scores_``), so the model is never below
         the mixture there, nor clearly below the random start. Of ``max_time``, the
-        mixture's search may use half, and what it leaves is split in halves between the
-        starts; when the random start would not have time for 10 epochs there (timed
-        before the fit: large data, large D), it is not trained, and the anchored start
-        has all that the search leaves. With ``"paper"``, ``"random"``.
+        mixture's search may use half, and the starts train in turns in what it leaves;
+        when the random start would not have time for 10 epochs there (timed before the
+        fit: large data, large D), the anchored start has it all, and the random start
+        trains only in what the anchored start leaves once it stops, where that holds
+        its 10 epochs. With ``"paper"``, ``"random"``.
     covariance_type : {"full", "diag", "auto"}, default="full"
         Covariances of the anchor mixture's components. ``"diag"``: EM costs
         :math:`DK` per row and step instead of :math:`D^2 K` (plus :math:`D^3 K` per

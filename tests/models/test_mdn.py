@@ -568,9 +568,9 @@ def test_a_random_start_without_time_for_its_epochs_is_not_trained(monkeypatch):
 
 
 def test_a_random_start_left_out_trains_in_the_time_the_anchored_start_leaves(monkeypatch):
-    # Its epochs (20 s each, nominally) do not fit in its share of the budget (a quarter
-    # of 600 s), but they fit in what the anchored start leaves once early stopping (or
-    # max_epochs) ends it: it then trains alone, to the same deadline, and races.
+    # Its epochs (40 s each, nominally) do not fit in the networks' share of the budget
+    # (half of 600 s), but they fit in what the anchored start leaves once early stopping
+    # (or max_epochs) ends it: it then trains alone, to the same deadline, and races.
     calls = []
     start = CausalConvMDN._start
 
