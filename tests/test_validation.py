@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from typing import ClassVar
 
 import numpy as np
@@ -97,7 +98,9 @@ CONSTRAINTS = [
 
 
 @pytest.mark.parametrize(
-    ("constraint", "good", "bad"), CONSTRAINTS, ids=[repr(c[0]) for c in CONSTRAINTS]
+    ("constraint", "good", "bad"),
+    CONSTRAINTS,
+    ids=[re.sub(" at 0x[0-9a-f]+", "", repr(c[0])) for c in CONSTRAINTS],
 )
 def test_constraint_accepts_and_refuses(constraint, good, bad):
     for value in good:
