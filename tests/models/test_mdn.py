@@ -575,17 +575,18 @@ def test_a_random_start_left_out_trains_in_the_time_the_anchored_start_leaves(mo
     start = CausalConvMDN._start
 
     def spy(self, mixture, train, valid, rng, device, deadline, *rest):
-        calls.append((mixture is None, deadline, time.perf_counter()))
+        calls.append((mixture is None, deadline, rest))
         return start(self, mixture, train, valid, rng, device, deadline, *rest)
 
     monkeypatch.setattr(CausalConvMDN, "_start", spy)
-    monkeypatch.setattr(
-        CausalConvMDN, "_random_epoch_s", lambda self, n, device: 20.0
-    )  # timed twice: both the same
+    # Timed twice (before the fit, and when it would start): both the same.
+    monkeypatch.setattr(CausalConvMDN, "_random_epoch_s", lambda self, n, device: 40.0)
     X = _bimodal(600, 0)
     model = CausalConvMDN(**{**RACE, "max_epochs": 3, "max_time": 600}).fit(X)
     assert [random for random, _, _ in calls] == [False, True]
     assert calls[0][1] == calls[1][1]
+    # Alone: no first turn to share (the racing starts each get one).
+    assert calls[0][2] != () and calls[1][2] == ()
     assert model.start_scores_["random"] is not None and model.start_scores_["gmm"] is not None
 
 
